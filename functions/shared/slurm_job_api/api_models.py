@@ -1,0 +1,101 @@
+"""What the HTTP API answers (Pydantic models; the OpenAPI document is generated from them and the routes)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from slurm_job_api.head_node_program import ALL_STATUSES
+
+Status = Literal[tuple(sorted(ALL_STATUSES))]  # type: ignore[valid-type]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class ErrorBody(_Out):
+    code: str = Field(description="Machine-readable error code", examples=["JobNotFound"])
+    message: str = Field(description="What went wrong, for people")
+    details: list[dict] | None = Field(default=None, description="Per-field problems of a rejected request")
+
+
+class JobAccepted(_Out):
+    job_id: str
+    execution_arn: str = Field(description="The Step Functions execution that runs the job")
+    status: Status
+    location: str = Field(description="Path of the job resource (also in the Location header)")
+
+
+class ExecutionView(_Out):
+    arn: str
+    status: str = Field(description="RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED; UNKNOWN if it could not be read")
+
+
+class ResultsView(_Out):
+    available: bool = Field(description="True once result.json has been written")
+    bucket: str
+    prefix: str
+    result_key: str
+    file_count: int | None = None
+    collection: str | None = Field(default=None, description="complete, partial, failed or skipped")
+
+
+class JobView(_Out):
+    job_id: str
+    name: str | None = None
+    status: Status
+    cause: str | None = Field(default=None, description="Why the job ended as it did")
+    slurm_job_id: str | None = None
+    slurm_state: str | None = Field(default=None, description="Slurm's own state name, e.g. PENDING or COMPLETING")
+    reason: str | None = Field(default=None, description="Slurm's pending reason, e.g. Resources or Priority")
+    exit_code: int | None = None
+    signal: int | None = Field(default=None, description="Signal that ended the job, if any")
+    created_at: str
+    submitted_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    finished_at: str | None = Field(default=None, description="When the results were collected")
+    updated_at: str | None = None
+    array_task_counts: dict[str, int] | None = Field(default=None, description="Tasks of an array job per status")
+    cancel_requested: bool = False
+    execution: ExecutionView
+    results: ResultsView | None = None
+    error: ErrorBody | None = None
+    spec: dict
+
+
+class JobSummary(_Out):
+    job_id: str
+    name: str | None = None
+    status: Status
+    slurm_job_id: str | None = None
+    exit_code: int | None = None
+    created_at: str
+    updated_at: str | None = None
+
+
+class JobList(_Out):
+    jobs: list[JobSummary]
+    next_token: str | None = Field(default=None, description="Pass as nextToken to get the next page")
+
+
+class CancelAccepted(_Out):
+    job_id: str
+    status: Status
+    cancel_requested: bool = True
+    slurm_cancel_sent: bool = Field(description="True if scancel already ran on the cluster")
+
+
+class OutputFile(_Out):
+    name: str = Field(examples=["stdout", "tasks/3/stderr", "outputs/results/summary.csv", "result.json"])
+    bytes: int | None = None
+    url: str = Field(description="Presigned S3 GET URL")
+
+
+class JobOutput(_Out):
+    job_id: str
+    expires_in_seconds: int
+    files: list[OutputFile]

@@ -1,0 +1,205 @@
+"""Runs head-node program actions on the cluster's head node through SSM Run Command.
+
+The head node is found by its ParallelCluster tags for the configured cluster — never from anything a caller sent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from slurm_job_api import errors
+from slurm_job_api.head_node_program import PROTOCOL
+from slurm_job_api.ssm_command import shell_commands
+
+DOCUMENT_NAME = "AWS-RunShellScript"
+CLUSTER_NAME_TAG = "parallelcluster:cluster-name"
+NODE_TYPE_TAG = "parallelcluster:node-type"
+HEAD_NODE_TAG_VALUE = "HeadNode"
+INSTANCE_CACHE_SECONDS = 300
+DELIVERY_TIMEOUT_SECONDS = 60  # SendCommand TimeoutSeconds: how long SSM tries to deliver (minimum 30)
+WAITING_STATUSES = frozenset(["Pending", "InProgress", "Delayed"])
+UNREACHABLE_STATUSES = frozenset(["TimedOut", "Cancelled", "Cancelling", "Undeliverable", "Terminated"])
+_THROTTLING_CODES = frozenset(["ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"])
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    command_id: str
+    status: str
+    stdout: str
+    stderr: str
+    response_code: int
+
+
+def _is_throttling(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code", "")
+    return code in _THROTTLING_CODES or "rate exceeded" in str(error).lower()
+
+
+class HeadNode:
+    """The head node of one cluster, driven through SSM."""
+
+    _instance_cache: dict[str, tuple[str, float]] = {}  # noqa: RUF012 - per Lambda container, on purpose
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str,
+        cluster_user: str,
+        slurm_bin_dir: str,
+        ssm: Any,
+        ec2: Any,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.cluster_name = cluster_name
+        self.cluster_user = cluster_user
+        self.slurm_bin_dir = slurm_bin_dir
+        self._ssm = ssm
+        self._ec2 = ec2
+        self._clock = clock
+        self._sleep = sleep
+
+    # -- finding the instance -------------------------------------------------------------------------------------
+
+    def instance_id(self) -> str:
+        cached = self._instance_cache.get(self.cluster_name)
+        if cached and self._clock() - cached[1] < INSTANCE_CACHE_SECONDS:
+            return cached[0]
+        try:
+            pages = self._ec2.get_paginator("describe_instances").paginate(
+                Filters=[
+                    {"Name": f"tag:{CLUSTER_NAME_TAG}", "Values": [self.cluster_name]},
+                    {"Name": f"tag:{NODE_TYPE_TAG}", "Values": [HEAD_NODE_TAG_VALUE]},
+                    {"Name": "instance-state-name", "Values": ["running"]},
+                ]
+            )
+            ids = [
+                instance["InstanceId"]
+                for page in pages
+                for reservation in page["Reservations"]
+                for instance in reservation["Instances"]
+            ]
+        except ClientError as error:
+            if _is_throttling(error):
+                raise errors.AwsThrottled(f"EC2 DescribeInstances throttled: {error}") from error
+            raise
+        if not ids:
+            raise errors.HeadNodeNotFound(f"no running head node is tagged {CLUSTER_NAME_TAG}={self.cluster_name}")
+        if len(ids) > 1:
+            raise errors.HeadNodeSetupError(
+                f"{len(ids)} running instances are tagged as the head node of {self.cluster_name}: {sorted(ids)}"
+            )
+        self._instance_cache[self.cluster_name] = (ids[0], self._clock())
+        return ids[0]
+
+    def forget_instance(self) -> None:
+        self._instance_cache.pop(self.cluster_name, None)
+
+    # -- running actions ------------------------------------------------------------------------------------------
+
+    def request(self, action: str, **fields: Any) -> dict:
+        """The full request document for the head-node program."""
+        return {
+            "protocol": PROTOCOL,
+            "action": action,
+            "clusterUser": self.cluster_user,
+            "slurmBinDir": self.slurm_bin_dir,
+            **fields,
+        }
+
+    def run(self, action: str, *, wait_seconds: float, execution_timeout: int = 600, **fields: Any) -> dict:
+        """Runs one action and returns its result; raises a named error for every kind of failure."""
+        request = self.request(action, **fields)
+        outcome = self.run_command(
+            shell_commands(request),
+            wait_seconds=wait_seconds,
+            execution_timeout=execution_timeout,
+            comment=f"slurm-job-api {action} {fields.get('jobId', '')}".strip(),
+        )
+        return self.parse_reply(action, outcome)
+
+    def run_command(
+        self, commands: list[str], *, wait_seconds: float, execution_timeout: int, comment: str
+    ) -> CommandOutcome:
+        instance_id = self.instance_id()
+        try:
+            sent = self._ssm.send_command(
+                InstanceIds=[instance_id],
+                DocumentName=DOCUMENT_NAME,
+                Parameters={"commands": commands, "executionTimeout": [str(execution_timeout)]},
+                TimeoutSeconds=DELIVERY_TIMEOUT_SECONDS,
+                Comment=comment[:100],
+            )
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if _is_throttling(error):
+                raise errors.AwsThrottled(f"SSM SendCommand throttled: {error}") from error
+            if code in ("InvalidInstanceId", "InvalidInstanceInformationFilterValue"):
+                self.forget_instance()
+                raise errors.HeadNodeUnreachable(f"SSM cannot reach head node {instance_id}: {error}") from error
+            raise
+        command_id = sent["Command"]["CommandId"]
+        return self._wait(command_id, instance_id, wait_seconds)
+
+    def _wait(self, command_id: str, instance_id: str, wait_seconds: float) -> CommandOutcome:
+        deadline = self._clock() + wait_seconds
+        delay = 0.2
+        status = "Pending"
+        while True:
+            try:
+                invocation = self._ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
+                status = invocation["Status"]
+                if status not in WAITING_STATUSES:
+                    break
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "")
+                # Right after SendCommand the invocation may not exist yet; throttling is retried here too.
+                if code != "InvocationDoesNotExist" and not _is_throttling(error):
+                    raise
+            if self._clock() + delay > deadline:
+                raise errors.HeadNodeUnreachable(
+                    f"SSM command {command_id} on {instance_id} was still {status} after {wait_seconds:.0f} s"
+                )
+            self._sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+        if status in UNREACHABLE_STATUSES:
+            raise errors.HeadNodeUnreachable(
+                f"SSM command {command_id} on {instance_id} ended {status} "
+                f"({invocation.get('StatusDetails', '')}): {invocation.get('StandardErrorContent', '')[:500]}"
+            )
+        return CommandOutcome(
+            command_id=command_id,
+            status=status,
+            stdout=invocation.get("StandardOutputContent", ""),
+            stderr=invocation.get("StandardErrorContent", ""),
+            response_code=int(invocation.get("ResponseCode", -1)),
+        )
+
+    @staticmethod
+    def parse_reply(action: str, outcome: CommandOutcome) -> dict:
+        """The program's JSON reply (its last JSON line); its error mapped to our named exceptions."""
+        reply = None
+        for line in reversed(outcome.stdout.splitlines()):
+            if line.startswith("{"):
+                try:
+                    reply = json.loads(line)
+                except ValueError:
+                    reply = None
+                break
+        if not isinstance(reply, dict) or reply.get("protocol") != PROTOCOL:
+            raise errors.HeadNodeProtocolError(
+                f"the head-node program gave no reply to {action} (command {outcome.command_id} {outcome.status}, "
+                f"exit {outcome.response_code}): {outcome.stderr.strip()[-1000:] or outcome.stdout.strip()[-1000:]}"
+            )
+        if reply.get("ok"):
+            return reply["result"]
+        error = reply.get("error") or {}
+        error_class = errors.HEAD_NODE_ERRORS.get(error.get("type"), errors.HeadNodeProtocolError)
+        raise error_class(error.get("message") or f"{action} failed on the head node")

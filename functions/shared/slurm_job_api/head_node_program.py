@@ -1,0 +1,971 @@
+"""The program that runs on the Slurm head node, shipped inside each SSM command.
+
+It is one file, uses only the standard library and runs on Python 3.7+ (the oldest python3 a ParallelCluster head
+node has), because it is sent as text inside AWS-RunShellScript and executed by the head node's own python3.
+
+Protocol (see docs/architecture.md): the SSM command feeds two base64 lines on stdin to a fixed loader: the
+zlib-compressed source of this file and the JSON request. Nothing from the request is ever part of shell text.
+Started as root by the SSM agent, the program re-runs itself as the configured cluster user through `runuser`
+and does all the work as that user; it never runs Slurm commands or touches files as root. It prints exactly one
+JSON document on stdout:
+
+    {"ok": true,  "protocol": 1, "action": "...", "result": {...}}
+    {"ok": false, "protocol": 1, "action": "...", "error": {"type": "...", "message": "...", "retryable": false}}
+
+This module also holds the Slurm knowledge shared with the Lambdas: the table from Slurm job states to our
+statuses, the parsers of squeue/scontrol/sacct output and the job-array expression parser. Those parts are pure.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import errno
+import fcntl
+import json
+import os
+import pwd
+import re
+import stat
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+
+PROTOCOL = 1
+MIN_PYTHON = (3, 7)
+
+# --------------------------------------------------------------------------------------------------------------------
+# Statuses and the one table from Slurm job states to them (cf. PSI/J's Slurm executor).
+# --------------------------------------------------------------------------------------------------------------------
+
+SUBMITTING = "SUBMITTING"
+PENDING = "PENDING"
+RUNNING = "RUNNING"
+SUSPENDED = "SUSPENDED"
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+CANCELLED = "CANCELLED"
+TIMEOUT = "TIMEOUT"
+OUT_OF_MEMORY = "OUT_OF_MEMORY"
+NODE_FAIL = "NODE_FAIL"
+PREEMPTED = "PREEMPTED"
+BOOT_FAIL = "BOOT_FAIL"
+DEADLINE = "DEADLINE"
+SUBMIT_FAILED = "SUBMIT_FAILED"
+ERROR = "ERROR"
+UNKNOWN = "UNKNOWN"
+
+SLURM_STATE_TO_STATUS = {
+    # waiting to run
+    "PENDING": PENDING,
+    "CONFIGURING": PENDING,  # nodes are being started (ParallelCluster dynamic nodes) before the job runs
+    "REQUEUED": PENDING,
+    "REQUEUE_HOLD": PENDING,
+    "REQUEUE_FED": PENDING,
+    "RESV_DEL_HOLD": PENDING,
+    # running
+    "RUNNING": RUNNING,
+    "COMPLETING": RUNNING,  # the job's processes are ending; the final state follows
+    "RESIZING": RUNNING,
+    "SIGNALING": RUNNING,
+    "STAGE_OUT": RUNNING,
+    "SUSPENDED": SUSPENDED,
+    "STOPPED": SUSPENDED,
+    # terminal
+    "COMPLETED": COMPLETED,
+    "FAILED": FAILED,
+    "SPECIAL_EXIT": FAILED,
+    "CANCELLED": CANCELLED,
+    "REVOKED": CANCELLED,  # federation: another cluster runs the job
+    "TIMEOUT": TIMEOUT,
+    "OUT_OF_MEMORY": OUT_OF_MEMORY,
+    "NODE_FAIL": NODE_FAIL,
+    "PREEMPTED": PREEMPTED,
+    "BOOT_FAIL": BOOT_FAIL,
+    "DEADLINE": DEADLINE,
+}
+
+ACTIVE_STATUSES = frozenset([SUBMITTING, PENDING, RUNNING, SUSPENDED])
+TERMINAL_STATUSES = frozenset(
+    [
+        COMPLETED,
+        FAILED,
+        CANCELLED,
+        TIMEOUT,
+        OUT_OF_MEMORY,
+        NODE_FAIL,
+        PREEMPTED,
+        BOOT_FAIL,
+        DEADLINE,
+        SUBMIT_FAILED,
+        ERROR,
+        UNKNOWN,
+    ]
+)
+ALL_STATUSES = ACTIVE_STATUSES | TERMINAL_STATUSES
+
+# When the tasks of an array end differently, the job's status is the first of these that any task has.
+ARRAY_TERMINAL_PRECEDENCE = (
+    NODE_FAIL,
+    BOOT_FAIL,
+    OUT_OF_MEMORY,
+    FAILED,
+    TIMEOUT,
+    DEADLINE,
+    PREEMPTED,
+    CANCELLED,
+    COMPLETED,
+)
+# While an array runs, the job is RUNNING if any task runs, else SUSPENDED if any is suspended, else PENDING.
+ARRAY_ACTIVE_PRECEDENCE = (RUNNING, SUSPENDED, PENDING)
+
+
+def normalize_slurm_state(raw):
+    """Returns the Slurm base state of a raw state field: "CANCELLED by 1001" → "CANCELLED", "RUNNING+" → ...
+
+    sacct writes "CANCELLED by <uid>"; some versions append flags such as "+" or "*".
+    """
+    if raw is None:
+        return ""
+    word = raw.strip().split(" ", 1)[0]
+    return word.rstrip("+*").upper()
+
+
+def status_of_slurm_state(raw):
+    """Our status for a raw Slurm state; an unknown state is reported as UNKNOWN, never guessed."""
+    return SLURM_STATE_TO_STATUS.get(normalize_slurm_state(raw), UNKNOWN)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Job array expressions: "1-10%2", "1,3,5-11:2"
+# --------------------------------------------------------------------------------------------------------------------
+
+ARRAY_EXPRESSION_RE = re.compile(r"^(\d+(-\d+(:\d+)?)?)(,\d+(-\d+(:\d+)?)?)*(%\d+)?$")
+
+
+def expand_array_indices(expression, limit=100000):
+    """The sorted task ids of a Slurm --array expression, without its "%N" throttle.
+
+    Raises ValueError for a malformed expression, an empty or reversed range, a zero step, or more than `limit`
+    tasks.
+    """
+    text = expression.strip()
+    if not ARRAY_EXPRESSION_RE.match(text):
+        raise ValueError("not a Slurm array expression: %r" % expression)
+    text = text.split("%", 1)[0]
+    indices = set()
+    for part in text.split(","):
+        if "-" in part:
+            bounds, _, step_text = part.partition(":")
+            start_text, _, end_text = bounds.partition("-")
+            start, end = int(start_text), int(end_text)
+            step = int(step_text) if step_text else 1
+            if step <= 0:
+                raise ValueError("array step must be positive in %r" % part)
+            if end < start:
+                raise ValueError("array range %r ends before it starts" % part)
+            count = (end - start) // step + 1
+            if len(indices) + count > limit:
+                raise ValueError("array has more than %d tasks" % limit)
+            indices.update(range(start, end + 1, step))
+        else:
+            indices.add(int(part))
+        if len(indices) > limit:
+            raise ValueError("array has more than %d tasks" % limit)
+    return sorted(indices)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Parsing Slurm output (pure)
+# --------------------------------------------------------------------------------------------------------------------
+
+SQUEUE_FORMAT = "%i|%A|%K|%T|%r|%V|%S|%e"
+SACCT_FIELDS = "JobID,JobIDRaw,State,ExitCode,Reason,Submit,Start,End"
+
+_NOT_A_TIME = frozenset(["", "N/A", "NONE", "UNKNOWN", "(NULL)"])
+
+
+class TaskRecord(object):
+    """One job, or one task of a job array, as Slurm reported it."""
+
+    __slots__ = (
+        "end_time",
+        "exit_code",
+        "reason",
+        "signal",
+        "slurm_state",
+        "start_time",
+        "submit_time",
+        "task_ids",
+    )
+
+    def __init__(
+        self,
+        task_ids,
+        slurm_state,
+        reason=None,
+        exit_code=None,
+        signal=None,
+        submit_time=None,
+        start_time=None,
+        end_time=None,
+    ):
+        self.task_ids = task_ids  # None for a job that is not an array; else the task ids this record stands for
+        self.slurm_state = slurm_state
+        self.reason = reason
+        self.exit_code = exit_code
+        self.signal = signal
+        self.submit_time = submit_time
+        self.start_time = start_time
+        self.end_time = end_time
+
+    @property
+    def status(self):
+        return status_of_slurm_state(self.slurm_state)
+
+    @property
+    def task_count(self):
+        return 1 if self.task_ids is None else len(self.task_ids)
+
+    def __repr__(self):
+        return "TaskRecord(%r, %r, exit=%r)" % (self.task_ids, self.slurm_state, self.exit_code)
+
+
+def parse_slurm_time(text, tz=None):
+    """A Slurm timestamp ("2026-11-25T02:01:15", the head node's local time) as UTC ISO 8601, or None."""
+    if text is None or text.strip().upper() in _NOT_A_TIME:
+        return None
+    try:
+        moment = datetime.datetime.strptime(text.strip(), "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return None
+    moment = moment.replace(tzinfo=tz) if tz is not None else moment.astimezone()
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_exit_code(text):
+    """Slurm's "exit:signal" ExitCode ("3:0", "0:15") as (exit_code, signal); (None, None) when absent."""
+    if not text or ":" not in text:
+        return None, None
+    code, _, sig = text.strip().partition(":")
+    try:
+        return int(code), int(sig)
+    except ValueError:
+        return None, None
+
+
+def _task_ids_of(job_field, task_field):
+    """Task ids from "5_3" / "5_[2-4%2]" style ids or an ArrayTaskId field; None for a plain job."""
+    text = task_field if task_field not in (None, "", "N/A", "(null)") else None
+    if text is None and job_field and "_" in job_field:
+        text = job_field.split("_", 1)[1]
+    if text is None:
+        return None
+    text = text.strip("[]")
+    return expand_array_indices(text)
+
+
+def _reason(text):
+    if text is None:
+        return None
+    text = text.strip()
+    return None if text in ("", "None", "(null)", "N/A") else text
+
+
+def parse_squeue(stdout, tz=None):
+    """Records from `squeue --noheader --array --states=all --format=SQUEUE_FORMAT`."""
+    records = []
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        if len(fields) != 8:
+            raise ValueError("unexpected squeue line: %r" % line)
+        job_id, _unique_id, task_id, state, reason, submit, start, end = fields
+        records.append(
+            TaskRecord(
+                task_ids=_task_ids_of(job_id, task_id),
+                slurm_state=state.strip(),
+                reason=_reason(reason),
+                submit_time=parse_slurm_time(submit, tz),
+                start_time=parse_slurm_time(start, tz),
+                end_time=parse_slurm_time(end, tz),
+            )
+        )
+    return records
+
+
+_SCONTROL_KEY_RE = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_/:]*)=")
+
+
+def parse_scontrol_fields(line):
+    """The key=value fields of one `scontrol --oneliner show job` line (values may contain spaces)."""
+    matches = list(_SCONTROL_KEY_RE.finditer(line))
+    fields = {}
+    for index, match in enumerate(matches):
+        value_end = matches[index + 1].start() if index + 1 < len(matches) else len(line)
+        fields[match.group(1)] = line[match.end() : value_end].strip()
+    return fields
+
+
+def parse_scontrol_jobs(stdout, tz=None):
+    """Records from `scontrol --oneliner show job ID` (one line per job or array task)."""
+    records = []
+    for line in stdout.splitlines():
+        if not line.strip().startswith("JobId="):
+            continue
+        fields = parse_scontrol_fields(line)
+        exit_code, signal = parse_exit_code(fields.get("ExitCode"))
+        records.append(
+            TaskRecord(
+                task_ids=_task_ids_of(None, fields.get("ArrayTaskId")),
+                slurm_state=fields.get("JobState", ""),
+                reason=_reason(fields.get("Reason")),
+                exit_code=exit_code,
+                signal=signal,
+                submit_time=parse_slurm_time(fields.get("SubmitTime"), tz),
+                start_time=parse_slurm_time(fields.get("StartTime"), tz),
+                end_time=parse_slurm_time(fields.get("EndTime"), tz),
+            )
+        )
+    return records
+
+
+def parse_sacct(stdout, tz=None):
+    """Records from `sacct --noheader --parsable2 --allocations --format=SACCT_FIELDS` (job allocations only)."""
+    records = []
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        if len(fields) != 8:
+            raise ValueError("unexpected sacct line: %r" % line)
+        job_id, _raw_id, state, exit_text, reason, submit, start, end = fields
+        if "." in job_id:  # a job step, should --allocations ever let one through
+            continue
+        exit_code, signal = parse_exit_code(exit_text)
+        records.append(
+            TaskRecord(
+                task_ids=_task_ids_of(job_id, None),
+                slurm_state=state,
+                reason=_reason(reason),
+                exit_code=exit_code,
+                signal=signal,
+                submit_time=parse_slurm_time(submit, tz),
+                start_time=parse_slurm_time(start, tz),
+                end_time=parse_slurm_time(end, tz),
+            )
+        )
+    return records
+
+
+def parse_slurm_config(stdout):
+    """MinJobAge (seconds) and whether accounting is on, from `scontrol show config`."""
+    min_job_age = None
+    accounting = False
+    for line in stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        key, value = key.strip(), value.strip()
+        if key == "MinJobAge":
+            match = re.match(r"(\d+)", value)
+            min_job_age = int(match.group(1)) if match else None
+        elif key == "AccountingStorageType":
+            accounting = value not in ("", "(null)", "accounting_storage/none")
+    return {"minJobAge": min_job_age, "accountingAvailable": accounting}
+
+
+def _first(values):
+    for value in values:
+        if value is not None:
+            return value
+    return None
+
+
+def summarize(records, is_array):
+    """The job's state from its records (one for a plain job, one per task or task range for an array)."""
+    if not records:
+        raise ValueError("no records to summarize")
+    counts = {}
+    for record in records:
+        counts[record.status] = counts.get(record.status, 0) + record.task_count
+    statuses = set(counts)
+    active = [status for status in ARRAY_ACTIVE_PRECEDENCE if status in statuses]
+    if active:
+        status = active[0]
+    else:
+        status = _first(status for status in ARRAY_TERMINAL_PRECEDENCE if status in statuses) or UNKNOWN
+    representative = _first(r for r in records if r.status == status) or records[0]
+    exit_codes = [r.exit_code for r in records if r.exit_code is not None]
+    signals = [r.signal for r in records if r.signal]
+    starts = sorted(r.start_time for r in records if r.start_time)
+    ends = sorted(r.end_time for r in records if r.end_time)
+    submits = sorted(r.submit_time for r in records if r.submit_time)
+    terminal = status in TERMINAL_STATUSES
+    return {
+        "status": status,
+        "slurmState": normalize_slurm_state(representative.slurm_state),
+        "reason": representative.reason if status in (PENDING, SUSPENDED) or not terminal else None,
+        "exitCode": (max(exit_codes) if exit_codes else None) if terminal else None,
+        "signal": (signals[0] if signals else None) if terminal else None,
+        "submitTime": submits[0] if submits else None,
+        "startTime": starts[0] if starts else None,
+        "endTime": (ends[-1] if ends else None) if terminal else None,
+        "arrayTaskCounts": counts if is_array else None,
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class ProgramError(Exception):
+    """An error reported to the Lambda as {"type": <class name>, "message": ..., "retryable": ...}."""
+
+    retryable = False
+
+
+class BadRequest(ProgramError):
+    pass
+
+
+class ClusterUserInvalid(ProgramError):
+    pass
+
+
+class HeadNodeSetupError(ProgramError):
+    pass
+
+
+class SlurmControllerUnavailable(ProgramError):
+    retryable = True
+
+
+class SlurmCommandFailed(ProgramError):
+    pass
+
+
+class SbatchRejected(ProgramError):
+    pass
+
+
+class ScriptFetchFailed(ProgramError):
+    retryable = True
+
+
+_CONTROLLER_DOWN_PATTERNS = (
+    "unable to contact slurm controller",
+    "socket timed out",
+    "connection refused",
+    "connection timed out",
+    "slurm temporarily unable",
+    "zero bytes were transmitted or received",
+    "communication connection failure",
+    "unable to establish a connection",
+    "slurmctld not responding",
+)
+
+
+def controller_unreachable(stderr):
+    """True when a Slurm client's error output says that slurmctld could not be reached (worth retrying)."""
+    text = (stderr or "").lower()
+    return any(pattern in text for pattern in _CONTROLLER_DOWN_PATTERNS)
+
+
+def job_unknown_to_controller(stderr):
+    return "invalid job id specified" in (stderr or "").lower()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Running Slurm commands (as the cluster user)
+# --------------------------------------------------------------------------------------------------------------------
+
+SLURM_COMMAND_TIMEOUT_SECONDS = 120
+JOB_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+SLURM_JOB_ID_RE = re.compile(r"^[0-9]{1,10}$")
+USER_NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
+COMMENT_PREFIX = "slurm-job-api:"
+JOBS_DIRECTORY = os.path.join(".slurm-job-api", "jobs")
+MAX_SCRIPT_BYTES = 4 * 1024 * 1024
+MAX_ENVIRONMENT_BYTES = 1024 * 1024
+MAX_UPLOAD_BYTES = 5 * 1024**3  # a single S3 PUT
+# sbatch options the Lambda may send: "--name=value" with one of these names. Everything else is refused.
+ALLOWED_SBATCH_OPTIONS = frozenset(
+    [
+        "job-name",
+        "partition",
+        "nodes",
+        "ntasks",
+        "cpus-per-task",
+        "mem",
+        "time",
+        "array",
+        "dependency",
+        "account",
+        "qos",
+    ]
+)
+_OPTION_RE = re.compile(r"^--([a-z-]+)=(.+)$", re.DOTALL)
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Slurm(object):
+    """Runs Slurm client commands from one bin directory, with argv lists only."""
+
+    def __init__(self, bin_dir):
+        self.bin_dir = bin_dir
+
+    def run(self, tool, args, timeout=SLURM_COMMAND_TIMEOUT_SECONDS):
+        path = os.path.join(self.bin_dir, tool)
+        if not os.access(path, os.X_OK):
+            raise HeadNodeSetupError(
+                "Slurm command %s was not found or is not executable on the head node "
+                "(check the SlurmBinDir parameter)" % path
+            )
+        try:
+            return subprocess.run(
+                [path, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                universal_newlines=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise SlurmControllerUnavailable("%s did not answer within %d s" % (tool, timeout)) from None
+
+    def check(self, tool, args):
+        """Runs a command that must succeed; classifies its failure."""
+        done = self.run(tool, args)
+        if done.returncode != 0:
+            message = "%s failed (exit %d): %s" % (tool, done.returncode, done.stderr.strip()[:2000])
+            if controller_unreachable(done.stderr):
+                raise SlurmControllerUnavailable(message)
+            raise SlurmCommandFailed(message)
+        return done.stdout
+
+    def config(self):
+        return parse_slurm_config(self.check("scontrol", ["show", "config"]))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Per-job directory
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _make_private_directory(path):
+    """Creates `path` (mode 0700) or checks that the existing one is a real directory of ours and private."""
+    try:
+        os.mkdir(path, 0o700)
+    except OSError as error:
+        if error.errno != errno.EEXIST:
+            raise
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise HeadNodeSetupError("%s is not a directory owned by the cluster user" % path)
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def job_directory(job_id):
+    """The per-job directory of the cluster user (created 0700): ~/.slurm-job-api/jobs/<jobId>."""
+    home = pwd.getpwuid(os.getuid()).pw_dir
+    path = home
+    for part in [*JOBS_DIRECTORY.split(os.sep), job_id]:
+        path = os.path.join(path, part)
+        _make_private_directory(path)
+    if "%" in path or "\n" in path:
+        raise HeadNodeSetupError("the cluster user's home directory %r cannot hold Slurm output paths" % home)
+    return path
+
+
+def _write_private_file(path, data):
+    """Writes bytes atomically to a new 0600 file (never through an existing symlink)."""
+    fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, 0o600)
+        os.rename(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def output_path(directory, stream, task_id=None):
+    """Where Slurm writes a job's stdout/stderr: <jobdir>/slurm-stdout, or slurm-stdout.<task> for arrays."""
+    name = "slurm-%s" % stream
+    return os.path.join(directory, name if task_id is None else "%s.%d" % (name, task_id))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Actions
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _require(request, key, pattern=None):
+    value = request.get(key)
+    if not isinstance(value, str) or not value:
+        raise BadRequest("request field %r is missing" % key)
+    if pattern is not None and not pattern.match(value):
+        raise BadRequest("request field %r is malformed" % key)
+    return value
+
+
+def _checked_sbatch_options(options):
+    if not isinstance(options, list):
+        raise BadRequest("sbatchOptions must be a list")
+    for option in options:
+        match = _OPTION_RE.match(option) if isinstance(option, str) else None
+        if match is None or match.group(1) not in ALLOWED_SBATCH_OPTIONS:
+            raise BadRequest("sbatch option not allowed: %r" % (option,))
+        if "\x00" in option or "\n" in option:
+            raise BadRequest("sbatch option contains a control character: %r" % (option,))
+    return options
+
+
+def _environment_file_content(environment):
+    if not isinstance(environment, dict):
+        raise BadRequest("environment must be an object")
+    parts = []
+    for name in sorted(environment):
+        value = environment[name]
+        if not ENV_NAME_RE.match(name) or not isinstance(value, str) or "\x00" in value:
+            raise BadRequest("invalid environment variable %r" % (name,))
+        parts.append(("%s=%s\x00" % (name, value)).encode("utf-8"))
+    return b"".join(parts)
+
+
+def _fetch(url, limit):
+    """GETs a presigned S3 URL (the job script or environment), at most `limit` bytes."""
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise BadRequest("download URLs must be http(s) URLs")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - a presigned S3 URL
+            data = response.read(limit + 1)
+    except urllib.error.HTTPError as error:
+        raise ScriptFetchFailed("downloading the job input failed: HTTP %d" % error.code) from None
+    except (urllib.error.URLError, OSError) as error:
+        raise ScriptFetchFailed("downloading the job input failed: %s" % error) from None
+    if len(data) > limit:
+        raise BadRequest("the job input is larger than %d bytes" % limit)
+    return data
+
+
+def _find_submitted_job(slurm, job_id):
+    """The Slurm id of a job that carries our job id in its comment (a retried submit after sbatch succeeded)."""
+    user = pwd.getpwuid(os.getuid()).pw_name
+    done = slurm.run("squeue", ["--noheader", "--states=all", "--user=" + user, "--format=%F|%k"])
+    if done.returncode != 0:
+        if controller_unreachable(done.stderr):
+            raise SlurmControllerUnavailable("squeue failed: %s" % done.stderr.strip()[:2000])
+        raise SlurmCommandFailed("squeue failed: %s" % done.stderr.strip()[:2000])
+    wanted = COMMENT_PREFIX + job_id
+    for line in done.stdout.splitlines():
+        base_id, _, comment = line.partition("|")
+        if comment.strip() == wanted:
+            return base_id.strip()
+    return None
+
+
+def submit(request, slurm):
+    job_id = _require(request, "jobId", JOB_ID_RE)
+    options = _checked_sbatch_options(request.get("sbatchOptions", []))
+    environment_url = request.get("environmentUrl")
+    working_directory = request.get("workingDirectory")
+    if working_directory is not None and (
+        not isinstance(working_directory, str) or not working_directory.startswith("/") or "\x00" in working_directory
+    ):
+        raise BadRequest("workingDirectory must be an absolute path")
+    is_array = any(option.startswith("--array=") for option in options)
+
+    directory = job_directory(job_id)
+    marker = os.path.join(directory, "slurm_job_id")
+    with open(os.path.join(directory, ".submit.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a retried command waits for the first one, then finds its marker
+        if os.path.exists(marker):
+            with open(marker) as handle:
+                return {"slurmJobId": handle.read().strip(), "alreadySubmitted": True, "jobDirectory": directory}
+        found = _find_submitted_job(slurm, job_id)
+        if found:
+            _write_private_file(marker, found.encode("ascii"))
+            return {"slurmJobId": found, "alreadySubmitted": True, "jobDirectory": directory}
+
+        script_path = os.path.join(directory, "job.sh")
+        _write_private_file(script_path, _fetch(_require(request, "scriptUrl"), MAX_SCRIPT_BYTES))
+        os.chmod(script_path, 0o700)
+        argv = [
+            "--parsable",
+            "--comment=" + COMMENT_PREFIX + job_id,
+            "--chdir=" + (working_directory or directory),
+            "--output=" + (output_path(directory, "stdout") + (".%a" if is_array else "")),
+            "--error=" + (output_path(directory, "stderr") + (".%a" if is_array else "")),
+        ]
+        if environment_url:
+            try:
+                environment = json.loads(_fetch(environment_url, MAX_ENVIRONMENT_BYTES).decode("utf-8"))
+            except ValueError:
+                raise BadRequest("the job environment is not a JSON object") from None
+            env_path = os.path.join(directory, "environment")
+            _write_private_file(env_path, _environment_file_content(environment))
+            argv.append("--export-file=" + env_path)
+        argv.extend(options)
+        argv.append(script_path)
+        done = slurm.run("sbatch", argv)
+        if done.returncode != 0:
+            message = done.stderr.strip()[:4000] or "sbatch exited with %d" % done.returncode
+            if controller_unreachable(done.stderr):
+                raise SlurmControllerUnavailable(message)
+            raise SbatchRejected(message)
+        slurm_job_id = done.stdout.strip().split(";", 1)[0]
+        if not SLURM_JOB_ID_RE.match(slurm_job_id):
+            raise SlurmCommandFailed("sbatch printed no job id: %r" % done.stdout[:200])
+        _write_private_file(marker, slurm_job_id.encode("ascii"))
+        return {"slurmJobId": slurm_job_id, "alreadySubmitted": False, "jobDirectory": directory}
+
+
+def _query(slurm, tool, args, parse):
+    """Records from one Slurm query; [] when the controller does not know the job."""
+    done = slurm.run(tool, args)
+    if done.returncode == 0:
+        return parse(done.stdout)
+    if job_unknown_to_controller(done.stderr):
+        return []
+    if controller_unreachable(done.stderr):
+        raise SlurmControllerUnavailable("%s failed: %s" % (tool, done.stderr.strip()[:2000]))
+    raise SlurmCommandFailed("%s failed (exit %d): %s" % (tool, done.returncode, done.stderr.strip()[:2000]))
+
+
+def status(request, slurm):
+    """The job's state: squeue while Slurm has it; then sacct if accounting works, else scontrol; else not found."""
+    slurm_job_id = _require(request, "slurmJobId", SLURM_JOB_ID_RE)
+    is_array = bool(request.get("isArray"))
+    config = slurm.config()
+    live = _query(
+        slurm,
+        "squeue",
+        ["--noheader", "--array", "--states=all", "--jobs=" + slurm_job_id, "--format=" + SQUEUE_FORMAT],
+        parse_squeue,
+    )
+    records, source = live, "squeue"
+    if not live or all(record.status in TERMINAL_STATUSES for record in live):
+        # Finished or gone from the queue: exit codes come from accounting when it works, else from the
+        # controller's memory of the job (MinJobAge); squeue's terminal state without an exit code comes last.
+        accounted = []
+        if config["accountingAvailable"]:
+            accounted = _query(
+                slurm,
+                "sacct",
+                ["--noheader", "--parsable2", "--allocations", "--jobs=" + slurm_job_id, "--format=" + SACCT_FIELDS],
+                parse_sacct,
+            )
+        remembered = []
+        if not _all_terminal(accounted):
+            remembered = _query(slurm, "scontrol", ["--oneliner", "show", "job", slurm_job_id], parse_scontrol_jobs)
+        for candidate, name in ((accounted, "sacct"), (remembered, "scontrol")):
+            if _all_terminal(candidate):
+                records, source = candidate, name
+                break
+        else:
+            # No terminal record with an exit code: squeue's own terminal state, else whatever is known.
+            records, source = next(
+                (
+                    (candidate, name)
+                    for candidate, name in ((live, "squeue"), (accounted, "sacct"), (remembered, "scontrol"))
+                    if candidate
+                ),
+                ([], "none"),
+            )
+    result = {
+        "slurmJobId": slurm_job_id,
+        "found": bool(records),
+        "source": source if records else "none",
+        "accountingAvailable": config["accountingAvailable"],
+        "minJobAge": config["minJobAge"],
+    }
+    if records:
+        result.update(summarize(records, is_array or any(r.task_ids is not None for r in records)))
+    return result
+
+
+def _all_terminal(records):
+    return bool(records) and all(record.status in TERMINAL_STATUSES for record in records)
+
+
+def cancel(request, slurm):
+    slurm_job_id = _require(request, "slurmJobId", SLURM_JOB_ID_RE)
+    slurm.check("scancel", [slurm_job_id])
+    return {"slurmJobId": slurm_job_id, "requested": True}
+
+
+def _inside(path, root):
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _upload(path, url):
+    """PUTs a regular file to a presigned URL; returns its size."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > MAX_UPLOAD_BYTES:
+            raise ValueError("larger than %d bytes" % MAX_UPLOAD_BYTES)
+        put = urllib.request.Request(url, data=handle, method="PUT")  # noqa: S310 - a presigned S3 URL
+        put.add_header("Content-Length", str(info.st_size))
+        with urllib.request.urlopen(put, timeout=600) as response:  # noqa: S310 - a presigned S3 URL
+            response.read()
+        return info.st_size
+
+
+def collect(request, slurm):
+    """Uploads stdout/stderr (per task for arrays) and declared outputs through presigned PUT URLs."""
+    job_id = _require(request, "jobId", JOB_ID_RE)
+    uploads = request.get("uploads")
+    if not isinstance(uploads, list):
+        raise BadRequest("uploads must be a list")
+    directory = job_directory(job_id)
+    working_directory = os.path.realpath(request.get("workingDirectory") or directory)
+    files = []
+    for upload in uploads:
+        name = upload.get("name")
+        source = upload.get("source")
+        task_id = upload.get("taskId")
+        try:
+            if source in ("stdout", "stderr"):
+                path = output_path(directory, source, task_id if isinstance(task_id, int) else None)
+            elif source == "output":
+                relative = upload.get("path") or ""
+                path = os.path.realpath(os.path.join(working_directory, relative))
+                if relative.startswith("/") or not _inside(path, working_directory):
+                    raise ValueError("outside the working directory")
+            else:
+                raise ValueError("unknown source %r" % (source,))
+            if not os.path.lexists(path):
+                files.append({"name": name, "status": "missing", "bytes": None, "message": None})
+                continue
+            size = _upload(path, upload["url"])
+            files.append({"name": name, "status": "uploaded", "bytes": size, "message": None})
+        except urllib.error.HTTPError as error:
+            files.append({"name": name, "status": "error", "bytes": None, "message": "upload HTTP %d" % error.code})
+        except (OSError, ValueError, urllib.error.URLError) as error:
+            files.append({"name": name, "status": "error", "bytes": None, "message": str(error)[:300]})
+    return {"files": files}
+
+
+ACTIONS = {"submit": submit, "status": status, "cancel": cancel, "collect": collect}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Entry point: root stage (drop to the cluster user) and user stage (do the work)
+# --------------------------------------------------------------------------------------------------------------------
+
+LOADER = (
+    "import base64,sys,zlib;p=sys.stdin.readline();"
+    'exec(compile(zlib.decompress(base64.b64decode(p)),"slurm-job-api-head-node","exec"),'
+    '{"__name__":"__main__","PROGRAM_LINE":p})'
+)
+
+
+def _reply(action, result=None, error=None):
+    document = {"ok": error is None, "protocol": PROTOCOL, "action": action}
+    if error is None:
+        document["result"] = result
+    else:
+        document["error"] = {
+            "type": type(error).__name__ if isinstance(error, ProgramError) else "InternalError",
+            "message": str(error)[:4000],
+            "retryable": bool(getattr(error, "retryable", False)),
+        }
+    return json.dumps(document, sort_keys=True)
+
+
+def _cluster_user(request):
+    name = _require(request, "clusterUser", USER_NAME_RE)
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise ClusterUserInvalid("the cluster user %r does not exist on the head node" % name) from None
+    if entry.pw_uid == 0:
+        raise ClusterUserInvalid("jobs never run as root: the cluster user %r has uid 0" % name)
+    return entry
+
+
+def _child_environment(user):
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": user.pw_dir,
+        "USER": user.pw_name,
+        "LOGNAME": user.pw_name,
+        "LANG": "C.UTF-8",
+    }
+    for name in ("SLURM_CONF", "TZ"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return env
+
+
+def _run_as(user, program_line, request_line):
+    """Runs this program again as `user` (root stage only); returns (stdout, exit code) of that run."""
+    argv = ["runuser", "-u", user.pw_name, "--", sys.executable or "python3", "-I", "-c", LOADER]
+    try:
+        done = subprocess.run(
+            argv,
+            input=program_line + request_line,
+            stdout=subprocess.PIPE,
+            universal_newlines=True,
+            env=_child_environment(user),
+            cwd="/",
+            timeout=3000,
+        )
+    except OSError as error:
+        raise HeadNodeSetupError("cannot switch to the cluster user with runuser: %s" % error) from None
+    return done.stdout, done.returncode
+
+
+def main(program_line=None, stdin=None, stdout=None):
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    action = None
+    try:
+        if sys.version_info < MIN_PYTHON:
+            raise HeadNodeSetupError("python3 on the head node is %d.%d; 3.7 or newer is needed" % sys.version_info[:2])
+        request_line = stdin.readline()
+        try:
+            request = json.loads(base64.b64decode(request_line.strip(), validate=True).decode("utf-8"))
+        except ValueError:
+            raise BadRequest("the request is not base64-encoded JSON") from None
+        if not isinstance(request, dict):
+            raise BadRequest("the request is not a JSON object")
+        action = request.get("action")
+        if request.get("protocol") != PROTOCOL:
+            raise BadRequest("unsupported protocol %r (this program speaks %d)" % (request.get("protocol"), PROTOCOL))
+        if action not in ACTIONS:
+            raise BadRequest("unknown action %r" % (action,))
+        user = _cluster_user(request)
+        if os.geteuid() == 0:
+            if program_line is None:
+                raise HeadNodeSetupError("the root stage needs its own program text to re-run as the cluster user")
+            output, code = _run_as(user, program_line, request_line)
+            stdout.write(output)
+            return code
+        if os.getuid() != user.pw_uid:
+            raise ClusterUserInvalid("running as uid %d, not as the cluster user %r" % (os.getuid(), user.pw_name))
+        result = ACTIONS[action](request, Slurm(_require(request, "slurmBinDir")))
+        stdout.write(_reply(action, result=result) + "\n")
+        return 0
+    except ProgramError as error:
+        stdout.write(_reply(action, error=error) + "\n")
+        return 2
+    except Exception as error:  # noqa: BLE001 - the Lambda must always get one JSON document
+        stdout.write(_reply(action, error=error) + "\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(globals().get("PROGRAM_LINE")))

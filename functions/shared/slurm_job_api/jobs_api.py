@@ -1,0 +1,368 @@
+"""What the HTTP API does, independent of the HTTP layer (functions/api/app.py routes requests here)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote
+
+from botocore.exceptions import ClientError
+
+from slurm_job_api import errors
+from slurm_job_api.api_models import (
+    CancelAccepted,
+    ErrorBody,
+    ExecutionView,
+    JobAccepted,
+    JobList,
+    JobOutput,
+    JobSummary,
+    JobView,
+    OutputFile,
+    ResultsView,
+)
+from slurm_job_api.clock import iso, utc_now
+from slurm_job_api.head_node import HeadNode
+from slurm_job_api.head_node_program import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
+from slurm_job_api.job_store import JobStore
+from slurm_job_api.observability import logger
+from slurm_job_api.progress import job_id_of_execution_name
+from slurm_job_api.results import PRESIGNED_URL_SECONDS, ResultsBucket
+from slurm_job_api.settings import Settings
+from slurm_job_api.spec import JobSpec
+from slurm_job_api.workflow import new_record
+
+# Job ids derived from (owner, Idempotency-Key) live in their own UUID namespace.
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d3c52-6a43-4c8e-9f57-5b0f5d1c2a77")
+IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+JOB_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+NEXT_TOKEN_CREATED_AT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+CANCEL_WAIT_SECONDS = 20
+
+
+class ApiError(Exception):
+    """An error the API answers with {"code", "message"} and an HTTP status."""
+
+    status = 400
+    code = "BadRequest"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return ErrorBody(code=self.code, message=self.message).model_dump(by_alias=True, exclude_none=True)
+
+
+class BadRequest(ApiError):
+    status, code = 400, "BadRequest"
+
+
+class InvalidNextToken(ApiError):
+    status, code = 400, "InvalidNextToken"
+
+
+class JobNotFound(ApiError):
+    status, code = 404, "JobNotFound"
+
+
+class JobAlreadyFinished(ApiError):
+    status, code = 409, "JobAlreadyFinished"
+
+
+class OutputNotReady(ApiError):
+    status, code = 409, "OutputNotReady"
+
+
+class IdempotencyKeyReused(ApiError):
+    status, code = 422, "IdempotencyKeyReused"
+
+
+class InvalidJobSpec(ApiError):
+    status, code = 422, "InvalidJobSpec"
+
+
+class ServiceUnavailable(ApiError):
+    status, code = 503, "ServiceUnavailable"
+
+
+def request_hash(spec: JobSpec) -> str:
+    return hashlib.sha256(json.dumps(spec.to_json_dict(), sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def encode_next_token(position: tuple[str, str]) -> str:
+    raw = json.dumps({"createdAt": position[0], "jobId": position[1]}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_next_token(token: str) -> tuple[str, str]:
+    """The (createdAt, jobId) a page resumes after. The owner is never taken from the token."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        created_at, job_id = data["createdAt"], data["jobId"]
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        raise InvalidNextToken("nextToken is not a token this API gave out") from None
+    if (
+        not isinstance(created_at, str)
+        or not isinstance(job_id, str)
+        or not NEXT_TOKEN_CREATED_AT_RE.match(created_at)
+        or not JOB_ID_RE.match(job_id)
+    ):
+        raise InvalidNextToken("nextToken is not a token this API gave out")
+    return created_at, job_id
+
+
+@dataclass
+class JobsApi:
+    settings: Settings
+    store: JobStore
+    bucket: ResultsBucket
+    stepfunctions: Any
+    head_node: HeadNode
+    now: Callable[[], datetime] = utc_now
+
+    # -- references ------------------------------------------------------------------------------------------------
+
+    @property
+    def state_machine_arn(self) -> str:
+        if not self.settings.state_machine_arn:
+            raise RuntimeError("STATE_MACHINE_ARN is not set for the API function")
+        return self.settings.state_machine_arn
+
+    def execution_arn(self, name: str) -> str:
+        return self.state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
+
+    def job_id_of(self, reference: str) -> str:
+        """A job id from a job id or an (URL-encoded) execution ARN of this API's state machine."""
+        text = unquote(reference) if "%" in reference else reference
+        if text.startswith("arn:"):
+            prefix = self.execution_arn("")
+            if not text.startswith(prefix):
+                raise JobNotFound("no such job")
+            text = job_id_of_execution_name(text[len(prefix) :])
+        if not JOB_ID_RE.match(text):
+            raise JobNotFound("no such job")
+        return text
+
+    def _owned(self, reference: str, owner: str) -> dict:
+        job_id = self.job_id_of(reference)
+        logger.set_correlation_id(job_id)
+        record = self.store.get_owned(job_id, owner)
+        if record is None:
+            raise JobNotFound("no such job")  # the same answer for another caller's job: nothing leaks
+        return record
+
+    # -- POST /jobs ------------------------------------------------------------------------------------------------
+
+    def submit(self, owner: str, spec: JobSpec, idempotency_key: str | None) -> tuple[JobAccepted, bool]:
+        """Accepts a job; returns (answer, replayed) — replayed when the Idempotency-Key was seen before."""
+        digest = request_hash(spec)
+        if idempotency_key is not None:
+            if not IDEMPOTENCY_KEY_RE.match(idempotency_key):
+                raise BadRequest("Idempotency-Key must be 1 to 255 printable ASCII characters without spaces")
+            job_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{owner}\n{idempotency_key}"))
+            existing = self.store.get(job_id)
+            if existing is not None:
+                return self._replay(existing, digest), True
+        else:
+            job_id = str(uuid.uuid4())
+        self._check_references(owner, spec, job_id)
+
+        if spec.script is not None:
+            self.bucket.put_script(job_id, spec.script)
+        created_at = iso(self.now())
+        execution_input = {"jobId": job_id, "owner": owner, "createdAt": created_at, "spec": spec.to_json_dict()}
+        replayed = False
+        try:
+            execution_arn = self.stepfunctions.start_execution(
+                stateMachineArn=self.state_machine_arn, name=job_id, input=json.dumps(execution_input)
+            )["executionArn"]
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code != "ExecutionAlreadyExists":
+                logger.exception("StartExecution failed")
+                raise ServiceUnavailable(
+                    "the job could not be started; retry with the same Idempotency-Key", headers={"Retry-After": "2"}
+                ) from error
+            # A retry of a request whose earlier attempt started the execution but stopped before answering.
+            execution_arn = self.execution_arn(job_id)
+            self._check_same_request(execution_arn, digest)
+            replayed = True
+        record = new_record(
+            job_id=job_id,
+            owner=owner,
+            spec=spec,
+            created_at=created_at,
+            request_hash=digest,
+            execution_arn=execution_arn,
+            settings=self.settings,
+        )
+        self.store.create(record)  # False if the workflow already made it from the execution input: same content
+        logger.set_correlation_id(job_id)
+        logger.info("job accepted", extra={"replayed": replayed})
+        current = self.store.get(job_id) or record
+        return self._accepted(current), replayed
+
+    def _check_references(self, owner: str, spec: JobSpec, job_id: str) -> None:
+        problems = []
+        if spec.script_s3_key is not None and not self.bucket.exists(spec.script_s3_key):
+            problems.append(f"scriptS3Key: no object {spec.script_s3_key} in the results bucket")
+        for index, dependency in enumerate(spec.dependency or []):
+            if dependency.job_id == job_id:
+                problems.append(f"dependency[{index}].jobId: a job cannot depend on itself")
+            elif self.store.get_owned(dependency.job_id, owner) is None:
+                problems.append(f"dependency[{index}].jobId: no such job {dependency.job_id}")
+        if problems:
+            raise InvalidJobSpec("; ".join(problems))
+
+    def _replay(self, record: dict, digest: str) -> JobAccepted:
+        if record.get("requestHash") and record["requestHash"] != digest:
+            raise IdempotencyKeyReused("this Idempotency-Key was used for a different job spec")
+        return self._accepted(record)
+
+    def _check_same_request(self, execution_arn: str, digest: str) -> None:
+        described = self.stepfunctions.describe_execution(executionArn=execution_arn)
+        earlier = JobSpec.model_validate(json.loads(described["input"])["spec"])
+        if request_hash(earlier) != digest:
+            raise IdempotencyKeyReused("this Idempotency-Key was used for a different job spec")
+
+    @staticmethod
+    def _accepted(record: dict) -> JobAccepted:
+        return JobAccepted(
+            job_id=record["jobId"],
+            execution_arn=record["executionArn"],
+            status=record["status"],
+            location=f"/jobs/{record['jobId']}",
+        )
+
+    # -- GET /jobs/{jobId} -----------------------------------------------------------------------------------------
+
+    def describe(self, owner: str, reference: str) -> JobView:
+        record = self._owned(reference, owner)
+        return self._view(record, self._execution_status(record["executionArn"]))
+
+    def _execution_status(self, execution_arn: str) -> str:
+        try:
+            return self.stepfunctions.describe_execution(executionArn=execution_arn)["status"]
+        except ClientError:
+            logger.warning("DescribeExecution failed", exc_info=True)
+            return "UNKNOWN"
+
+    def _view(self, record: dict, execution_status: str) -> JobView:
+        stored_results = record.get("results")
+        return JobView(
+            job_id=record["jobId"],
+            name=record.get("name"),
+            status=record["status"],
+            cause=record.get("cause"),
+            slurm_job_id=record.get("slurmJobId"),
+            slurm_state=record.get("slurmState"),
+            reason=record.get("reason"),
+            exit_code=record.get("exitCode"),
+            signal=record.get("signal"),
+            created_at=record["createdAt"],
+            submitted_at=record.get("submittedAt"),
+            started_at=record.get("startedAt"),
+            ended_at=record.get("endedAt"),
+            finished_at=record.get("finishedAt"),
+            updated_at=record.get("updatedAt"),
+            array_task_counts=record.get("arrayTaskCounts"),
+            cancel_requested=bool(record.get("cancelRequested")),
+            execution=ExecutionView(arn=record["executionArn"], status=execution_status),
+            results=ResultsView(
+                available=execution_status not in ("RUNNING", "UNKNOWN"),
+                bucket=stored_results["bucket"],
+                prefix=stored_results["prefix"],
+                result_key=stored_results["resultKey"],
+                file_count=stored_results.get("fileCount"),
+                collection=stored_results.get("collection"),
+            )
+            if stored_results
+            else None,
+            error=ErrorBody(**record["error"]) if record.get("error") else None,
+            spec=record.get("spec") or {},
+        )
+
+    # -- GET /jobs -------------------------------------------------------------------------------------------------
+
+    def list(self, owner: str, *, status: str | None, limit: int, next_token: str | None) -> JobList:
+        if status is not None and status not in ALL_STATUSES:
+            raise BadRequest(f"status must be one of {', '.join(sorted(ALL_STATUSES))}")
+        after = decode_next_token(next_token) if next_token else None
+        items, position = self.store.list_for_owner(owner, limit=limit, after=after, status=status)
+        return JobList(
+            jobs=[
+                JobSummary(
+                    job_id=item["jobId"],
+                    name=item.get("name"),
+                    status=item["status"],
+                    slurm_job_id=item.get("slurmJobId"),
+                    exit_code=item.get("exitCode"),
+                    created_at=item["createdAt"],
+                    updated_at=item.get("updatedAt"),
+                )
+                for item in items
+            ],
+            next_token=encode_next_token(position) if position else None,
+        )
+
+    # -- DELETE /jobs/{jobId} --------------------------------------------------------------------------------------
+
+    def cancel(self, owner: str, reference: str, remaining_seconds: float) -> CancelAccepted:
+        record = self._owned(reference, owner)
+        if record["status"] in TERMINAL_STATUSES:
+            raise JobAlreadyFinished(f"the job already ended {record['status']}")
+        marked = self.store.request_cancel(record["jobId"], owner, iso(self.now()))
+        if marked is None:
+            latest = self._owned(reference, owner)
+            raise JobAlreadyFinished(f"the job already ended {latest['status']}")
+        sent = False
+        if marked.get("slurmJobId") and marked["status"] in ACTIVE_STATUSES:
+            try:
+                self.head_node.run(
+                    "cancel",
+                    wait_seconds=max(1.0, min(CANCEL_WAIT_SECONDS, remaining_seconds - 5)),
+                    jobId=marked["jobId"],
+                    slurmJobId=marked["slurmJobId"],
+                )
+                sent = True
+            except errors.SlurmJobApiError:
+                # The workflow cancels at its next poll; the request is recorded either way.
+                logger.warning("scancel from the API failed; the next poll retries it", exc_info=True)
+        logger.info("cancel requested", extra={"slurm_cancel_sent": sent})
+        return CancelAccepted(job_id=marked["jobId"], status=marked["status"], slurm_cancel_sent=sent)
+
+    # -- GET /jobs/{jobId}/output ----------------------------------------------------------------------------------
+
+    def output(self, owner: str, reference: str) -> JobOutput:
+        record = self._owned(reference, owner)
+        stored = record.get("results")
+        if record["status"] not in TERMINAL_STATUSES or not stored:
+            raise OutputNotReady("outputs are collected when the job ends; it is " + record["status"])
+        result = self.bucket.read_json(stored["resultKey"])
+        if result is None:
+            raise OutputNotReady("the job's results are being written; try again in a few seconds")
+        files = [
+            OutputFile(
+                name=item["name"],
+                bytes=item.get("bytes"),
+                url=self.bucket.presigned_get(item["key"], filename=item["name"].rsplit("/", 1)[-1]),
+            )
+            for item in result.get("files", [])
+        ]
+        files.append(OutputFile(name="result.json", bytes=None, url=self.bucket.presigned_get(stored["resultKey"])))
+        return JobOutput(job_id=record["jobId"], expires_in_seconds=PRESIGNED_URL_SECONDS, files=files)
+
+
+def dump(model: Any) -> dict:
+    return model.model_dump(mode="json", by_alias=True)

@@ -1,0 +1,125 @@
+"""How a job ended, in words and in result.json (pure)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from slurm_job_api.head_node_program import (
+    BOOT_FAIL,
+    CANCELLED,
+    COMPLETED,
+    DEADLINE,
+    ERROR,
+    FAILED,
+    NODE_FAIL,
+    OUT_OF_MEMORY,
+    PREEMPTED,
+    SUBMIT_FAILED,
+    TIMEOUT,
+    UNKNOWN,
+)
+from slurm_job_api.progress import JobProgress
+
+RESULT_FORMAT_VERSION = 1
+
+_ENDINGS = {
+    COMPLETED: "completed",
+    CANCELLED: "was cancelled",
+    TIMEOUT: "reached its time limit",
+    OUT_OF_MEMORY: "ran out of memory",
+    NODE_FAIL: "ended because a node it ran on failed",
+    PREEMPTED: "was preempted",
+    BOOT_FAIL: "ended because its nodes failed to boot",
+    DEADLINE: "missed its deadline",
+    UNKNOWN: "ended in a way that cannot be told",
+}
+
+
+def error_details(error: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """{"code", "message"} from a Catch result ({"Error": name, "Cause": Lambda error JSON or text})."""
+    if not error:
+        return None
+    code = str(error.get("Error") or "Error")
+    cause = error.get("Cause") or ""
+    message = cause
+    try:
+        parsed = json.loads(cause)
+    except (TypeError, ValueError):
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("errorMessage"):
+        message = parsed["errorMessage"]
+    return {"code": code, "message": str(message)[:4000]}
+
+
+def _subject(progress: JobProgress | None) -> str:
+    if progress and progress.slurm_job_id:
+        return f"Slurm job {progress.slurm_job_id}"
+    return "The job"
+
+
+def final_status(progress: JobProgress | None, error: Mapping[str, Any] | None) -> tuple[str, str]:
+    """(status, cause) of a finished workflow: from the job's own end, or from the error that stopped it."""
+    details = error_details(error)
+    if details is None and progress is not None and progress.done:
+        status = progress.status
+        subject = _subject(progress)
+        if status == FAILED:
+            if progress.signal:
+                return status, f"{subject} failed: killed by signal {progress.signal}"
+            return status, f"{subject} failed with exit code {progress.exit_code}"
+        if status == COMPLETED:
+            return status, f"{subject} completed with exit code {progress.exit_code or 0}"
+        if status == UNKNOWN and progress.reason:
+            return status, progress.reason
+        ending = _ENDINGS.get(status, f"ended {status}")
+        reason = f" ({progress.reason})" if status == CANCELLED and progress.reason else ""
+        return status, f"{subject} {ending}{reason}"
+    if details is None:
+        details = {"code": "WorkflowError", "message": "the workflow ended before the job did"}
+    if progress is None or not progress.slurm_job_id:
+        return SUBMIT_FAILED, f"The job could not be submitted: {details['code']}: {details['message']}"
+    return ERROR, (
+        f"Lost track of Slurm job {progress.slurm_job_id} ({details['code']}: {details['message']}); "
+        "the job may still be running on the cluster"
+    )
+
+
+def result_document(
+    *,
+    record: Mapping[str, Any],
+    progress: JobProgress | None,
+    status: str,
+    cause: str,
+    error: Mapping[str, Any] | None,
+    files: list[dict],
+    collection: dict,
+    execution_arn: str,
+    finished_at: str,
+) -> dict:
+    """The content of result.json."""
+    known = progress or JobProgress(job_id=record["jobId"])
+    return {
+        "formatVersion": RESULT_FORMAT_VERSION,
+        "jobId": record["jobId"],
+        "name": record.get("name"),
+        "status": status,
+        "cause": cause,
+        "slurmJobId": known.slurm_job_id,
+        "slurmState": known.slurm_state,
+        "reason": known.reason,
+        "exitCode": known.exit_code,
+        "signal": known.signal,
+        "arrayTaskCounts": known.array_task_counts,
+        "createdAt": record.get("createdAt"),
+        "submittedAt": known.submitted_at,
+        "startedAt": known.started_at,
+        "endedAt": known.ended_at,
+        "finishedAt": finished_at,
+        "executionArn": execution_arn,
+        "spec": record.get("spec"),
+        "files": files,
+        "collection": collection,
+        "error": error_details(error),
+    }

@@ -1,0 +1,152 @@
+"""The job's progress through the state machine (`$.job`) and how each poll advances it (pure)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from slurm_job_api.head_node_program import CANCELLED, PENDING, SUBMITTING, TERMINAL_STATUSES, UNKNOWN
+from slurm_job_api.poll_schedule import PollSchedule
+
+# A job Slurm has no record of, on this many polls in a row, has ended in a way nobody can tell.
+NOT_FOUND_POLL_LIMIT = 3
+
+
+class JobProgress(BaseModel):
+    """What the workflow knows of a job; the submit and poll functions return it, the Choice state reads `done`."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    job_id: str
+    slurm_job_id: str | None = None
+    is_array: bool = False
+    status: str = SUBMITTING
+    slurm_state: str | None = None
+    reason: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    submitted_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    array_task_counts: dict[str, int] | None = None
+    accounting_available: bool | None = None
+    min_job_age: int | None = None
+    done: bool = False
+    continue_as_new: bool = False
+    next_poll_seconds: int = 1
+    polls: int = 0
+    polls_in_execution: int = 0
+    not_found_polls: int = 0
+    execution_sequence: int = 0
+    next_execution_name: str | None = None
+
+    def to_state(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def elapsed_seconds(progress: JobProgress, now: datetime) -> float:
+    start = parse_time(progress.submitted_at)
+    return (now - start).total_seconds() if start else 0.0
+
+
+def observe(
+    progress: JobProgress,
+    observation: dict,
+    *,
+    now: datetime,
+    schedule: PollSchedule,
+    max_polls_per_execution: int,
+    cancel_requested: bool,
+) -> JobProgress:
+    """The progress after one poll of the head node (`observation` is the program's status result)."""
+    update: dict = {
+        "polls": progress.polls + 1,
+        "polls_in_execution": progress.polls_in_execution + 1,
+        "accounting_available": observation.get("accountingAvailable"),
+        "min_job_age": observation.get("minJobAge"),
+        "continue_as_new": False,
+        "next_execution_name": None,
+    }
+    if observation.get("found"):
+        update.update(
+            not_found_polls=0,
+            status=observation["status"],
+            slurm_state=observation.get("slurmState"),
+            reason=observation.get("reason"),
+            exit_code=observation.get("exitCode"),
+            signal=observation.get("signal"),
+            started_at=observation.get("startTime") or progress.started_at,
+            ended_at=observation.get("endTime"),
+            array_task_counts=observation.get("arrayTaskCounts"),
+        )
+    else:
+        missing = progress.not_found_polls + 1
+        update["not_found_polls"] = missing
+        if missing >= NOT_FOUND_POLL_LIMIT:
+            update.update(
+                status=UNKNOWN,
+                slurm_state=None,
+                reason=(
+                    f"Slurm no longer knows job {progress.slurm_job_id} and the cluster keeps no accounting record "
+                    "of it, so how it ended cannot be told"
+                ),
+            )
+    advanced = progress.model_copy(update=update)
+    advanced.done = advanced.status in TERMINAL_STATUSES
+    if advanced.done:
+        advanced.next_poll_seconds = 0
+        return advanced
+    advanced.next_poll_seconds = (
+        schedule.min_seconds
+        if cancel_requested or not observation.get("found")
+        else schedule.next_wait(
+            elapsed_seconds(advanced, now),
+            min_job_age=advanced.min_job_age,
+            accounting=bool(advanced.accounting_available),
+        )
+    )
+    if advanced.polls_in_execution >= max_polls_per_execution:
+        # Step Functions caps an execution's history at 25,000 events; a fresh execution carries on.
+        advanced.continue_as_new = True
+        advanced.execution_sequence += 1
+        advanced.polls_in_execution = 0
+        advanced.next_execution_name = continuation_name(advanced.job_id, advanced.execution_sequence)
+    return advanced
+
+
+def continuation_name(job_id: str, sequence: int) -> str:
+    """Execution name of the sequence-th continuation of a job's workflow (the first execution is named jobId)."""
+    return job_id if sequence == 0 else f"{job_id}_{sequence}"
+
+
+def job_id_of_execution_name(name: str) -> str:
+    return name.split("_", 1)[0]
+
+
+def submitted(job_id: str, *, slurm_job_id: str, is_array: bool, now: str, schedule: PollSchedule) -> JobProgress:
+    """The progress right after sbatch accepted the job."""
+    return JobProgress(
+        job_id=job_id,
+        slurm_job_id=slurm_job_id,
+        is_array=is_array,
+        status=PENDING,
+        submitted_at=now,
+        next_poll_seconds=schedule.min_seconds,
+    )
+
+
+def cancelled_before_submission(job_id: str, *, now: str) -> JobProgress:
+    return JobProgress(
+        job_id=job_id,
+        status=CANCELLED,
+        reason="cancelled before it was submitted to Slurm",
+        ended_at=now,
+        done=True,
+        next_poll_seconds=0,
+    )

@@ -1,0 +1,110 @@
+"""Where a job's files live in the results bucket, and the presigned URLs that move them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+PRESIGNED_URL_SECONDS = 900
+
+
+def job_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/"
+
+
+def script_key(job_id: str) -> str:
+    return f"jobs/{job_id}/input/script.sh"
+
+
+def environment_key(job_id: str) -> str:
+    return f"jobs/{job_id}/input/environment.json"
+
+
+def result_key(job_id: str) -> str:
+    return f"jobs/{job_id}/result.json"
+
+
+def stream_key(job_id: str, stream: str, task_id: int | None = None) -> str:
+    """stdout/stderr of a job, or of one task of an array job."""
+    if task_id is None:
+        return f"jobs/{job_id}/{stream}"
+    return f"jobs/{job_id}/tasks/{task_id}/{stream}"
+
+
+def output_key(job_id: str, relative_path: str) -> str:
+    return f"jobs/{job_id}/outputs/{relative_path}"
+
+
+@dataclass(frozen=True)
+class PlannedUpload:
+    """One file the head node should upload after a job: its name in results, where it comes from, its key."""
+
+    name: str
+    source: str  # stdout | stderr | output
+    key: str
+    task_id: int | None = None
+    path: str | None = None
+
+
+def planned_uploads(job_id: str, *, array_task_ids: list[int] | None, outputs: list[str]) -> list[PlannedUpload]:
+    """Every file a finished job may have produced (pure)."""
+    uploads: list[PlannedUpload] = []
+    for task_id in array_task_ids or [None]:
+        for stream in ("stdout", "stderr"):
+            name = stream if task_id is None else f"tasks/{task_id}/{stream}"
+            uploads.append(PlannedUpload(name, stream, stream_key(job_id, stream, task_id), task_id=task_id))
+    for path in outputs:
+        uploads.append(PlannedUpload(f"outputs/{path}", "output", output_key(job_id, path), path=path))
+    return uploads
+
+
+class ResultsBucket:
+    def __init__(self, s3: Any, bucket_name: str) -> None:
+        self._s3 = s3
+        self.name = bucket_name
+
+    def put_script(self, job_id: str, script: str) -> str:
+        key = script_key(job_id)
+        self._s3.put_object(
+            Bucket=self.name, Key=key, Body=script.encode("utf-8"), ContentType="text/x-shellscript; charset=utf-8"
+        )
+        return key
+
+    def put_environment(self, job_id: str, environment: dict[str, str]) -> str:
+        key = environment_key(job_id)
+        self._s3.put_object(
+            Bucket=self.name, Key=key, Body=json.dumps(environment).encode("utf-8"), ContentType="application/json"
+        )
+        return key
+
+    def read_json(self, key: str) -> dict | None:
+        """A JSON object stored in the bucket, or None if there is no such object."""
+        try:
+            body = self._s3.get_object(Bucket=self.name, Key=key)["Body"].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return json.loads(body)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self.name, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def presigned_get(self, key: str, *, seconds: int = PRESIGNED_URL_SECONDS, filename: str | None = None) -> str:
+        params: dict[str, Any] = {"Bucket": self.name, "Key": key}
+        if filename:
+            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+        return self._s3.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds)
+
+    def presigned_put(self, key: str, *, seconds: int = PRESIGNED_URL_SECONDS) -> str:
+        params = {"Bucket": self.name, "Key": key}
+        return self._s3.generate_presigned_url("put_object", Params=params, ExpiresIn=seconds)

@@ -1,0 +1,46 @@
+"""Configuration of the functions, read from the environment that template.yaml gives them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+from slurm_job_api.poll_schedule import PollSchedule
+
+
+@dataclass(frozen=True)
+class Settings:
+    jobs_table_name: str
+    results_bucket_name: str
+    cluster_name: str
+    cluster_user: str
+    slurm_bin_dir: str
+    poll_schedule: PollSchedule
+    max_polls_per_execution: int
+    result_retention_days: int
+    state_machine_arn: str | None
+
+    @classmethod
+    def from_environment(cls, environ: os._Environ[str] | dict[str, str] = os.environ) -> Settings:
+        return cls(
+            jobs_table_name=environ["JOBS_TABLE_NAME"],
+            results_bucket_name=environ["RESULTS_BUCKET_NAME"],
+            cluster_name=environ["CLUSTER_NAME"],
+            cluster_user=environ["CLUSTER_USER"],
+            slurm_bin_dir=environ["SLURM_BIN_DIR"],
+            poll_schedule=PollSchedule(
+                min_seconds=int(environ["POLL_MIN_SECONDS"]),
+                max_seconds=int(environ["POLL_MAX_SECONDS"]),
+                fraction=float(environ["POLL_FRACTION"]),
+            ),
+            max_polls_per_execution=int(environ["MAX_POLLS_PER_EXECUTION"]),
+            result_retention_days=int(environ["RESULT_RETENTION_DAYS"]),
+            state_machine_arn=environ.get("STATE_MACHINE_ARN"),
+        )
+
+
+@cache
+def settings() -> Settings:
+    """The settings of this Lambda environment (read once per container)."""
+    return Settings.from_environment()

@@ -1,0 +1,191 @@
+"""The job spec a client sends to POST /jobs (pure: Pydantic only).
+
+Every value is checked here so that what reaches the head node is well-formed, and each value reaches sbatch as its
+own argv element or as file content (never inside shell text). Unknown fields are refused.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from slurm_job_api.head_node_program import expand_array_indices
+
+MAX_SCRIPT_BYTES = 64 * 1024
+MAX_ARRAY_TASKS = 1000
+MAX_ENVIRONMENT_BYTES = 64 * 1024
+RESERVED_ENVIRONMENT_PREFIXES = ("SLURM_", "SBATCH_", "SRUN_", "SALLOC_")
+
+JobId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+    Field(description="A job id of this API (a lowercase UUID)", examples=["0b6f1c9e-3f7a-4c1e-9a53-2a8f6f2b9d10"]),
+]
+SlurmName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"),
+]
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid", frozen=True)
+
+
+class Dependency(_Model):
+    """Start this job only after another job of this API reached a condition (Slurm --dependency)."""
+
+    type: Literal["after", "afterany", "afterok", "afternotok"] = Field(
+        default="afterok",
+        description="after: the other job started; afterany: it ended; afterok: it completed with exit code 0; "
+        "afternotok: it ended in any other way",
+    )
+    job_id: JobId
+
+
+def _check_path_text(value: str, what: str) -> str:
+    if _CONTROL_CHARACTERS.search(value):
+        raise ValueError(f"{what} must not contain control characters")
+    parts = value.split("/")
+    if any(part in ("..", ".") for part in parts):
+        raise ValueError(f"{what} must not contain '.' or '..' components")
+    return value
+
+
+class JobSpec(_Model):
+    """What to run and with which resources."""
+
+    name: SlurmName | None = Field(default=None, description="Slurm job name", examples=["hello"])
+    script: str | None = Field(
+        default=None,
+        description="The batch script itself (at most 64 KiB, starting with #!)",
+        examples=["#!/bin/bash\necho hello\n"],
+    )
+    script_s3_key: str | None = Field(
+        default=None,
+        alias="scriptS3Key",
+        max_length=1024,
+        pattern=r"^inputs/[A-Za-z0-9!_.*'()/-]+$",
+        description="Key of the batch script in the results bucket's inputs/ prefix (instead of script)",
+    )
+    partition: SlurmName | None = None
+    nodes: int | None = Field(default=None, ge=1, le=100_000)
+    ntasks: int | None = Field(default=None, ge=1, le=10_000_000)
+    cpus_per_task: int | None = Field(default=None, ge=1, le=4096)
+    memory_mb: int | None = Field(
+        default=None, alias="memoryMB", ge=1, le=1024 * 1024 * 1024, description="Memory per node (sbatch --mem)"
+    )
+    time_limit_minutes: int | None = Field(default=None, ge=1, le=366 * 24 * 60)
+    array: str | None = Field(
+        default=None, max_length=256, description="Job array indices, e.g. 1-10%2", examples=["1-10%2"]
+    )
+    dependency: list[Dependency] | None = Field(default=None, min_length=1, max_length=32)
+    environment: dict[str, str] | None = Field(
+        default=None, max_length=256, description="Variables added to the job's environment"
+    )
+    working_directory: str | None = Field(
+        default=None, max_length=4096, description="Absolute directory the job starts in (default: a per-job one)"
+    )
+    account: SlurmName | None = None
+    qos: SlurmName | None = None
+    outputs: list[str] | None = Field(
+        default=None,
+        max_length=100,
+        description="Files (relative to the working directory) copied to S3 after the job",
+        examples=[["results/summary.csv"]],
+    )
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if len(value.encode("utf-8")) > MAX_SCRIPT_BYTES:
+            raise ValueError(f"script must be at most {MAX_SCRIPT_BYTES} bytes")
+        if not value.startswith("#!"):
+            raise ValueError("script must start with #! and an interpreter, e.g. #!/bin/bash")
+        if "\x00" in value:
+            raise ValueError("script must not contain NUL characters")
+        return value
+
+    @field_validator("script_s3_key")
+    @classmethod
+    def _script_s3_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        _check_path_text(value, "scriptS3Key")
+        if "//" in value or value.endswith("/"):
+            raise ValueError("scriptS3Key must name an object, not a prefix")
+        return value
+
+    @field_validator("array")
+    @classmethod
+    def _array(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            expand_array_indices(value, limit=MAX_ARRAY_TASKS)
+        except ValueError as error:
+            raise ValueError(f"array: {error} (at most {MAX_ARRAY_TASKS} tasks, e.g. 1-10%2 or 1,3,5-9:2)") from None
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return value
+        total = 0
+        for name, text in value.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", name):
+                raise ValueError(f"environment variable name {name!r} must match [A-Za-z_][A-Za-z0-9_]*")
+            if name.upper().startswith(RESERVED_ENVIRONMENT_PREFIXES):
+                raise ValueError(f"environment variable {name!r} is reserved for Slurm")
+            if "\x00" in text:
+                raise ValueError(f"environment variable {name!r} must not contain NUL characters")
+            total += len(name) + len(text.encode("utf-8")) + 2
+        if total > MAX_ENVIRONMENT_BYTES:
+            raise ValueError(f"environment must be at most {MAX_ENVIRONMENT_BYTES} bytes in all")
+        return value
+
+    @field_validator("working_directory")
+    @classmethod
+    def _working_directory(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.startswith("/"):
+            raise ValueError("workingDirectory must be an absolute path")
+        return _check_path_text(value, "workingDirectory")
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        for path in value:
+            if not path or len(path) > 1024:
+                raise ValueError("each output must be a relative path of 1 to 1024 characters")
+            if path.startswith("/"):
+                raise ValueError(f"output {path!r} must be relative to the working directory")
+            if "//" in path or path.endswith("/"):
+                raise ValueError(f"output {path!r} must name a file")
+            _check_path_text(path, f"output {path!r}")
+        if len(set(value)) != len(value):
+            raise ValueError("outputs must not repeat a path")
+        return value
+
+    @model_validator(mode="after")
+    def _one_script(self) -> JobSpec:
+        if (self.script is None) == (self.script_s3_key is None):
+            raise ValueError("give exactly one of script or scriptS3Key")
+        return self
+
+    @property
+    def array_task_ids(self) -> list[int] | None:
+        return expand_array_indices(self.array, limit=MAX_ARRAY_TASKS) if self.array else None
+
+    def to_json_dict(self) -> dict:
+        """The spec as the API shows it (camelCase, unset fields left out)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -1,0 +1,349 @@
+"""The three steps of the job workflow — submit, poll, finish — behind the state machine's Task states.
+
+The handlers in functions/{submit,poll,finish} only parse the event and call these. Each step keeps the job record
+in DynamoDB current, and raises the named errors of slurm_job_api.errors for the state machine to retry or catch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from slurm_job_api import errors, outcome, progress, results
+from slurm_job_api.clock import iso, utc_now
+from slurm_job_api.dependencies import DependencyTarget, resolve
+from slurm_job_api.head_node import HeadNode
+from slurm_job_api.head_node_program import ACTIVE_STATUSES, SUBMITTING
+from slurm_job_api.job_store import JobStore
+from slurm_job_api.observability import MetricUnit, logger, metrics
+from slurm_job_api.progress import JobProgress
+from slurm_job_api.results import ResultsBucket
+from slurm_job_api.sbatch import sbatch_options
+from slurm_job_api.settings import Settings
+from slurm_job_api.spec import JobSpec
+from slurm_job_api.ssm_command import command_size, shell_commands
+
+# Bytes of one SSM command we aim to stay under (SendCommand requests are limited; see ../shared/NOTES.md).
+COMMAND_BUDGET_BYTES = 48 * 1024
+SSM_WAIT_CAP_SECONDS = 90
+SAFETY_MARGIN_SECONDS = 10
+FINISH_COLLECT_ATTEMPTS = 3  # transient collection errors are retried this many times before results go without
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class SubmitJobEvent(_Event):
+    job_id: str
+    owner: str
+    created_at: str
+    spec: dict
+    execution_arn: str
+
+
+class PollJobEvent(_Event):
+    job_id: str
+    job: JobProgress
+    state_machine_arn: str
+    execution_arn: str
+
+
+class FinishJobEvent(_Event):
+    state: dict = Field(description="The whole workflow state: jobId, owner, createdAt, spec, job?, error?")
+    execution_arn: str
+    retry_count: int = 0
+
+
+def new_record(
+    *,
+    job_id: str,
+    owner: str,
+    spec: JobSpec,
+    created_at: str,
+    request_hash: str,
+    execution_arn: str,
+    settings: Settings,
+) -> dict:
+    """A job record as POST /jobs creates it."""
+    expires = datetime.fromisoformat(created_at.replace("Z", "+00:00")) + timedelta(days=settings.result_retention_days)
+    return {
+        "jobId": job_id,
+        "owner": owner,
+        "name": spec.name,
+        "status": SUBMITTING,
+        "createdAt": created_at,
+        "updatedAt": created_at,
+        "spec": spec.to_json_dict(),
+        "requestHash": request_hash,
+        "executionArn": execution_arn,
+        "cancelRequested": False,
+        "expiresAt": int(expires.timestamp()),
+    }
+
+
+def _status_fields(job: JobProgress, now: str) -> dict:
+    return {
+        "status": job.status,
+        "slurmJobId": job.slurm_job_id,
+        "slurmState": job.slurm_state,
+        "reason": job.reason,
+        "exitCode": job.exit_code,
+        "signal": job.signal,
+        "submittedAt": job.submitted_at,
+        "startedAt": job.started_at,
+        "endedAt": job.ended_at,
+        "arrayTaskCounts": job.array_task_counts,
+        "updatedAt": now,
+    }
+
+
+@dataclass
+class Workflow:
+    settings: Settings
+    store: JobStore
+    bucket: ResultsBucket
+    head_node: HeadNode
+    remaining_seconds: Callable[[], float] = lambda: 120.0
+    now: Callable[[], datetime] = utc_now
+
+    def _ssm_wait(self) -> float:
+        return max(5.0, min(SSM_WAIT_CAP_SECONDS, self.remaining_seconds() - SAFETY_MARGIN_SECONDS))
+
+    def _record(self, job_id: str, owner: str, spec: JobSpec, created_at: str, execution_arn: str) -> dict:
+        """The job's record; recreated from the workflow input if the API stopped before writing it."""
+        record = self.store.get(job_id)
+        if record is None:
+            logger.warning("job record missing: recreating it from the execution input")
+            self.store.create(
+                new_record(
+                    job_id=job_id,
+                    owner=owner,
+                    spec=spec,
+                    created_at=created_at,
+                    request_hash="",
+                    execution_arn=execution_arn,
+                    settings=self.settings,
+                )
+            )
+            record = self.store.get(job_id)
+        if record is None or record["owner"] != owner:
+            raise errors.HeadNodeProtocolError(f"job record {job_id} does not match the execution input")
+        return record
+
+    # -- submit ---------------------------------------------------------------------------------------------------
+
+    def submit(self, event: SubmitJobEvent) -> dict:
+        spec = JobSpec.model_validate(event.spec)
+        record = self._record(event.job_id, event.owner, spec, event.created_at, event.execution_arn)
+        now = iso(self.now())
+        if record.get("cancelRequested") and not record.get("slurmJobId"):
+            cancelled = progress.cancelled_before_submission(event.job_id, now=now)
+            self.store.update(event.job_id, _status_fields(cancelled, now), only_if_active=True)
+            logger.info("job cancelled before submission")
+            return cancelled.to_state()
+
+        resolved = resolve(spec.dependency or [], self._dependency_targets(spec, event.owner))
+        script_key = spec.script_s3_key or results.script_key(event.job_id)
+        fields: dict[str, Any] = {
+            "jobId": event.job_id,
+            "scriptUrl": self.bucket.presigned_get(script_key),
+            "sbatchOptions": sbatch_options(spec, resolved.slurm),
+            "workingDirectory": spec.working_directory,
+        }
+        if spec.environment:
+            environment_key = self.bucket.put_environment(event.job_id, spec.environment)
+            fields["environmentUrl"] = self.bucket.presigned_get(environment_key)
+        reply = self.head_node.run("submit", wait_seconds=self._ssm_wait(), **fields)
+
+        submitted = progress.submitted(
+            event.job_id,
+            slurm_job_id=reply["slurmJobId"],
+            is_array=spec.array is not None,
+            now=record.get("submittedAt") or now,
+            schedule=self.settings.poll_schedule,
+        )
+        updated = self.store.update(event.job_id, _status_fields(submitted, now), only_if_active=True)
+        logger.info(
+            "job submitted",
+            extra={"slurm_job_id": submitted.slurm_job_id, "already_submitted": reply.get("alreadySubmitted")},
+        )
+        if not reply.get("alreadySubmitted"):
+            metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
+        if updated and updated.get("cancelRequested"):
+            # DELETE arrived while sbatch ran: cancel now; the next poll sees the result.
+            self.head_node.run(
+                "cancel", wait_seconds=self._ssm_wait(), jobId=event.job_id, slurmJobId=submitted.slurm_job_id
+            )
+        return submitted.to_state()
+
+    def _dependency_targets(self, spec: JobSpec, owner: str) -> dict[str, DependencyTarget]:
+        targets: dict[str, DependencyTarget] = {}
+        for dependency in spec.dependency or []:
+            other = self.store.get_owned(dependency.job_id, owner)
+            if other is not None:
+                targets[dependency.job_id] = DependencyTarget(
+                    job_id=dependency.job_id,
+                    status=other["status"],
+                    slurm_job_id=other.get("slurmJobId"),
+                    started=bool(other.get("startedAt")),
+                )
+        return targets
+
+    # -- poll -----------------------------------------------------------------------------------------------------
+
+    def poll(self, event: PollJobEvent) -> dict:
+        job = event.job
+        record = self.store.get(event.job_id) or {}
+        cancel_requested = bool(record.get("cancelRequested"))
+        if cancel_requested and job.status in ACTIVE_STATUSES:
+            self.head_node.run("cancel", wait_seconds=self._ssm_wait(), jobId=job.job_id, slurmJobId=job.slurm_job_id)
+        observation = self.head_node.run(
+            "status", wait_seconds=self._ssm_wait(), jobId=job.job_id, slurmJobId=job.slurm_job_id, isArray=job.is_array
+        )
+        now = self.now()
+        advanced = progress.observe(
+            job,
+            observation,
+            now=now,
+            schedule=self.settings.poll_schedule,
+            max_polls_per_execution=self.settings.max_polls_per_execution,
+            cancel_requested=cancel_requested,
+        )
+        metrics.add_metric(name="Polls", unit=MetricUnit.Count, value=1)
+        changes = _status_fields(advanced, iso(now))
+        if advanced.continue_as_new:
+            changes["executionArn"] = _execution_arn(event.state_machine_arn, advanced.next_execution_name or "")
+        if any(record.get(key) != value for key, value in changes.items() if key != "updatedAt"):
+            self.store.update(event.job_id, changes)
+            logger.info("job state changed", extra={"status": advanced.status, "slurm_state": advanced.slurm_state})
+        return advanced.to_state()
+
+    # -- finish ---------------------------------------------------------------------------------------------------
+
+    def finish(self, event: FinishJobEvent) -> dict:
+        state = event.state
+        job_id = state["jobId"]
+        spec = JobSpec.model_validate(state["spec"])
+        record = self._record(job_id, state["owner"], spec, state["createdAt"], event.execution_arn)
+        job = JobProgress.model_validate(state["job"]) if state.get("job") else None
+        error = state.get("error")
+        status, cause = outcome.final_status(job, error)
+        files, collection = self._collect(job, spec, event.retry_count)
+        finished_at = iso(self.now())
+        document = outcome.result_document(
+            record=record,
+            progress=job,
+            status=status,
+            cause=cause,
+            error=error,
+            files=files,
+            collection=collection,
+            execution_arn=event.execution_arn,
+            finished_at=finished_at,
+        )
+        final_fields = _status_fields(job, finished_at) if job else {"updatedAt": finished_at}
+        final_fields.update(
+            status=status,
+            cause=cause,
+            endedAt=(job.ended_at if job and job.ended_at else finished_at),
+            finishedAt=finished_at,
+            error=outcome.error_details(error),
+            results={
+                "bucket": self.bucket.name,
+                "prefix": results.job_prefix(job_id),
+                "resultKey": results.result_key(job_id),
+                "fileCount": len(files),
+                "collection": collection["status"],
+            },
+        )
+        self.store.update(job_id, final_fields)
+        metrics.add_dimension(name="Status", value=status)
+        metrics.add_metric(name="JobsFinished", unit=MetricUnit.Count, value=1)
+        logger.info("job finished", extra={"status": status, "cause": cause})
+        return {"status": status, "cause": cause, "resultKey": results.result_key(job_id), "result": document}
+
+    def _collect(self, job: JobProgress | None, spec: JobSpec, retry_count: int) -> tuple[list[dict], dict]:
+        """Uploads the job's files through the head node; returns (files, collection summary)."""
+        if job is None or not job.slurm_job_id:
+            return [], {"status": "skipped", "message": "the job never reached Slurm"}
+        planned = results.planned_uploads(job.job_id, array_task_ids=spec.array_task_ids, outputs=spec.outputs or [])
+        by_name = {upload.name: upload for upload in planned}
+        reported: list[dict] = []
+        try:
+            for batch in self._batches(job, spec, planned):
+                reply = self.head_node.run(
+                    "collect",
+                    wait_seconds=self._ssm_wait(),
+                    execution_timeout=3600,
+                    jobId=job.job_id,
+                    slurmJobId=job.slurm_job_id,
+                    workingDirectory=spec.working_directory,
+                    uploads=batch,
+                )
+                reported.extend(reply["files"])
+        except errors.TransientError as error:
+            if retry_count + 1 < FINISH_COLLECT_ATTEMPTS:
+                raise
+            return self._files(reported, by_name), {"status": "failed", "message": str(error)[:1000]}
+        except errors.SlurmJobApiError as error:
+            return self._files(reported, by_name), {"status": "failed", "message": str(error)[:1000]}
+        problems = [f"{item['name']}: {item['message']}" for item in reported if item["status"] == "error"]
+        if problems:
+            return self._files(reported, by_name), {"status": "partial", "message": "; ".join(problems)[:1000]}
+        return self._files(reported, by_name), {"status": "complete", "message": None}
+
+    @staticmethod
+    def _files(reported: list[dict], by_name: dict[str, results.PlannedUpload]) -> list[dict]:
+        return [
+            {"name": item["name"], "key": by_name[item["name"]].key, "bytes": item["bytes"]}
+            for item in reported
+            if item["status"] == "uploaded" and item["name"] in by_name
+        ]
+
+    def _batches(self, job: JobProgress, spec: JobSpec, planned: list[results.PlannedUpload]) -> list[list[dict]]:
+        """The uploads split so that every collect command stays within the command budget."""
+        base = self.head_node.request(
+            "collect", jobId=job.job_id, slurmJobId=job.slurm_job_id, workingDirectory=spec.working_directory
+        )
+        batches: list[list[dict]] = []
+        current: list[dict] = []
+        for upload in planned:
+            entry = {
+                "name": upload.name,
+                "source": upload.source,
+                "taskId": upload.task_id,
+                "path": upload.path,
+                "url": self.bucket.presigned_put(upload.key),
+            }
+            if current and command_size(shell_commands({**base, "uploads": [*current, entry]})) > COMMAND_BUDGET_BYTES:
+                batches.append(current)
+                current = []
+            current.append(entry)
+        if current:
+            batches.append(current)
+        return batches
+
+
+def _execution_arn(state_machine_arn: str, name: str) -> str:
+    """arn:aws:states:R:A:stateMachine:M → arn:aws:states:R:A:execution:M:name."""
+    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
+
+
+def workflow_for(remaining_seconds: Callable[[], float]) -> Workflow:
+    """The workflow steps wired to this Lambda container's AWS clients."""
+    from slurm_job_api import services
+    from slurm_job_api.settings import settings
+
+    return Workflow(
+        settings=settings(),
+        store=services.job_store(),
+        bucket=services.results_bucket(),
+        head_node=services.head_node(),
+        remaining_seconds=remaining_seconds,
+    )
