@@ -1,0 +1,234 @@
+"""HTTP API of Slurm Job API: API Gateway (REST, AWS_IAM) → this function (Powertools event handler).
+
+Routes are thin: they validate input (Pydantic, via the resolver's validation), take the caller from the IAM
+request context, and delegate to slurm_job_api.jobs_api.
+"""
+
+import json
+from functools import cache
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from slurm_job_api import aws_clients, services
+from slurm_job_api.api_models import CancelAccepted, ErrorBody, JobAccepted, JobList, JobOutput, JobView
+from slurm_job_api.jobs_api import ApiError, JobsApi, dump
+from slurm_job_api.observability import logger, metrics, tracer
+from slurm_job_api.settings import settings
+from slurm_job_api.spec import JobSpec
+
+MAX_BODY_BYTES = 256 * 1024
+ROUTES = {
+    "/jobs": ("GET", "POST"),
+    "/jobs/<jobId>": ("GET", "DELETE"),
+    "/jobs/<jobId>/output": ("GET",),
+    "/openapi.json": ("GET",),
+}
+
+app = APIGatewayRestResolver(enable_validation=True)
+
+JobReference = Annotated[
+    str,
+    Path(
+        alias="jobId",
+        description="A job id, or the (URL-encoded) ARN of the job's Step Functions execution",
+        max_length=512,
+    ),
+]
+
+
+def _doc(description: str, model: type) -> dict:
+    """An OpenAPI response entry with a JSON body of `model`."""
+    return {"description": description, "content": {"application/json": {"model": model}}}
+
+
+def _error(status: int, code: str, message: str, details: list | None = None, headers: dict | None = None) -> Response:
+    body = ErrorBody(code=code, message=message, details=details).model_dump(by_alias=True, exclude_none=True)
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
+
+
+@cache
+def jobs_api() -> JobsApi:
+    return JobsApi(
+        settings=settings(),
+        store=services.job_store(),
+        bucket=services.results_bucket(),
+        stepfunctions=aws_clients.client("stepfunctions"),
+        head_node=services.head_node(),
+    )
+
+
+def caller() -> str:
+    """The IAM principal that signed the request (API Gateway's AWS_IAM authorizer puts it in the context)."""
+    identity = app.current_event.request_context.identity
+    principal = identity.user_arn or identity.caller
+    if not principal:
+        raise ApiError("the request carries no IAM identity")
+    return principal
+
+
+def _base_path() -> str:
+    """The stage prefix of this request's URL (/v1), so that Location works relative to the host."""
+    context_path = app.current_event.request_context.path or ""
+    path = app.current_event.path
+    return context_path[: -len(path)] if path and context_path.endswith(path) else ""
+
+
+@app.post(
+    "/jobs",
+    summary="Submit a job",
+    responses={
+        202: _doc("Accepted: the job will be submitted to Slurm", JobAccepted),
+        400: _doc("Malformed request", ErrorBody),
+        422: _doc("Invalid job spec", ErrorBody),
+    },
+)
+@tracer.capture_method
+def submit_job(
+    spec: JobSpec,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="idempotency-key",
+            description="Makes retries safe: the same key from the same caller returns the same job",
+            max_length=255,
+        ),
+    ] = None,
+) -> Response[JobAccepted]:
+    accepted, replayed = jobs_api().submit(caller(), spec, idempotency_key)
+    accepted.location = _base_path() + accepted.location
+    headers = {"Location": accepted.location}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=dump(accepted), headers=headers)
+
+
+@app.get("/jobs", summary="List your jobs, newest first")
+@tracer.capture_method
+def list_jobs(
+    status: Annotated[str | None, Query(description="Only jobs with this status", max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page")] = 20,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=1024)] = None,
+) -> JobList:
+    return jobs_api().list(caller(), status=status, limit=limit, next_token=next_token)
+
+
+@app.get(
+    "/jobs/<jobId>",
+    summary="A job's status",
+    responses={404: _doc("No such job", ErrorBody)},
+)
+@tracer.capture_method
+def get_job(job_reference: JobReference) -> JobView:
+    return jobs_api().describe(caller(), job_reference)
+
+
+@app.delete(
+    "/jobs/<jobId>",
+    summary="Cancel a job",
+    responses={
+        202: _doc("Cancellation requested", CancelAccepted),
+        404: _doc("No such job", ErrorBody),
+        409: _doc("The job already ended", ErrorBody),
+    },
+)
+@tracer.capture_method
+def cancel_job(job_reference: JobReference) -> Response[CancelAccepted]:
+    remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 if app.lambda_context else 30.0
+    accepted = jobs_api().cancel(caller(), job_reference, remaining)
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=dump(accepted))
+
+
+@app.get(
+    "/jobs/<jobId>/output",
+    summary="Presigned links to the job's stdout, stderr, outputs and result.json",
+    responses={
+        404: _doc("No such job", ErrorBody),
+        409: _doc("Not collected yet", ErrorBody),
+    },
+)
+@tracer.capture_method
+def job_output(job_reference: JobReference) -> JobOutput:
+    return jobs_api().output(caller(), job_reference)
+
+
+@app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
+def openapi_document():
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=app.get_openapi_json_schema(title="Slurm Job API", version="1.0.0"),
+    )
+
+
+@app.exception_handler(ApiError)
+def api_error(error: ApiError) -> Response:
+    return Response(
+        status_code=error.status, content_type=content_types.APPLICATION_JSON, body=error.body(), headers=error.headers
+    )
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(error: RequestValidationError) -> Response:
+    details = [
+        {"field": ".".join(str(part) for part in problem["loc"][1:] or problem["loc"]), "problem": problem["msg"]}
+        for problem in error.errors()
+    ]
+    message = "; ".join(f"{item['field']}: {item['problem']}" for item in details) or "invalid request"
+    return _error(422, "ValidationError", message, details)
+
+
+@app.not_found
+def not_found(_: NotFoundError) -> Response:
+    path, method = app.current_event.path, app.current_event.http_method
+    allowed = _allowed_methods(path)
+    if allowed:
+        return _error(
+            405, "MethodNotAllowed", f"{method} is not allowed on {path}", headers={"Allow": ", ".join(allowed)}
+        )
+    return _error(404, "NotFound", f"no route {method} {path}")
+
+
+def _allowed_methods(path: str) -> tuple[str, ...]:
+    for rule, methods in ROUTES.items():
+        if app._compile_regex(rule).match(path):
+            return methods
+    return ()
+
+
+def _precheck(event: dict) -> tuple[int, str, str] | None:
+    """(status, code, message) for requests the resolver should never see: oversized or non-JSON bodies."""
+    body = event.get("body") or ""
+    if len(body.encode("utf-8")) > MAX_BODY_BYTES:
+        return 413, "PayloadTooLarge", f"the request body must be at most {MAX_BODY_BYTES} bytes"
+    if event.get("httpMethod") == "POST" and body:
+        headers = {key.lower(): value for key, value in (event.get("headers") or {}).items()}
+        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return 415, "UnsupportedMediaType", "send the job spec as Content-Type: application/json"
+        try:
+            json.loads(body)
+        except ValueError:
+            return 400, "MalformedJson", "the request body is not valid JSON"
+    return None
+
+
+@tracer.capture_lambda_handler
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    problem = _precheck(event)
+    if problem is not None:
+        status, code, message = problem
+        body = ErrorBody(code=code, message=message).model_dump(by_alias=True, exclude_none=True)
+        return {
+            "statusCode": status,
+            "headers": {"Content-Type": content_types.APPLICATION_JSON},
+            "body": json.dumps(body),
+            "isBase64Encoded": False,
+        }
+    return app.resolve(event, context)
