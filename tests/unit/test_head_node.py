@@ -1,0 +1,208 @@
+"""SSM transport: finding the head node by tags, waiting for the command, mapping every outcome to a named error."""
+
+import json
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from slurm_job_api import errors
+from slurm_job_api.head_node import HeadNode
+
+REGION = "us-east-1"
+AMI = "ami-03cf127a"  # one of the images moto ships
+
+
+def client_error(code: str, message: str = "") -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message or code}}, "Op")
+
+
+class ScriptedSsm:
+    """An SSM client whose GetCommandInvocation answers come from a script (a list of dicts or errors)."""
+
+    def __init__(self, invocations, send_error=None):
+        self.invocations = list(invocations)
+        self.send_error = send_error
+        self.sent = []
+
+    def send_command(self, **kwargs):
+        if self.send_error:
+            raise self.send_error
+        self.sent.append(kwargs)
+        return {"Command": {"CommandId": "cmd-1"}}
+
+    def get_command_invocation(self, **kwargs):
+        answer = self.invocations.pop(0) if len(self.invocations) > 1 else self.invocations[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def reply(result=None, error=None):
+    body = {"ok": error is None, "protocol": 1, "action": "status"}
+    body["result" if error is None else "error"] = result if error is None else error
+    return {"Status": "Success", "StandardOutputContent": json.dumps(body) + "\n", "StandardErrorContent": ""}
+
+
+@pytest.fixture(scope="module")
+def ec2_client():
+    with mock_aws():
+        yield boto3.client("ec2", region_name=REGION)
+
+
+@pytest.fixture
+def ec2(ec2_client):
+    """The module's moto EC2, with every instance terminated after each test."""
+    yield ec2_client
+    ids = [
+        instance["InstanceId"]
+        for reservation in ec2_client.describe_instances()["Reservations"]
+        for instance in reservation["Instances"]
+    ]
+    if ids:
+        ec2_client.terminate_instances(InstanceIds=ids)
+
+
+def launch(ec2, cluster, node_type="HeadNode"):
+    tags = [
+        {"Key": "parallelcluster:cluster-name", "Value": cluster},
+        {"Key": "parallelcluster:node-type", "Value": node_type},
+    ]
+    return ec2.run_instances(
+        ImageId=AMI, MinCount=1, MaxCount=1, TagSpecifications=[{"ResourceType": "instance", "Tags": tags}]
+    )["Instances"][0]["InstanceId"]
+
+
+def head_node(ec2, ssm, cluster="prod", clock=None):
+    HeadNode._instance_cache.clear()
+    clock = clock or FakeClock()
+    return HeadNode(
+        cluster_name=cluster,
+        cluster_user="ec2-user",
+        slurm_bin_dir="/opt/slurm/bin",
+        ssm=ssm,
+        ec2=ec2,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+
+
+def test_head_node_is_found_by_its_cluster_tags_only(ec2):
+    launch(ec2, "other")
+    launch(ec2, "prod", node_type="Compute")
+    wanted = launch(ec2, "prod")
+    assert head_node(ec2, ScriptedSsm([])).instance_id() == wanted
+
+
+def test_no_head_node_is_a_transient_error(ec2):
+    launch(ec2, "prod", node_type="Compute")
+    with pytest.raises(errors.HeadNodeNotFound):
+        head_node(ec2, ScriptedSsm([])).instance_id()
+
+
+def test_two_head_nodes_are_a_setup_error(ec2):
+    launch(ec2, "prod")
+    launch(ec2, "prod")
+    with pytest.raises(errors.HeadNodeSetupError):
+        head_node(ec2, ScriptedSsm([])).instance_id()
+
+
+def test_waits_through_not_yet_existing_pending_and_in_progress(ec2):
+    instance = launch(ec2, "prod")
+    ssm = ScriptedSsm(
+        [
+            client_error("InvocationDoesNotExist"),
+            {"Status": "Pending"},
+            client_error("ThrottlingException", "Rate exceeded"),
+            {"Status": "InProgress"},
+            {"Status": "Delayed"},
+            reply({"found": True}),
+        ]
+    )
+    assert head_node(ec2, ssm).run("status", wait_seconds=30, jobId="j", slurmJobId="5") == {"found": True}
+    sent = ssm.sent[0]
+    assert sent["InstanceIds"] == [instance] and sent["DocumentName"] == "AWS-RunShellScript"
+    assert sent["Parameters"]["executionTimeout"] == ["600"] and sent["Comment"] == "slurm-job-api status j"
+
+
+def test_never_finishing_command_is_unreachable_head_node(ec2):
+    launch(ec2, "prod")
+    clock = FakeClock()
+    with pytest.raises(errors.HeadNodeUnreachable, match="still Pending"):
+        head_node(ec2, ScriptedSsm([{"Status": "Pending"}]), clock=clock).run("status", wait_seconds=20)
+    assert 18 <= clock.now <= 20
+
+
+@pytest.mark.parametrize("status", ["TimedOut", "Cancelled", "Undeliverable", "Terminated"])
+def test_undelivered_commands_are_unreachable_head_node(ec2, status):
+    launch(ec2, "prod")
+    with pytest.raises(errors.HeadNodeUnreachable, match=status):
+        head_node(ec2, ScriptedSsm([{"Status": status, "StatusDetails": "DeliveryTimedOut"}])).run(
+            "status", wait_seconds=5
+        )
+
+
+def test_throttled_send_is_a_named_transient_error(ec2):
+    launch(ec2, "prod")
+    with pytest.raises(errors.AwsThrottled):
+        head_node(ec2, ScriptedSsm([], send_error=client_error("ThrottlingException", "Rate exceeded"))).run(
+            "status", wait_seconds=5
+        )
+
+
+def test_invalid_instance_forgets_the_cached_head_node(ec2):
+    launch(ec2, "prod")
+    node = head_node(ec2, ScriptedSsm([], send_error=client_error("InvalidInstanceId")))
+    with pytest.raises(errors.HeadNodeUnreachable):
+        node.run("status", wait_seconds=5)
+    assert "prod" not in HeadNode._instance_cache
+
+
+@pytest.mark.parametrize(
+    ("error_type", "expected"),
+    [
+        ("SlurmControllerUnavailable", errors.SlurmControllerUnavailable),
+        ("SbatchRejected", errors.SbatchRejected),
+        ("HeadNodeSetupError", errors.HeadNodeSetupError),
+        ("ClusterUserInvalid", errors.ClusterUserInvalid),
+        ("ScriptFetchFailed", errors.ScriptFetchFailed),
+        ("SlurmCommandFailed", errors.SlurmCommandFailed),
+        ("BadRequest", errors.HeadNodeProtocolError),
+        ("InternalError", errors.HeadNodeProtocolError),
+    ],
+)
+def test_program_errors_become_named_exceptions(ec2, error_type, expected):
+    launch(ec2, "prod")
+    answer = reply(error={"type": error_type, "message": "it broke", "retryable": False})
+    with pytest.raises(expected, match="it broke"):
+        head_node(ec2, ScriptedSsm([answer])).run("status", wait_seconds=5)
+
+
+def test_output_without_a_reply_is_a_protocol_error_with_stderr(ec2):
+    launch(ec2, "prod")
+    crashed = {"Status": "Failed", "ResponseCode": 1, "StandardOutputContent": "", "StandardErrorContent": "Traceback"}
+    with pytest.raises(errors.HeadNodeProtocolError, match="Traceback"):
+        head_node(ec2, ScriptedSsm([crashed])).run("status", wait_seconds=5)
+
+
+def test_request_names_the_configured_user_and_slurm_directory(ec2):
+    request = head_node(ec2, ScriptedSsm([])).request("cancel", slurmJobId="9")
+    assert request == {
+        "protocol": 1,
+        "action": "cancel",
+        "clusterUser": "ec2-user",
+        "slurmBinDir": "/opt/slurm/bin",
+        "slurmJobId": "9",
+    }

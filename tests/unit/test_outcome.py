@@ -1,0 +1,81 @@
+"""Final status and cause of a workflow, and the result document."""
+
+import json
+
+import pytest
+
+from slurm_job_api.outcome import error_details, final_status, result_document
+from slurm_job_api.progress import JobProgress
+
+JOB = "0b6f1c9e-3f7a-4c1e-9a53-2a8f6f2b9d10"
+
+
+def ended(status, **extra):
+    return JobProgress(job_id=JOB, slurm_job_id="7", status=status, done=True, **extra)
+
+
+@pytest.mark.parametrize(
+    ("job", "status", "words"),
+    [
+        (ended("COMPLETED", exit_code=0), "COMPLETED", "completed with exit code 0"),
+        (ended("FAILED", exit_code=3), "FAILED", "failed with exit code 3"),
+        (ended("FAILED", exit_code=0, signal=9), "FAILED", "killed by signal 9"),
+        (ended("CANCELLED"), "CANCELLED", "was cancelled"),
+        (ended("TIMEOUT"), "TIMEOUT", "time limit"),
+        (ended("OUT_OF_MEMORY"), "OUT_OF_MEMORY", "out of memory"),
+        (ended("NODE_FAIL"), "NODE_FAIL", "node"),
+        (ended("PREEMPTED"), "PREEMPTED", "preempted"),
+        (ended("BOOT_FAIL"), "BOOT_FAIL", "boot"),
+        (ended("DEADLINE"), "DEADLINE", "deadline"),
+        (ended("UNKNOWN", reason="Slurm no longer knows job 7"), "UNKNOWN", "no longer knows"),
+    ],
+)
+def test_the_jobs_own_end(job, status, words):
+    got_status, cause = final_status(job, None)
+    assert got_status == status and words in cause and "7" in cause
+
+
+def lambda_error(name, message):
+    return {"Error": name, "Cause": json.dumps({"errorType": name, "errorMessage": message, "stackTrace": []})}
+
+
+def test_error_before_submission_is_submit_failed():
+    status, cause = final_status(None, lambda_error("SbatchRejected", "Invalid partition name specified"))
+    assert status == "SUBMIT_FAILED" and "Invalid partition name specified" in cause
+
+
+def test_error_after_submission_is_error_and_says_the_job_may_run():
+    job = JobProgress(job_id=JOB, slurm_job_id="7", status="RUNNING")
+    status, cause = final_status(job, lambda_error("HeadNodeUnreachable", "still Pending"))
+    assert status == "ERROR" and "may still be running" in cause and "HeadNodeUnreachable" in cause
+
+
+def test_error_details_of_plain_causes():
+    assert error_details({"Error": "States.Runtime", "Cause": "bad path"}) == {
+        "code": "States.Runtime",
+        "message": "bad path",
+    }
+    assert error_details(None) is None
+
+
+def test_result_document_has_everything_a_client_needs():
+    job = ended("COMPLETED", exit_code=0, submitted_at="s", started_at="t", ended_at="e")
+    document = result_document(
+        record={"jobId": JOB, "name": "n", "createdAt": "c", "spec": {"script": "#!"}},
+        progress=job,
+        status="COMPLETED",
+        cause="done",
+        error=None,
+        files=[{"name": "stdout", "key": f"jobs/{JOB}/stdout", "bytes": 3}],
+        collection={"status": "complete", "message": None},
+        execution_arn="arn:x",
+        finished_at="f",
+    )
+    assert document["status"] == "COMPLETED" and document["exitCode"] == 0 and document["slurmJobId"] == "7"
+    assert (document["createdAt"], document["submittedAt"], document["startedAt"], document["endedAt"]) == (
+        "c",
+        "s",
+        "t",
+        "e",
+    )
+    assert document["files"][0]["bytes"] == 3 and json.dumps(document)

@@ -1,0 +1,86 @@
+"""How each poll advances the workflow's view of a job."""
+
+from datetime import UTC, datetime, timedelta
+
+from slurm_job_api.poll_schedule import PollSchedule
+from slurm_job_api.progress import (
+    NOT_FOUND_POLL_LIMIT,
+    JobProgress,
+    continuation_name,
+    job_id_of_execution_name,
+    observe,
+    submitted,
+)
+
+JOB = "0b6f1c9e-3f7a-4c1e-9a53-2a8f6f2b9d10"
+T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+SCHEDULE = PollSchedule(min_seconds=10, max_seconds=3600, fraction=0.1)
+
+
+def fresh() -> JobProgress:
+    return submitted(JOB, slurm_job_id="42", is_array=False, now="2026-11-25T12:00:00.000Z", schedule=SCHEDULE)
+
+
+def running(**extra):
+    observation = {"found": True, "status": "RUNNING", "slurmState": "RUNNING", "accountingAvailable": True}
+    return observation | {"minJobAge": 300} | extra
+
+
+def step(job, observation, *, minutes=0, cancel=False, max_polls=2000):
+    return observe(
+        job,
+        observation,
+        now=T0 + timedelta(minutes=minutes),
+        schedule=SCHEDULE,
+        max_polls_per_execution=max_polls,
+        cancel_requested=cancel,
+    )
+
+
+def test_running_job_waits_a_tenth_of_its_time_in_slurm():
+    job = step(fresh(), running(startTime="2026-11-25T12:00:05Z"), minutes=100)
+    assert (job.status, job.done, job.next_poll_seconds, job.polls) == ("RUNNING", False, 600, 1)
+    assert job.started_at == "2026-11-25T12:00:05Z"
+
+
+def test_terminal_state_ends_polling():
+    job = step(fresh(), running(status="FAILED", slurmState="FAILED", exitCode=3, endTime="2026-11-25T12:01:00Z"))
+    assert job.done and job.exit_code == 3 and job.next_poll_seconds == 0
+
+
+def test_no_accounting_keeps_polls_within_min_job_age():
+    job = step(fresh(), running(accountingAvailable=False, minJobAge=300), minutes=600)
+    assert job.next_poll_seconds == 150
+
+
+def test_cancel_request_polls_again_soon():
+    assert step(fresh(), running(), minutes=600, cancel=True).next_poll_seconds == SCHEDULE.min_seconds
+
+
+def test_job_unknown_to_slurm_several_times_is_unknown():
+    job = fresh()
+    for _ in range(NOT_FOUND_POLL_LIMIT - 1):
+        job = step(job, {"found": False, "accountingAvailable": False, "minJobAge": 300})
+        assert not job.done and job.next_poll_seconds == SCHEDULE.min_seconds
+    job = step(job, {"found": False, "accountingAvailable": False, "minJobAge": 300})
+    assert job.done and job.status == "UNKNOWN" and "42" in job.reason
+
+
+def test_found_again_resets_the_not_found_count():
+    job = step(fresh(), {"found": False})
+    assert step(job, running()).not_found_polls == 0
+
+
+def test_long_polling_continues_as_a_new_execution():
+    job = step(fresh(), running(), max_polls=1)
+    assert job.continue_as_new and job.execution_sequence == 1 and job.polls_in_execution == 0
+    assert job.next_execution_name == f"{JOB}_1" == continuation_name(JOB, 1)
+    assert job_id_of_execution_name(job.next_execution_name) == JOB == job_id_of_execution_name(JOB)
+    assert not step(job, running(), max_polls=2).continue_as_new
+
+
+def test_state_round_trips_through_the_state_machine_json():
+    job = step(fresh(), running(arrayTaskCounts={"RUNNING": 2, "PENDING": 1}))
+    state = job.to_state()
+    assert state["jobId"] == JOB and state["done"] is False and state["continueAsNew"] is False
+    assert JobProgress.model_validate(state) == job

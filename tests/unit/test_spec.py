@@ -1,0 +1,106 @@
+"""The job spec: every field accepted when well-formed and refused, naming the field, when not."""
+
+import pytest
+from pydantic import ValidationError
+
+from slurm_job_api.spec import MAX_ARRAY_TASKS, MAX_SCRIPT_BYTES, JobSpec
+
+SCRIPT = "#!/bin/bash\necho hello\n"
+JOB = "0b6f1c9e-3f7a-4c1e-9a53-2a8f6f2b9d10"
+
+
+def fields_in_error(error: ValidationError) -> set[str]:
+    return {".".join(str(part) for part in problem["loc"]) for problem in error.errors()}
+
+
+def test_every_field_is_accepted_when_well_formed():
+    spec = JobSpec.model_validate(
+        {
+            "name": "sim-1.run_2",
+            "script": SCRIPT,
+            "partition": "compute",
+            "nodes": 2,
+            "ntasks": 8,
+            "cpusPerTask": 4,
+            "memoryMB": 2048,
+            "timeLimitMinutes": 90,
+            "array": "1-10%2",
+            "dependency": [{"type": "afterany", "jobId": JOB}, {"jobId": JOB}],
+            "environment": {"OMP_NUM_THREADS": "4", "_X": "a b;$(rm -rf /)"},
+            "workingDirectory": "/shared/projects/sim",
+            "account": "physics",
+            "qos": "normal",
+            "outputs": ["results/summary.csv", "log.txt"],
+        }
+    )
+    assert spec.cpus_per_task == 4 and spec.memory_mb == 2048 and spec.dependency[1].type == "afterok"
+    assert spec.array_task_ids == list(range(1, 11))
+    assert spec.to_json_dict()["memoryMB"] == 2048
+
+
+def test_script_from_s3_inputs():
+    spec = JobSpec.model_validate({"scriptS3Key": "inputs/team/run.sh"})
+    assert spec.script_s3_key == "inputs/team/run.sh" and spec.script is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"script": SCRIPT, "nodez": 1}, "nodez"),
+        ({"script": SCRIPT, "scriptS3Key": "inputs/a.sh"}, ""),
+        ({}, ""),
+        ({"script": "echo no shebang"}, "script"),
+        ({"script": "#!/bin/sh\n" + "x" * MAX_SCRIPT_BYTES}, "script"),
+        ({"script": "#!/bin/sh\n\x00"}, "script"),
+        ({"scriptS3Key": "jobs/other/input/script.sh"}, "scriptS3Key"),
+        ({"scriptS3Key": "inputs/../jobs/x"}, "scriptS3Key"),
+        ({"scriptS3Key": "inputs/dir/"}, "scriptS3Key"),
+        ({"script": SCRIPT, "name": "bad name"}, "name"),
+        ({"script": SCRIPT, "name": "--partition=x"}, "name"),
+        ({"script": SCRIPT, "partition": "a;b"}, "partition"),
+        ({"script": SCRIPT, "nodes": 0}, "nodes"),
+        ({"script": SCRIPT, "nodes": "2"}, ""),  # strings are coerced by Pydantic's lax mode: see below
+        ({"script": SCRIPT, "ntasks": -1}, "ntasks"),
+        ({"script": SCRIPT, "cpusPerTask": 100000}, "cpusPerTask"),
+        ({"script": SCRIPT, "memoryMB": 0}, "memoryMB"),
+        ({"script": SCRIPT, "timeLimitMinutes": 0}, "timeLimitMinutes"),
+        ({"script": SCRIPT, "array": "1-"}, "array"),
+        ({"script": SCRIPT, "array": "5-1"}, "array"),
+        ({"script": SCRIPT, "array": "1-10:0"}, "array"),
+        ({"script": SCRIPT, "array": f"1-{MAX_ARRAY_TASKS + 1}"}, "array"),
+        ({"script": SCRIPT, "array": "1-3;id"}, "array"),
+        ({"script": SCRIPT, "dependency": [{"jobId": "123"}]}, "dependency.0.jobId"),
+        ({"script": SCRIPT, "dependency": [{"jobId": JOB, "type": "singleton"}]}, "dependency.0.type"),
+        ({"script": SCRIPT, "dependency": []}, "dependency"),
+        ({"script": SCRIPT, "environment": {"1BAD": "x"}}, "environment"),
+        ({"script": SCRIPT, "environment": {"A-B": "x"}}, "environment"),
+        ({"script": SCRIPT, "environment": {"SLURM_JOB_ID": "1"}}, "environment"),
+        ({"script": SCRIPT, "environment": {"A": "x\x00y"}}, "environment"),
+        ({"script": SCRIPT, "environment": {"A": "x" * 70000}}, "environment"),
+        ({"script": SCRIPT, "workingDirectory": "relative/dir"}, "workingDirectory"),
+        ({"script": SCRIPT, "workingDirectory": "/a/../etc"}, "workingDirectory"),
+        ({"script": SCRIPT, "workingDirectory": "/a\nb"}, "workingDirectory"),
+        ({"script": SCRIPT, "account": "$(id)"}, "account"),
+        ({"script": SCRIPT, "qos": "x y"}, "qos"),
+        ({"script": SCRIPT, "outputs": ["/etc/passwd"]}, "outputs"),
+        ({"script": SCRIPT, "outputs": ["../secret"]}, "outputs"),
+        ({"script": SCRIPT, "outputs": ["a/./b"]}, "outputs"),
+        ({"script": SCRIPT, "outputs": ["dir/"]}, "outputs"),
+        ({"script": SCRIPT, "outputs": ["a", "a"]}, "outputs"),
+        ({"script": SCRIPT, "outputs": [""]}, "outputs"),
+    ],
+)
+def test_bad_specs_are_refused_naming_the_field(body, field):
+    if body.get("nodes") == "2":
+        assert JobSpec.model_validate(body).nodes == 2
+        return
+    with pytest.raises(ValidationError) as caught:
+        JobSpec.model_validate(body)
+    if field:
+        assert field in fields_in_error(caught.value), caught.value
+
+
+def test_spec_is_immutable():
+    spec = JobSpec.model_validate({"script": SCRIPT})
+    with pytest.raises(ValidationError):
+        spec.nodes = 3
