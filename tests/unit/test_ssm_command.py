@@ -31,7 +31,7 @@ def test_the_shell_hands_both_lines_to_python_unchanged(tmp_path):
     fake = tmp_path / "python3"
     fake.write_text(f"#!/bin/sh\ncat > {tmp_path}/stdin\necho '{{\"ok\": true}}'\n")
     fake.chmod(0o755)
-    commands = shell_commands({"action": "status", "evil": "$(touch {}/pwned)".format(tmp_path)})
+    commands = shell_commands({"action": "status", "evil": f"$(touch {tmp_path}/pwned)"})
     done = subprocess.run(
         ["/bin/bash", "-c", "\n".join(commands)],
         env={"PATH": f"{tmp_path}:/usr/bin:/bin"},

@@ -26,6 +26,7 @@ import json
 import os
 import pwd
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -912,7 +913,10 @@ def _child_environment(user):
 
 def _run_as(user, program_line, request_line):
     """Runs this program again as `user` (root stage only); returns (stdout, exit code) of that run."""
-    argv = ["runuser", "-u", user.pw_name, "--", sys.executable or "python3", "-I", "-c", LOADER]
+    runuser = shutil.which("runuser", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+    if runuser is None:
+        raise HeadNodeSetupError("runuser (util-linux) is needed on the head node to run jobs as the cluster user")
+    argv = [runuser, "-u", user.pw_name, "--", sys.executable or "python3", "-I", "-c", LOADER]
     try:
         done = subprocess.run(
             argv,

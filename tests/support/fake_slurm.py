@@ -1,0 +1,66 @@
+"""Stand-ins for Slurm's client commands that record how they were called (for head-node program tests).
+
+Each tool is a copy of one Python script; it answers from a scenario file and appends its argv, working directory
+and environment to calls.jsonl. The directory is made writable for the unprivileged cluster user the program
+switches to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+from pathlib import Path
+
+TOOLS = ("sbatch", "squeue", "scontrol", "sacct", "scancel")
+
+_SCRIPT = r"""#!/usr/bin/python3
+import json, os, sys
+here = os.path.dirname(os.path.abspath(__file__))
+tool = os.path.basename(sys.argv[0])
+with open(os.path.join(here, "calls.jsonl"), "a") as log:
+    log.write(json.dumps({"tool": tool, "argv": sys.argv[1:], "cwd": os.getcwd(), "uid": os.getuid(),
+                          "env": dict(os.environ)}) + "\n")
+with open(os.path.join(here, "scenario.json")) as handle:
+    scenario = json.load(handle)
+answers = scenario.get(tool, [{"rc": 0, "stdout": "", "stderr": ""}])
+state_path = os.path.join(here, "state-" + tool)
+count = int(open(state_path).read()) if os.path.exists(state_path) else 0
+with open(state_path, "w") as handle:
+    handle.write(str(count + 1))
+answer = answers[min(count, len(answers) - 1)]
+sys.stdout.write(answer.get("stdout", ""))
+sys.stderr.write(answer.get("stderr", ""))
+sys.exit(answer.get("rc", 0))
+"""
+
+
+class FakeSlurm:
+    def __init__(self, directory: Path, user: pwd.struct_passwd) -> None:
+        self.bin_dir = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        for tool in TOOLS:
+            path = directory / tool
+            path.write_text(_SCRIPT)
+            path.chmod(0o755)
+        self.set({})
+        os.chown(directory, user.pw_uid, user.pw_gid)
+        directory.chmod(0o755)
+
+    def set(self, scenario: dict) -> None:
+        """scenario: {tool: [{"rc", "stdout", "stderr"}, ...]} answered in order (the last one repeats)."""
+        (self.bin_dir / "scenario.json").write_text(json.dumps(scenario))
+        (self.bin_dir / "scenario.json").chmod(0o644)
+        for path in self.bin_dir.glob("state-*"):
+            path.unlink()
+
+    def calls(self, tool: str | None = None) -> list[dict]:
+        log = self.bin_dir / "calls.jsonl"
+        if not log.exists():
+            return []
+        entries = [json.loads(line) for line in log.read_text().splitlines()]
+        return [entry for entry in entries if tool is None or entry["tool"] == tool]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.bin_dir, ignore_errors=True)

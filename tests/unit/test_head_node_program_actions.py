@@ -1,0 +1,344 @@
+"""The head-node program run for real: the exact SSM command text through bash as root, the switch to the cluster
+user with runuser, files in the per-job directory, and Slurm commands (recording stand-ins) called with argv lists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from local_stack.slurm_cluster import ensure_cluster_user
+from slurm_job_api.ssm_command import shell_commands
+from tests.support.fake_slurm import FakeSlurm
+from tests.support.http_files import FileServer
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching to the cluster user needs root, as on a head node")
+
+TEST_USER = "sjapi-test"
+AGENT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
+
+
+@pytest.fixture(scope="module")
+def user():
+    return ensure_cluster_user(TEST_USER)
+
+
+@pytest.fixture(scope="module")
+def files():
+    server = FileServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def slurm(user):
+    # Not under pytest's tmp directory: that one is private to root, and the cluster user must reach the tools.
+    directory = Path(tempfile.mkdtemp(prefix="sjapi-fake-slurm-"))
+    directory.chmod(0o755)
+    fake = FakeSlurm(directory / "bin", user)
+    yield fake
+    fake.remove()
+    directory.rmdir()
+
+
+@pytest.fixture
+def job_id(user):
+    job = str(uuid.uuid4())
+    yield job
+    subprocess.run(["rm", "-rf", os.path.join(user.pw_dir, ".slurm-job-api", "jobs", job)], check=False)
+
+
+def run_program(request: dict, cluster_user: str = TEST_USER) -> tuple[dict, subprocess.CompletedProcess]:
+    """Runs the program exactly as the SSM agent would run our command; returns (reply, process)."""
+    full = {"protocol": 1, "clusterUser": cluster_user, **request}
+    done = subprocess.run(
+        ["/bin/bash", "-c", "\n".join(shell_commands(full))],
+        env=AGENT_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, (done.stdout, done.stderr)
+    return json.loads(lines[0]), done
+
+
+def submit_request(files: FileServer, slurm: FakeSlurm, job_id: str, **extra) -> dict:
+    files.objects[f"/{job_id}/script"] = b"#!/bin/bash\necho '$(touch /tmp/canary-script)'\n"
+    request = {
+        "action": "submit",
+        "slurmBinDir": str(slurm.bin_dir),
+        "jobId": job_id,
+        "scriptUrl": files.url(f"/{job_id}/script"),
+        "sbatchOptions": ["--job-name=x", "--partition=debug;$(touch /tmp/canary-option)"],
+        "workingDirectory": None,
+    }
+    request.update(extra)
+    return request
+
+
+def job_dir(user, job_id: str) -> Path:
+    return Path(user.pw_dir) / ".slurm-job-api" / "jobs" / job_id
+
+
+def test_submit_runs_sbatch_as_the_cluster_user_with_exact_argv(files, slurm, job_id, user):
+    environment = {"GREETING": "hi there; $(touch /tmp/canary-env)\n`id`", "N": "1"}
+    files.objects[f"/{job_id}/env"] = json.dumps(environment).encode()
+    slurm.set({"squeue": [{"stdout": ""}], "sbatch": [{"stdout": "4242\n"}]})
+    reply, _ = run_program(submit_request(files, slurm, job_id, environmentUrl=files.url(f"/{job_id}/env")))
+    directory = job_dir(user, job_id)
+    assert reply == {
+        "ok": True,
+        "protocol": 1,
+        "action": "submit",
+        "result": {"slurmJobId": "4242", "alreadySubmitted": False, "jobDirectory": str(directory)},
+    }
+    (call,) = slurm.calls("sbatch")
+    assert call["uid"] == user.pw_uid
+    assert call["argv"] == [
+        "--parsable",
+        f"--comment=slurm-job-api:{job_id}",
+        f"--chdir={directory}",
+        f"--output={directory}/slurm-stdout",
+        f"--error={directory}/slurm-stderr",
+        f"--export-file={directory}/environment",
+        "--job-name=x",
+        "--partition=debug;$(touch /tmp/canary-option)",
+        f"{directory}/job.sh",
+    ]
+    assert call["env"]["HOME"] == user.pw_dir and call["env"]["USER"] == TEST_USER
+    assert "AWS_SSM_INSTANCE_ID" not in call["env"] and call["env"]["PATH"] == "/usr/local/bin:/usr/bin:/bin"
+    # The files, private to the cluster user.
+    assert (directory / "job.sh").read_bytes() == files.objects[f"/{job_id}/script"]
+    assert (directory / "environment").read_bytes() == b"GREETING=" + environment["GREETING"].encode() + b"\0N=1\0"
+    for path, mode in ((directory, 0o700), (directory / "job.sh", 0o700), (directory / "environment", 0o600)):
+        info = path.stat()
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (user.pw_uid, mode), path
+    assert not any(Path(f"/tmp/canary-{name}").exists() for name in ("script", "option", "env"))
+
+
+def test_array_jobs_write_one_output_file_per_task(files, slurm, job_id, user):
+    slurm.set({"sbatch": [{"stdout": "77;cluster\n"}]})
+    reply, _ = run_program(submit_request(files, slurm, job_id, sbatchOptions=["--array=1-3%2"]))
+    assert reply["result"]["slurmJobId"] == "77"
+    argv = slurm.calls("sbatch")[0]["argv"]
+    assert f"--output={job_dir(user, job_id)}/slurm-stdout.%a" in argv
+
+
+def test_a_retried_submit_finds_the_first_one(files, slurm, job_id):
+    slurm.set({"sbatch": [{"stdout": "100\n"}]})
+    first, _ = run_program(submit_request(files, slurm, job_id))
+    again, _ = run_program(submit_request(files, slurm, job_id))
+    assert first["result"]["slurmJobId"] == again["result"]["slurmJobId"] == "100"
+    assert again["result"]["alreadySubmitted"] is True
+    assert len(slurm.calls("sbatch")) == 1
+
+
+def test_a_submit_retried_after_a_crash_finds_the_job_by_its_comment(files, slurm, job_id, user):
+    """sbatch succeeded but the program died before writing its marker: squeue still knows the job."""
+    slurm.set({"squeue": [{"stdout": f"555|slurm-job-api:{job_id}\n556|(null)\n"}], "sbatch": [{"stdout": "999\n"}]})
+    reply, _ = run_program(submit_request(files, slurm, job_id))
+    assert reply["result"] == {
+        "slurmJobId": "555",
+        "alreadySubmitted": True,
+        "jobDirectory": str(job_dir(user, job_id)),
+    }
+    assert slurm.calls("sbatch") == []
+    assert slurm.calls("squeue")[0]["argv"] == ["--noheader", "--states=all", f"--user={TEST_USER}", "--format=%F|%k"]
+
+
+@pytest.mark.parametrize(
+    ("stderr", "error_type", "retryable"),
+    [
+        ("sbatch: error: invalid partition specified: nope\n", "SbatchRejected", False),
+        (
+            "sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)\n",
+            "SlurmControllerUnavailable",
+            True,
+        ),
+    ],
+)
+def test_sbatch_failures_are_classified(files, slurm, job_id, stderr, error_type, retryable):
+    slurm.set({"sbatch": [{"rc": 1, "stderr": stderr}]})
+    reply, done = run_program(submit_request(files, slurm, job_id))
+    assert not reply["ok"] and done.returncode == 2
+    assert reply["error"] == {"type": error_type, "message": stderr.strip(), "retryable": retryable}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--output=/etc/passwd"],
+        ["--uid=0"],
+        ["--wrap=id"],
+        ["--job-name"],
+        ["-p", "debug"],
+        ["--partition=a\nb"],
+        "--partition=x",
+    ],
+)
+def test_options_outside_the_allow_list_are_refused(files, slurm, job_id, options):
+    reply, _ = run_program(submit_request(files, slurm, job_id, sbatchOptions=options))
+    assert reply["error"]["type"] == "BadRequest"
+    assert slurm.calls("sbatch") == []
+
+
+def test_script_download_failure_is_retryable(files, slurm, job_id):
+    reply, _ = run_program(submit_request(files, slurm, job_id, scriptUrl=files.url("/missing")))
+    assert reply["error"]["type"] == "ScriptFetchFailed" and reply["error"]["retryable"] is True
+
+
+def test_never_runs_jobs_as_root(files, slurm, job_id):
+    reply, _ = run_program(submit_request(files, slurm, job_id), cluster_user="root")
+    assert reply["error"]["type"] == "ClusterUserInvalid" and "root" in reply["error"]["message"]
+    assert slurm.calls() == []
+
+
+def test_unknown_cluster_user_is_a_clear_error(files, slurm, job_id):
+    reply, _ = run_program(submit_request(files, slurm, job_id), cluster_user="no-such-user-here")
+    assert reply["error"]["type"] == "ClusterUserInvalid" and "does not exist" in reply["error"]["message"]
+
+
+def test_missing_slurm_binaries_are_a_setup_error(files, job_id, tmp_path):
+    reply, _ = run_program({"action": "status", "slurmBinDir": str(tmp_path / "opt/slurm/bin"), "slurmJobId": "5"})
+    assert reply["error"]["type"] == "HeadNodeSetupError" and "opt/slurm/bin/scontrol" in reply["error"]["message"]
+
+
+CONFIG = "MinJobAge               = 300 sec\nAccountingStorageType   = accounting_storage/{}\n"
+
+
+def status_of(slurm, **answers) -> dict:
+    slurm.set(answers)
+    reply, _ = run_program({"action": "status", "slurmBinDir": str(slurm.bin_dir), "slurmJobId": "31"})
+    assert reply["ok"], reply
+    return reply["result"]
+
+
+def test_status_of_a_running_job_comes_from_squeue(slurm):
+    result = status_of(
+        slurm,
+        scontrol=[{"stdout": CONFIG.format("none")}],
+        squeue=[{"stdout": "31|31|N/A|RUNNING|None|2026-11-25T10:00:00|2026-11-25T10:00:01|2026-11-25T11:00:01\n"}],
+    )
+    assert (result["status"], result["source"], result["found"], result["exitCode"]) == (
+        "RUNNING",
+        "squeue",
+        True,
+        None,
+    )
+    assert result["minJobAge"] == 300 and result["accountingAvailable"] is False
+    assert slurm.calls("squeue")[0]["argv"] == [
+        "--noheader",
+        "--array",
+        "--states=all",
+        "--jobs=31",
+        "--format=%i|%A|%K|%T|%r|%V|%S|%e",
+    ]
+
+
+def test_finished_job_takes_its_exit_code_from_sacct_when_accounting_works(slurm):
+    result = status_of(
+        slurm,
+        scontrol=[{"stdout": CONFIG.format("slurmdbd")}],
+        squeue=[{"rc": 1, "stderr": "slurm_load_jobs error: Invalid job id specified\n"}],
+        sacct=[{"stdout": "31|31|FAILED|3:0|None|2026-11-25T10:00:00|2026-11-25T10:00:01|2026-11-25T10:00:09\n"}],
+    )
+    assert (result["status"], result["source"], result["exitCode"]) == ("FAILED", "sacct", 3)
+
+
+def test_finished_job_without_accounting_comes_from_scontrol(slurm):
+    line = "JobId=31 JobName=x JobState=CANCELLED Reason=None ExitCode=0:15 SubmitTime=2026-11-25T10:00:00 "
+    result = status_of(
+        slurm,
+        scontrol=[{"stdout": CONFIG.format("none")}, {"stdout": line + "StartTime=2026-11-25T10:00:01\n"}],
+        squeue=[{"stdout": "31|31|N/A|CANCELLED|None|2026-11-25T10:00:00|2026-11-25T10:00:01|2026-11-25T10:00:05\n"}],
+    )
+    assert (result["status"], result["source"], result["signal"]) == ("CANCELLED", "scontrol", 15)
+
+
+def test_job_unknown_everywhere_is_reported_not_found(slurm):
+    invalid = {"rc": 1, "stderr": "slurm_load_jobs error: Invalid job id specified\n"}
+    result = status_of(slurm, scontrol=[{"stdout": CONFIG.format("none")}, invalid], squeue=[invalid])
+    assert result["found"] is False and result["source"] == "none" and "status" not in result
+
+
+def test_controller_down_during_status_is_retryable(slurm):
+    slurm.set({"scontrol": [{"rc": 1, "stderr": "slurm_load_ctl_conf error: Unable to contact slurm controller"}]})
+    reply, _ = run_program({"action": "status", "slurmBinDir": str(slurm.bin_dir), "slurmJobId": "31"})
+    assert reply["error"]["type"] == "SlurmControllerUnavailable" and reply["error"]["retryable"] is True
+
+
+def test_cancel_runs_scancel_on_the_job(slurm):
+    reply, _ = run_program({"action": "cancel", "slurmBinDir": str(slurm.bin_dir), "slurmJobId": "31"})
+    assert reply["result"] == {"slurmJobId": "31", "requested": True}
+    assert [call["argv"] for call in slurm.calls("scancel")] == [["31"]]
+
+
+@pytest.mark.parametrize("slurm_job_id", ["31;id", "-1", "31 32", "abc"])
+def test_malformed_slurm_job_ids_are_refused(slurm, slurm_job_id):
+    reply, _ = run_program({"action": "cancel", "slurmBinDir": str(slurm.bin_dir), "slurmJobId": slurm_job_id})
+    assert reply["error"]["type"] == "BadRequest"
+    assert slurm.calls() == []
+
+
+def test_collect_uploads_outputs_and_refuses_escapes(files, slurm, job_id, user):
+    slurm.set({"sbatch": [{"stdout": "8\n"}]})
+    run_program(submit_request(files, slurm, job_id))
+    directory = job_dir(user, job_id)
+    (directory / "slurm-stdout").write_text("hello\n")
+    (directory / "results").mkdir()
+    (directory / "results" / "a.txt").write_text("A" * 1000)
+    (directory / "escape").symlink_to("/etc/shadow")
+    for path in (directory / "slurm-stdout", directory / "results", directory / "results" / "a.txt"):
+        os.chown(path, user.pw_uid, user.pw_gid)
+    uploads = [
+        {"name": "stdout", "source": "stdout", "taskId": None, "path": None, "url": files.url(f"/{job_id}/stdout")},
+        {"name": "stderr", "source": "stderr", "taskId": None, "path": None, "url": files.url(f"/{job_id}/stderr")},
+        {
+            "name": "outputs/results/a.txt",
+            "source": "output",
+            "path": "results/a.txt",
+            "url": files.url(f"/{job_id}/a"),
+        },
+        {"name": "outputs/escape", "source": "output", "path": "escape", "url": files.url(f"/{job_id}/escape")},
+        {"name": "outputs/up", "source": "output", "path": "../../../../etc/passwd", "url": files.url(f"/{job_id}/up")},
+    ]
+    reply, _ = run_program(
+        {"action": "collect", "slurmBinDir": str(slurm.bin_dir), "jobId": job_id, "slurmJobId": "8", "uploads": uploads}
+    )
+    by_name = {item["name"]: item for item in reply["result"]["files"]}
+    assert by_name["stdout"]["status"] == "uploaded" and files.objects[f"/{job_id}/stdout"] == b"hello\n"
+    assert by_name["stderr"]["status"] == "missing"
+    assert by_name["outputs/results/a.txt"] == {
+        "name": "outputs/results/a.txt",
+        "status": "uploaded",
+        "bytes": 1000,
+        "message": None,
+    }
+    assert by_name["outputs/escape"]["status"] == "error" and by_name["outputs/up"]["status"] == "error"
+    assert f"/{job_id}/escape" not in files.puts and f"/{job_id}/up" not in files.puts
+
+
+def test_requests_that_are_not_base64_json_are_refused():
+    shared = Path(__file__).resolve().parents[2] / "functions" / "shared"
+    done = subprocess.run(
+        [
+            "/usr/bin/python3",
+            "-c",
+            f"import io, sys; sys.path.insert(0, {str(shared)!r}); from slurm_job_api import head_node_program as p;"
+            "sys.exit(p.main(stdin=io.StringIO('not base64!\\n')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    reply = json.loads(done.stdout)
+    assert done.returncode == 2 and reply["error"]["type"] == "BadRequest" and "base64" in reply["error"]["message"]
