@@ -19,6 +19,8 @@ _SCRIPT = r"""#!/usr/bin/python3
 import json, os, sys
 here = os.path.dirname(os.path.abspath(__file__))
 tool = os.path.basename(sys.argv[0])
+if tool == "scontrol" and "config" in sys.argv[1:]:
+    tool = "scontrol-config"
 with open(os.path.join(here, "calls.jsonl"), "a") as log:
     log.write(json.dumps({"tool": tool, "argv": sys.argv[1:], "cwd": os.getcwd(), "uid": os.getuid(),
                           "env": dict(os.environ)}) + "\n")
@@ -49,7 +51,10 @@ class FakeSlurm:
         directory.chmod(0o755)
 
     def set(self, scenario: dict) -> None:
-        """scenario: {tool: [{"rc", "stdout", "stderr"}, ...]} answered in order (the last one repeats)."""
+        """scenario: {tool: [{"rc", "stdout", "stderr"}, ...]} answered in order (the last one repeats).
+
+        `scontrol show config` answers as the tool "scontrol-config", so that it does not use up scontrol's answers.
+        """
         (self.bin_dir / "scenario.json").write_text(json.dumps(scenario))
         (self.bin_dir / "scenario.json").chmod(0o644)
         for path in self.bin_dir.glob("state-*"):

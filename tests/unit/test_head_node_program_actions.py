@@ -225,7 +225,7 @@ def status_of(slurm, **answers) -> dict:
 def test_status_of_a_running_job_comes_from_squeue(slurm):
     result = status_of(
         slurm,
-        scontrol=[{"stdout": CONFIG.format("none")}],
+        **{"scontrol-config": [{"stdout": CONFIG.format("none")}]},
         squeue=[{"stdout": "31|31|N/A|RUNNING|None|2026-11-25T10:00:00|2026-11-25T10:00:01|2026-11-25T11:00:01\n"}],
     )
     assert (result["status"], result["source"], result["found"], result["exitCode"]) == (
@@ -247,7 +247,7 @@ def test_status_of_a_running_job_comes_from_squeue(slurm):
 def test_finished_job_takes_its_exit_code_from_sacct_when_accounting_works(slurm):
     result = status_of(
         slurm,
-        scontrol=[{"stdout": CONFIG.format("slurmdbd")}],
+        **{"scontrol-config": [{"stdout": CONFIG.format("slurmdbd")}]},
         squeue=[{"rc": 1, "stderr": "slurm_load_jobs error: Invalid job id specified\n"}],
         sacct=[{"stdout": "31|31|FAILED|3:0|None|2026-11-25T10:00:00|2026-11-25T10:00:01|2026-11-25T10:00:09\n"}],
     )
@@ -258,7 +258,8 @@ def test_finished_job_without_accounting_comes_from_scontrol(slurm):
     line = "JobId=31 JobName=x JobState=CANCELLED Reason=None ExitCode=0:15 SubmitTime=2026-11-25T10:00:00 "
     result = status_of(
         slurm,
-        scontrol=[{"stdout": CONFIG.format("none")}, {"stdout": line + "StartTime=2026-11-25T10:00:01\n"}],
+        **{"scontrol-config": [{"stdout": CONFIG.format("none")}]},
+        scontrol=[{"stdout": line + "StartTime=2026-11-25T10:00:01\n"}],
         squeue=[{"stdout": "31|31|N/A|CANCELLED|None|2026-11-25T10:00:00|2026-11-25T10:00:01|2026-11-25T10:00:05\n"}],
     )
     assert (result["status"], result["source"], result["signal"]) == ("CANCELLED", "scontrol", 15)
@@ -266,12 +267,16 @@ def test_finished_job_without_accounting_comes_from_scontrol(slurm):
 
 def test_job_unknown_everywhere_is_reported_not_found(slurm):
     invalid = {"rc": 1, "stderr": "slurm_load_jobs error: Invalid job id specified\n"}
-    result = status_of(slurm, scontrol=[{"stdout": CONFIG.format("none")}, invalid], squeue=[invalid])
+    result = status_of(
+        slurm, scontrol=[invalid], squeue=[invalid], **{"scontrol-config": [{"stdout": CONFIG.format("none")}]}
+    )
     assert result["found"] is False and result["source"] == "none" and "status" not in result
 
 
 def test_controller_down_during_status_is_retryable(slurm):
-    slurm.set({"scontrol": [{"rc": 1, "stderr": "slurm_load_ctl_conf error: Unable to contact slurm controller"}]})
+    slurm.set(
+        {"scontrol-config": [{"rc": 1, "stderr": "slurm_load_ctl_conf error: Unable to contact slurm controller"}]}
+    )
     reply, _ = run_program({"action": "status", "slurmBinDir": str(slurm.bin_dir), "slurmJobId": "31"})
     assert reply["error"]["type"] == "SlurmControllerUnavailable" and reply["error"]["retryable"] is True
 
