@@ -94,7 +94,8 @@ class ResultsBucket:
         try:
             self._s3.head_object(Bucket=self.name, Key=key)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            # Without s3:ListBucket (not granted), S3 answers 403 rather than 404 for a missing key.
+            if error.response.get("Error", {}).get("Code") in ("403", "404", "NoSuchKey", "NotFound", "AccessDenied"):
                 return False
             raise
         return True
