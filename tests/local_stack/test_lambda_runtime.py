@@ -1,0 +1,308 @@
+"""The local cloud and its Lambda runtime: resources from the template, our handlers run in-process when moto's Lambda
+is invoked (directly, and by the Step Functions interpreter), errors as Lambda reports them, interceptors.
+
+One LocalCloud for the module, from tests/local_stack/fixtures/cloud/template.yaml.
+"""
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from local_stack.cloud import LocalCloud
+from local_stack.lambda_runtime import LambdaContext, LambdaRuntime
+from local_stack.ssm_head_node import LocalHeadNode
+from local_stack.template_model import TemplateModel
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CLOUD_TEMPLATE = FIXTURES / "cloud" / "template.yaml"
+FAKE_SLURM_CONF = "/nonexistent/slurm.conf"
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[LocalCloud]:
+    head_node = LocalHeadNode(env={"SLURM_CONF": FAKE_SLURM_CONF}, invocation_visibility_delay=0.0)
+    with LocalCloud(
+        CLOUD_TEMPLATE,
+        stack_name="runtime-test",
+        parameter_overrides={"Greeting": "bonjour", "ClusterName": "unit-cluster"},
+        head_node=head_node,
+    ) as running:
+        yield running
+
+
+def invoke(cloud: LocalCloud, payload: dict[str, Any], **kwargs: Any) -> tuple[str | None, Any]:
+    """Invoke WorkerFunction through moto; returns (FunctionError, decoded payload)."""
+    response = cloud.client("lambda").invoke(
+        FunctionName=cloud.function_names["WorkerFunction"], Payload=json.dumps(payload), **kwargs
+    )
+    return response.get("FunctionError"), json.loads(response["Payload"].read())
+
+
+def run_execution(cloud: LocalCloud, payload: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the fixture state machine to its end; returns (describe_execution, history events)."""
+    stepfunctions = cloud.client("stepfunctions")
+    arn = stepfunctions.start_execution(
+        stateMachineArn=cloud.state_machine_arn, name=f"test-{uuid.uuid4()}", input=json.dumps(payload)
+    )["executionArn"]
+    deadline = time.monotonic() + 20
+    while (description := stepfunctions.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not end within 20 s"
+        time.sleep(0.1)
+    return description, stepfunctions.get_execution_history(executionArn=arn)["events"]
+
+
+# ----- resources ----------------------------------------------------------------------------------------------------
+
+
+def test_bucket_and_table_are_created_as_the_template_says(cloud: LocalCloud) -> None:
+    s3 = cloud.client("s3")
+    rules = s3.get_bucket_encryption(Bucket=cloud.bucket_name)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = s3.get_public_access_block(Bucket=cloud.bucket_name)["PublicAccessBlockConfiguration"]
+    assert all(block.values()) and len(block) == 4
+
+    dynamodb = cloud.client("dynamodb")
+    table = dynamodb.describe_table(TableName=cloud.table_name)["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "jobId", "KeyType": "HASH"}]
+    assert [index["IndexName"] for index in table["GlobalSecondaryIndexes"]] == ["OwnerCreatedAtIndex"]
+    assert table["SSEDescription"]["Status"] == "ENABLED"
+    ttl = dynamodb.describe_time_to_live(TableName=cloud.table_name)["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expiresAt")
+    backups = dynamodb.describe_continuous_backups(TableName=cloud.table_name)["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+
+
+def test_functions_and_state_machine_are_created_from_the_template(cloud: LocalCloud) -> None:
+    configuration = cloud.client("lambda").get_function_configuration(
+        FunctionName=cloud.function_names["WorkerFunction"]
+    )
+    assert (configuration["Handler"], configuration["Timeout"], configuration["MemorySize"]) == (
+        "app.lambda_handler",
+        1,
+        512,
+    )
+    assert configuration["Environment"]["Variables"]["GREETING"] == "bonjour"
+    definition = json.loads(
+        cloud.client("stepfunctions").describe_state_machine(stateMachineArn=cloud.state_machine_arn)["definition"]
+    )
+    worker_arn = cloud.model.functions["WorkerFunction"].arn
+    assert definition["States"]["Work"]["Parameters"]["FunctionName"] == worker_arn
+    assert definition["States"]["Describe"]["Resource"] == worker_arn
+
+
+def test_this_machine_is_the_tagged_head_node_and_runs_its_ssm_commands(cloud: LocalCloud) -> None:
+    reservations = cloud.client("ec2").describe_instances(
+        Filters=[
+            {"Name": "tag:parallelcluster:cluster-name", "Values": ["unit-cluster"]},
+            {"Name": "tag:parallelcluster:node-type", "Values": ["HeadNode"]},
+            {"Name": "instance-state-name", "Values": ["running"]},
+        ]
+    )["Reservations"]
+    instance_ids = [instance["InstanceId"] for reservation in reservations for instance in reservation["Instances"]]
+    assert instance_ids == [cloud.head_node_instance_id]
+
+    ssm = cloud.client("ssm")
+    command_id = ssm.send_command(
+        InstanceIds=instance_ids,
+        DocumentName="AWS-RunShellScript",
+        Parameters={"commands": ['echo "conf=$SLURM_CONF"']},
+    )["Command"]["CommandId"]
+    deadline = time.monotonic() + 10
+    while True:
+        invocation = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_ids[0])
+        if invocation["Status"] not in ("Pending", "InProgress"):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert (invocation["Status"], invocation["StandardOutputContent"]) == ("Success", f"conf={FAKE_SLURM_CONF}\n")
+
+
+# ----- direct invocation --------------------------------------------------------------------------------------------
+
+
+def test_invoke_runs_our_handler_with_environment_context_and_layer(cloud: LocalCloud) -> None:
+    variables = ["GREETING", "WORKER_ONLY", "RESULTS_BUCKET", "AWS_ENDPOINT_URL", "AWS_REGION"]
+    error, result = invoke(cloud, {"action": "describe", "variables": variables})
+    assert error is None
+    assert result["layer"] == "fixture-layer"
+    assert result["environment"] == {
+        "GREETING": "bonjour",  # Globals, from the parameter override
+        "WORKER_ONLY": "yes",  # the function's own
+        "RESULTS_BUCKET": cloud.bucket_name,
+        "AWS_ENDPOINT_URL": cloud.endpoint_url,
+        "AWS_REGION": "us-east-1",
+    }
+    function = cloud.model.functions["WorkerFunction"]
+    context = result["context"]
+    assert context["function_name"] == function.name
+    assert context["invoked_function_arn"] == function.arn
+    assert (context["function_version"], context["memory_limit_in_mb"]) == ("$LATEST", "512")
+    assert context["log_group_name"] == f"/aws/lambda/{function.name}"
+    assert 0 < context["remaining_time_in_millis"] <= 1000  # Timeout: 1
+    uuid.UUID(context["aws_request_id"])
+    assert "AWS_LAMBDA_FUNCTION_NAME" not in os.environ  # per-invocation facts live in the context
+
+
+def test_invoke_by_qualified_arn(cloud: LocalCloud) -> None:
+    # moto 5.2.5 drops the Qualifier query parameter, so the qualifier goes in the FunctionName here.
+    function = cloud.model.functions["WorkerFunction"]
+    response = cloud.client("lambda").invoke(
+        FunctionName=f"{function.arn}:$LATEST", Payload=json.dumps({"action": "describe"})
+    )
+    assert json.loads(response["Payload"].read())["context"]["invoked_function_arn"] == f"{function.arn}:$LATEST"
+    with pytest.raises(ClientError) as raised:
+        cloud.client("lambda").invoke(FunctionName=f"{function.name}:7", Payload=b"{}")
+    assert raised.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_an_exception_is_an_unhandled_function_error(cloud: LocalCloud) -> None:
+    error, payload = invoke(cloud, {"action": "fail", "errorClass": "PermanentError", "message": "no way"})
+    assert error == "Unhandled"
+    assert (payload["errorType"], payload["errorMessage"]) == ("PermanentError", "no way")
+    assert "worker/app.py" in payload["stackTrace"][-1]
+    assert not any("lambda_runtime.py" in frame for frame in payload["stackTrace"])
+    record = cloud.runtime.invocations_of("WorkerFunction")[-1]
+    assert record.request_id == payload["requestId"]
+    assert record.error is not None and record.error["errorType"] == "PermanentError"
+
+
+def test_a_result_that_is_not_json_is_a_marshal_error(cloud: LocalCloud) -> None:
+    error, payload = invoke(cloud, {"action": "unserializable"})
+    assert (error, payload["errorType"]) == ("Unhandled", "Runtime.MarshalError")
+    assert "not JSON serializable" in payload["errorMessage"]
+
+
+def test_a_handler_past_its_timeout_is_reported_as_timed_out(cloud: LocalCloud) -> None:
+    started = time.monotonic()
+    error, payload = invoke(cloud, {"action": "sleep", "seconds": 1.5})
+    assert time.monotonic() - started < 1.4  # answered at the 1 s Timeout, not when the handler ended
+    assert error == "Unhandled"
+    assert payload["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
+
+
+def test_invocations_run_concurrently(cloud: LocalCloud) -> None:
+    started = time.monotonic()
+    outcomes: list[tuple[str | None, Any]] = []
+    threads = [
+        threading.Thread(target=lambda: outcomes.append(invoke(cloud, {"action": "sleep", "seconds": 0.5})))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == [(None, {"slept": 0.5})] * 4
+    assert time.monotonic() - started < 1.5
+
+
+def test_event_invocations_run_in_the_background(cloud: LocalCloud) -> None:
+    key = f"event/{uuid.uuid4()}"
+    response = cloud.client("lambda").invoke(
+        FunctionName=cloud.function_names["WorkerFunction"],
+        InvocationType="Event",
+        Payload=json.dumps({"action": "put", "key": key}),
+    )
+    assert response["StatusCode"] == 202
+    deadline = time.monotonic() + 5
+    while not any(entry.event.get("key") == key for entry in cloud.runtime.invocations_of("WorkerFunction")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert cloud.client("s3").get_object(Bucket=cloud.bucket_name, Key=key)["Body"].read() == b"written"
+
+
+# ----- interceptors -------------------------------------------------------------------------------------------------
+
+
+class CrashAfterHandler(Exception):
+    pass
+
+
+def test_an_interceptor_can_crash_the_function_after_the_handler_did_its_work(cloud: LocalCloud) -> None:
+    key = f"crash/{uuid.uuid4()}"
+    seen: list[Any] = []
+
+    def crash_after(event: Any, context: LambdaContext, call_next: Any) -> Any:
+        seen.append(call_next(event, context))
+        raise CrashAfterHandler("the sandbox died after the handler returned")
+
+    remove = cloud.runtime.add_interceptor("WorkerFunction", crash_after)
+    try:
+        error, payload = invoke(cloud, {"action": "put", "key": key})
+    finally:
+        remove()
+    assert seen == [{"written": key}]
+    assert (error, payload["errorType"]) == ("Unhandled", "CrashAfterHandler")
+    # The handler's side effect happened although the caller saw a failure.
+    assert cloud.client("s3").get_object(Bucket=cloud.bucket_name, Key=key)["Body"].read() == b"written"
+    assert invoke(cloud, {"action": "put", "key": key}) == (None, {"written": key})  # removed
+
+
+def test_an_interceptor_can_fail_the_function_before_the_handler_runs(cloud: LocalCloud) -> None:
+    key = f"never/{uuid.uuid4()}"
+
+    def fail_first(event: Any, context: LambdaContext, call_next: Any) -> Any:
+        raise TimeoutError("injected before the handler")
+
+    remove = cloud.runtime.add_interceptor("WorkerFunction", fail_first)
+    try:
+        error, payload = invoke(cloud, {"action": "put", "key": key})
+    finally:
+        remove()
+    assert (error, payload["errorType"]) == ("Unhandled", "TimeoutError")
+    assert cloud.client("s3").list_objects_v2(Bucket=cloud.bucket_name, Prefix=key)["KeyCount"] == 0
+
+
+# ----- from the state machine ---------------------------------------------------------------------------------------
+
+
+def test_the_state_machine_retries_on_the_error_type_and_reaches_the_handler(cloud: LocalCloud) -> None:
+    description, events = run_execution(cloud, {"action": "fail_times", "key": str(uuid.uuid4()), "failures": 2})
+    assert description["status"] == "SUCCEEDED"
+    output = json.loads(description["output"])
+    assert output["result"] == {"attempts": 3}
+    failures = [event["taskFailedEventDetails"] for event in events if event["type"] == "TaskFailed"]
+    assert [failure["error"] for failure in failures] == ["TransientError", "TransientError"]
+    assert json.loads(failures[0]["cause"])["errorMessage"] == "attempt 1 failed"
+    # The function-ARN task: environment and context reach the handler when Step Functions invokes it.
+    described = output["described"]
+    assert described["environment"] == {"GREETING": "bonjour", "WORKER_ONLY": "yes"}
+    assert described["context"]["function_name"] == cloud.function_names["WorkerFunction"]
+
+
+def test_the_state_machine_catches_on_the_error_type(cloud: LocalCloud) -> None:
+    description, events = run_execution(cloud, {"action": "fail", "errorClass": "PermanentError", "message": "stop"})
+    assert description["status"] == "SUCCEEDED"
+    caught = json.loads(description["output"])["caught"]
+    assert caught["Error"] == "PermanentError"
+    assert json.loads(caught["Cause"])["errorMessage"] == "stop"
+    assert sum(event["type"] == "TaskScheduled" for event in events) == 1  # no Retry for this error
+    entered = [event["stateEnteredEventDetails"]["name"] for event in events if event["type"] == "PassStateEntered"]
+    assert entered == ["Caught"]
+
+
+# ----- import isolation ---------------------------------------------------------------------------------------------
+
+
+def test_two_code_directories_with_the_same_module_are_refused(tmp_path: Path) -> None:
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "app.py").write_text("def handler(event, context):\n    return None\n")
+        (tmp_path / name / "helpers.py").write_text("")
+    (tmp_path / "template.yaml").write_text(
+        "Globals:\n  Function: {Runtime: python3.12, Handler: app.handler}\n"
+        "Resources:\n"
+        "  One: {Type: AWS::Serverless::Function, Properties: {CodeUri: one/}}\n"
+        "  Two: {Type: AWS::Serverless::Function, Properties: {CodeUri: two/}}\n"
+    )
+    model = TemplateModel(tmp_path / "template.yaml", stack_name="s")
+    with pytest.raises(RuntimeError, match=r"module 'helpers' is in both .*one and .*two"):
+        LambdaRuntime(model, endpoint_url="http://127.0.0.1:9")
