@@ -31,6 +31,7 @@ from botocore.config import Config
 from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 
+from local_stack import moto_fixes
 from local_stack.api_gateway import DEFAULT_PRINCIPALS, LOCAL_DEVELOPER, ApiClient, LocalApiGateway
 from local_stack.lambda_runtime import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, LambdaRuntime
 from local_stack.sigv4 import Principal
@@ -129,6 +130,7 @@ class LocalCloud:
         if self._server is not None:
             raise RuntimeError("this LocalCloud is already started")
         try:
+            moto_fixes.install()
             self._start_moto()
             self._runtime = LambdaRuntime(self.model, endpoint_url=self.endpoint_url)
             self._runtime.install()

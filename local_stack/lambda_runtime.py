@@ -196,6 +196,7 @@ class LambdaRuntime:
             for name in _REMOVED_VARIABLES:
                 os.environ.pop(name, None)
             os.environ.update(self._environment)
+            _forget_modules_under(self._import_paths)  # a new runtime is a cold start: no state from an earlier one
             for path in self._import_paths:
                 if path not in sys.path:
                     sys.path.append(path)
@@ -395,6 +396,19 @@ def _import_handler_module(function: FunctionSpec, module_name: str) -> ModuleTy
             "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {error}"
         ) from error
     return module
+
+
+def _forget_modules_under(directories: Collection[str]) -> None:
+    """Drops already imported modules loaded from these directories, so that the next import runs them afresh.
+
+    Lambda runs each function in its own process; in one process, module-level state (cached settings, clients bound
+    to an earlier moto endpoint) would otherwise outlive the cloud it was made for.
+    """
+    roots = [Path(directory).resolve() for directory in directories]
+    for name, module in list(sys.modules.items()):
+        location = getattr(module, "__file__", None)
+        if location and any(Path(location).resolve().is_relative_to(root) for root in roots):
+            del sys.modules[name]
 
 
 def _top_level_modules(directory: Path) -> Iterator[str]:

@@ -32,6 +32,11 @@ count = int(open(state_path).read()) if os.path.exists(state_path) else 0
 with open(state_path, "w") as handle:
     handle.write(str(count + 1))
 answer = answers[min(count, len(answers) - 1)]
+for option, content in answer.get("write", {}).items():  # e.g. {"--output": "..."}: what the job would have printed
+    for arg in sys.argv[1:]:
+        if arg.startswith(option + "="):
+            with open(arg.split("=", 1)[1], "w") as handle:
+                handle.write(content)
 sys.stdout.write(answer.get("stdout", ""))
 sys.stderr.write(answer.get("stderr", ""))
 sys.exit(answer.get("rc", 0))
@@ -54,11 +59,13 @@ class FakeSlurm:
         """scenario: {tool: [{"rc", "stdout", "stderr"}, ...]} answered in order (the last one repeats).
 
         `scontrol show config` answers as the tool "scontrol-config", so that it does not use up scontrol's answers.
+        An answer may also "write" {option: content}: the file named by that option's value gets the content (so a
+        fake sbatch can leave the output a job would have written).
         """
         (self.bin_dir / "scenario.json").write_text(json.dumps(scenario))
         (self.bin_dir / "scenario.json").chmod(0o644)
-        for path in self.bin_dir.glob("state-*"):
-            path.unlink()
+        for path in [*self.bin_dir.glob("state-*"), self.bin_dir / "calls.jsonl"]:
+            path.unlink(missing_ok=True)
 
     def calls(self, tool: str | None = None) -> list[dict]:
         log = self.bin_dir / "calls.jsonl"

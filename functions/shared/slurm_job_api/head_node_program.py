@@ -819,6 +819,8 @@ def _upload(path, url):
             raise ValueError("larger than %d bytes" % MAX_UPLOAD_BYTES)
         put = urllib.request.Request(url, data=handle, method="PUT")  # noqa: S310 - a presigned S3 URL
         put.add_header("Content-Length", str(info.st_size))
+        # urllib would label the body as a form (application/x-www-form-urlencoded) otherwise.
+        put.add_header("Content-Type", "application/octet-stream")
         with urllib.request.urlopen(put, timeout=600) as response:  # noqa: S310 - a presigned S3 URL
             response.read()
         return info.st_size

@@ -1,0 +1,95 @@
+"""The whole product on one machine: a real Slurm cluster, this machine as its head node behind SSM, and the local
+cloud (moto running our state machine, our handlers in-process, the local API Gateway) built from template.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from local_stack.cloud import LocalCloud
+from local_stack.slurm_cluster import ClusterError, SlurmCluster, ensure_cluster_user
+from local_stack.ssm_head_node import LocalHeadNode
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO_ROOT / "template.yaml"
+STATE_DIR = REPO_ROOT / ".local-stack"
+CLUSTER_NAME = "local"
+# Jobs run as this unprivileged user, as they run as ClusterUser (ec2-user by default) on a ParallelCluster head node.
+CLUSTER_USER = "hpcuser"
+
+
+class LocalStackError(Exception):
+    """The local stack cannot run here; the message says why and what to do."""
+
+
+class LocalStack:
+    """Context manager: starts Slurm (unless it already runs), the local cloud and the local API; stops what it started.
+
+    ``parameters`` override template parameters (e.g. PollMinSeconds); ``min_job_age`` and ``accounting`` configure
+    the Slurm cluster.
+    """
+
+    def __init__(
+        self,
+        *,
+        parameters: Mapping[str, str] | None = None,
+        min_job_age: int = 300,
+        accounting: bool = False,
+        state_dir: Path = STATE_DIR,
+        cluster_user: str = CLUSTER_USER,
+    ) -> None:
+        self.cluster = SlurmCluster(state_dir / "slurm", accounting=accounting, min_job_age=min_job_age)
+        self.cluster_user = cluster_user
+        self.parameters = {
+            "ClusterName": CLUSTER_NAME,
+            "ClusterUser": cluster_user,
+            "SlurmBinDir": str(self.cluster.bin_dir),
+            **(parameters or {}),
+        }
+        self.cloud: LocalCloud | None = None
+        self._started_cluster = False
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if os.geteuid() != 0:
+            raise LocalStackError(
+                "the local stack runs Slurm daemons and switches to the cluster user like a head node does: "
+                "run it as root (e.g. with sudo)"
+            )
+        try:
+            self._started_cluster = not self.cluster.is_running()
+            self.cluster.start()
+            ensure_cluster_user(self.cluster_user)
+        except ClusterError as error:
+            raise LocalStackError(str(error)) from error
+        # Tracing needs the X-Ray daemon of a real Lambda environment.
+        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        self.cloud = LocalCloud(
+            TEMPLATE, parameter_overrides=self.parameters, head_node=LocalHeadNode(env=self.cluster.env())
+        )
+        self.cloud.start()
+
+    def stop(self) -> None:
+        if self.cloud is not None:
+            self.cloud.stop()
+            self.cloud = None
+        if self._started_cluster:
+            self.cluster.stop()
+            self._started_cluster = False
+
+    @property
+    def running_cloud(self) -> LocalCloud:
+        if self.cloud is None:
+            raise RuntimeError("the local stack is not started")
+        return self.cloud

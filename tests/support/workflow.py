@@ -1,0 +1,72 @@
+"""Helpers for tests that run jobs through the local cloud: start executions, read their history and results."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from local_stack.cloud import LocalCloud
+
+SCRIPT = "#!/bin/bash\necho hello\n"
+
+
+def submit(api, spec: dict | None = None, headers: dict | None = None) -> str:
+    answer = api.post("/jobs", json=spec or {"script": SCRIPT, "name": "wf"}, headers=headers or {})
+    assert answer.status_code == 202, answer.text
+    return answer.json()["jobId"]
+
+
+def execution_arn(cloud: LocalCloud, name: str) -> str:
+    return cloud.state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
+
+
+def wait_for_execution(cloud: LocalCloud, name: str, timeout: float = 90) -> dict:
+    sfn = cloud.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = sfn.describe_execution(executionArn=execution_arn(cloud, name))
+        if described["status"] != "RUNNING":
+            return described
+        time.sleep(0.2)
+    raise AssertionError(f"execution {name} still running after {timeout} s")
+
+
+def history(cloud: LocalCloud, arn: str) -> list[dict]:
+    pages = cloud.client("stepfunctions").get_paginator("get_execution_history").paginate(executionArn=arn)
+    return [event for page in pages for event in page["events"]]
+
+
+POLL_LOOP = ["WaitBeforePoll", "PollJob", "IsJobFinished"]
+
+
+def path(events: list[dict]) -> list[str]:
+    """The states entered, in order, with repeats of the poll loop collapsed into one round."""
+    names = [event[key]["name"] for event in events for key in event if key == "stateEnteredEventDetails"]
+    collapsed: list[str] = []
+    for name in names:
+        if name == "WaitBeforePoll" and collapsed[-3:] == POLL_LOOP:
+            del collapsed[-3:]
+        collapsed.append(name)
+    return collapsed
+
+
+def task_failures(events: list[dict]) -> list[str]:
+    """Error names of failed task attempts (Lambda tasks by function ARN report LambdaFunctionFailed)."""
+    details = {"TaskFailed": "taskFailedEventDetails", "LambdaFunctionFailed": "lambdaFunctionFailedEventDetails"}
+    return [event[details[event["type"]]]["error"] for event in events if event["type"] in details]
+
+
+def failure(events: list[dict]) -> dict:
+    return next(event for event in events if event["type"] == "ExecutionFailed")["executionFailedEventDetails"]
+
+
+def result_json(cloud: LocalCloud, job_id: str) -> dict:
+    body = cloud.client("s3").get_object(Bucket=cloud.bucket_name, Key=f"jobs/{job_id}/result.json")["Body"]
+    return json.loads(body.read())
+
+
+def finish(cloud: LocalCloud, api, job_id: str, timeout: float = 90) -> tuple[dict, list[dict], dict, dict]:
+    """(execution, history, result.json, job view) once the job's workflow has ended."""
+    execution = wait_for_execution(cloud, job_id, timeout)
+    events = history(cloud, execution["executionArn"])
+    return execution, events, result_json(cloud, job_id), api.get(f"/jobs/{job_id}").json()
