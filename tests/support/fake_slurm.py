@@ -74,5 +74,10 @@ class FakeSlurm:
         entries = [json.loads(line) for line in log.read_text().splitlines()]
         return [entry for entry in entries if tool is None or entry["tool"] == tool]
 
+    def sbatch_calls_for(self, job_id: str) -> list[dict]:
+        """The sbatch calls that submitted this job of the API (found by the comment the program adds)."""
+        wanted = f"--comment=slurm-job-api:{job_id}"
+        return [call for call in self.calls("sbatch") if wanted in call["argv"]]
+
     def remove(self) -> None:
         shutil.rmtree(self.bin_dir, ignore_errors=True)

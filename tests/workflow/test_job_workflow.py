@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 
 from local_stack.lambda_runtime import RuntimeFailure
+from tests.support.scripted_slurm import CONFIG, INVALID_JOB, NO_EARLIER_JOB, scontrol_line, squeue_line
 from tests.support.workflow import SCRIPT, failure, finish, path, submit, task_failures
-from tests.workflow.conftest import CONFIG, INVALID_JOB, NO_EARLIER_JOB, scontrol_line, squeue_line
 
 HAPPY_PATH = [
     "IsContinuation",
@@ -43,7 +43,7 @@ def test_completed_job(cloud, api, slurm):
     execution, events, result, view = finish(cloud, api, job_id)
     assert execution["status"] == "SUCCEEDED"
     assert path(events) == [*HAPPY_PATH, "JobCompleted"]
-    assert len(slurm.calls("sbatch")) == 1
+    assert len(slurm.sbatch_calls_for(job_id)) == 1
     assert (result["status"], result["exitCode"], result["slurmJobId"]) == ("COMPLETED", 0, "101")
     assert [f["name"] for f in result["files"]] == ["stdout"] and result["collection"]["status"] == "complete"
     stdout = cloud.client("s3").get_object(Bucket=cloud.bucket_name, Key=result["files"][0]["key"])["Body"].read()
@@ -86,7 +86,7 @@ def test_timeout(cloud, api, slurm):
     assert failed["error"] == "TIMEOUT" and "time limit" in failed["cause"]
     assert path(events) == [*HAPPY_PATH, "JobDidNotComplete"]
     assert result["status"] == "TIMEOUT" and execution["status"] == "FAILED"
-    assert "--time=1" in slurm.calls("sbatch")[0]["argv"]
+    assert "--time=1" in slurm.sbatch_calls_for(job_id)[0]["argv"]
 
 
 def test_cancel_of_a_running_job(cloud, api, slurm):
@@ -142,7 +142,7 @@ def test_submit_retried_after_sbatch_succeeded_submits_once(cloud, api, slurm):
     assert crashed and execution["status"] == "SUCCEEDED"
     assert task_failures(events)[0] == "Sandbox.Timedout"
     assert path(events) == [*HAPPY_PATH, "JobCompleted"]  # SubmitJob entered once, retried inside the state
-    assert len(slurm.calls("sbatch")) == 1, "the retried submit must find the first submission"
+    assert len(slurm.sbatch_calls_for(job_id)) == 1, "the retried submit must find the first submission"
     assert result["slurmJobId"] == "101"
 
 

@@ -1,7 +1,7 @@
 """A job polled more often than one execution may hold goes on in a new execution (continue-as-new)."""
 
+from tests.support.scripted_slurm import CONFIG, NO_EARLIER_JOB, scontrol_line, squeue_line
 from tests.support.workflow import history, path, result_json, submit, wait_for_execution
-from tests.workflow.conftest import CONFIG, NO_EARLIER_JOB, scontrol_line, squeue_line
 
 
 def test_long_polling_continues_in_a_new_execution(slurm, make_cloud):
@@ -27,4 +27,4 @@ def test_long_polling_continues_in_a_new_execution(slurm, make_cloud):
         assert view["status"] == "COMPLETED" and view["execution"]["arn"] == second["executionArn"]
         assert api.get("/jobs/" + second["executionArn"].replace(":", "%3A")).json()["jobId"] == job_id
         assert result_json(cloud, job_id)["status"] == "COMPLETED"
-        assert len(slurm.calls("sbatch")) == 1
+        assert len(slurm.sbatch_calls_for(job_id)) == 1

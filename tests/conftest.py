@@ -1,5 +1,5 @@
-"""The local cloud over scripted Slurm: template.yaml's resources in moto, real handlers, the real head-node program
-run through SSM on this machine as the cluster user, and recording stand-ins for the Slurm commands."""
+"""Shared fixtures: the local cloud over scripted Slurm — template.yaml's resources in moto, the real handlers, the
+real head-node program run through SSM on this machine as the cluster user, recording stand-ins for Slurm commands."""
 
 from __future__ import annotations
 
@@ -15,30 +15,14 @@ from local_stack.slurm_cluster import ensure_cluster_user
 from local_stack.ssm_head_node import LocalHeadNode
 from tests.support.fake_slurm import FakeSlurm
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 USER = "sjapi-test"
-CONFIG = "MinJobAge = 300 sec\nAccountingStorageType = accounting_storage/none\n"
-TIMES = "2026-11-25T10:00:00|2026-11-25T10:00:01|2026-11-25T10:05:00"
-NO_EARLIER_JOB = {"stdout": ""}  # the submit's look-up of an earlier submission by comment finds nothing
-INVALID_JOB = {"rc": 1, "stderr": "slurm_load_jobs error: Invalid job id specified\n"}
-
-if os.geteuid() != 0:
-    pytest.skip("the head-node program switches to the cluster user: needs root", allow_module_level=True)
-
-
-def squeue_line(state: str, reason: str = "None", job: str = "101") -> dict:
-    return {"stdout": f"{job}|{job}|N/A|{state}|{reason}|{TIMES}\n"}
-
-
-def scontrol_line(state: str, exit_code: str, job: str = "101") -> dict:
-    return {
-        "stdout": f"JobId={job} JobName=x JobState={state} Reason=None ExitCode={exit_code} "
-        "SubmitTime=2026-11-25T10:00:00 StartTime=2026-11-25T10:00:01 EndTime=2026-11-25T10:00:09\n"
-    }
 
 
 @pytest.fixture(scope="session")
 def slurm():
+    if os.geteuid() != 0:
+        pytest.skip("the head-node program switches to the cluster user: needs root")
     user = ensure_cluster_user(USER)
     directory = Path(tempfile.mkdtemp(prefix="sjapi-workflow-slurm-"))
     directory.chmod(0o755)
@@ -76,4 +60,8 @@ def cloud(make_cloud):
 
 @pytest.fixture
 def api(cloud):
-    return cloud.api_client()
+    """A signed client of the local API; executions a test leaves running are stopped after it."""
+    yield cloud.api_client()
+    sfn = cloud.client("stepfunctions")
+    for execution in sfn.list_executions(stateMachineArn=cloud.state_machine_arn, statusFilter="RUNNING")["executions"]:
+        sfn.stop_execution(executionArn=execution["executionArn"], cause="test over")

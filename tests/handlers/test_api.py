@@ -1,0 +1,319 @@
+"""Every route of the HTTP API, through the local API Gateway (SigV4) and the real API function, against moto
+resources built from template.yaml; Slurm is scripted (tests/support/fake_slurm.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from local_stack.api_gateway import LOCAL_OTHER
+from tests.support.scripted_slurm import CONFIG, NO_EARLIER_JOB, scontrol_line, squeue_line
+from tests.support.workflow import SCRIPT, execution_arn, submit, wait_for_execution
+
+FULL_SPEC = {
+    "name": "full",
+    "script": SCRIPT,
+    "partition": "debug",
+    "nodes": 1,
+    "ntasks": 2,
+    "cpusPerTask": 3,
+    "memoryMB": 400,
+    "timeLimitMinutes": 5,
+    "array": "1-2%1",
+    "environment": {"ALPHA": "a b c"},
+    "workingDirectory": "/tmp",
+    "account": "physics",
+    "qos": "normal",
+    "outputs": ["out.txt"],
+}
+
+
+def completes(slurm, **sbatch):
+    slurm.set(
+        {
+            "sbatch": [{"stdout": "101\n", **sbatch}],
+            "scontrol-config": [{"stdout": CONFIG}],
+            "squeue": [NO_EARLIER_JOB, squeue_line("COMPLETED")],
+            "scontrol": [scontrol_line("COMPLETED", "0:0")],
+        }
+    )
+
+
+def keeps_running(slurm):
+    slurm.set(
+        {
+            "sbatch": [{"stdout": "101\n"}],
+            "scontrol-config": [{"stdout": CONFIG}],
+            "squeue": [NO_EARLIER_JOB, squeue_line("RUNNING")],
+        }
+    )
+
+
+@pytest.fixture
+def other(cloud):
+    return cloud.api_client(LOCAL_OTHER)
+
+
+def wait_until_status(api, job_id: str, wanted: set[str], timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        view = api.get(f"/jobs/{job_id}").json()
+        if view["status"] in wanted or time.monotonic() > deadline:
+            return view
+        time.sleep(0.2)
+
+
+# -- POST /jobs -----------------------------------------------------------------------------------------------------
+
+
+def test_submit_answers_202_with_location_and_execution(cloud, api, slurm):
+    completes(slurm)
+    answer = api.post("/jobs", json={"script": SCRIPT})
+    body = answer.json()
+    assert answer.status_code == 202 and body["status"] == "SUBMITTING"
+    assert answer.headers["Location"] == f"/v1/jobs/{body['jobId']}" == body["location"]
+    assert body["executionArn"] == execution_arn(cloud, body["jobId"])
+    assert wait_for_execution(cloud, body["jobId"])["status"] == "SUCCEEDED"
+
+
+def test_every_spec_field_reaches_sbatch_as_its_own_argument(cloud, api, slurm):
+    completes(slurm)
+    job_id = submit(api, FULL_SPEC)
+    wait_for_execution(cloud, job_id)
+    (call,) = slurm.sbatch_calls_for(job_id)
+    argv = call["argv"]
+    for option in (
+        "--job-name=full",
+        "--partition=debug",
+        "--nodes=1",
+        "--ntasks=2",
+        "--cpus-per-task=3",
+        "--mem=400M",
+        "--time=5",
+        "--array=1-2%1",
+        "--account=physics",
+        "--qos=normal",
+        "--chdir=/tmp",
+    ):
+        assert option in argv
+    export_file = next(arg for arg in argv if arg.startswith("--export-file="))
+    assert export_file.endswith("/environment")
+    assert argv[-1].endswith("/job.sh")
+
+
+def test_dependencies_are_sent_as_slurm_job_ids(cloud, api, slurm):
+    keeps_running(slurm)
+    first = submit(api)
+    assert wait_until_status(api, first, {"RUNNING"})["slurmJobId"] == "101"
+    slurm.set({"sbatch": [{"stdout": "102\n"}], "squeue": [NO_EARLIER_JOB, squeue_line("RUNNING", job="102")]})
+    second = submit(api, {"script": SCRIPT, "dependency": [{"type": "afterok", "jobId": first}]})
+    wait_until_status(api, second, {"RUNNING"})
+    assert "--dependency=afterok:101" in slurm.sbatch_calls_for(second)[0]["argv"]
+    for job in (first, second):
+        assert api.delete(f"/jobs/{job}").status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"script": SCRIPT, "nodez": 2}, "nodez"),
+        ({"script": "no shebang"}, "script"),
+        ({"script": SCRIPT, "environment": {"BAD-NAME": "x"}}, "environment"),
+        ({"script": SCRIPT, "outputs": ["../etc/passwd"]}, "outputs"),
+        ({"script": SCRIPT, "array": "1-100000"}, "array"),
+    ],
+)
+def test_invalid_specs_get_422_naming_the_field_and_start_nothing(cloud, api, body, field):
+    before = len(cloud.client("stepfunctions").list_executions(stateMachineArn=cloud.state_machine_arn)["executions"])
+    answer = api.post("/jobs", json=body)
+    assert answer.status_code == 422
+    error = answer.json()
+    assert error["code"] == "ValidationError" and field in error["message"]
+    assert any(detail["field"] == field for detail in error["details"])
+    after = len(cloud.client("stepfunctions").list_executions(stateMachineArn=cloud.state_machine_arn)["executions"])
+    assert before == after
+
+
+def test_references_are_checked_before_anything_starts(api, other):
+    missing = {"scriptS3Key": "inputs/not-there.sh"}
+    answer = api.post("/jobs", json=missing)
+    assert answer.status_code == 422 and "scriptS3Key" in answer.json()["message"]
+    theirs = submit(other)
+    answer = api.post("/jobs", json={"script": SCRIPT, "dependency": [{"jobId": theirs}]})
+    assert answer.status_code == 422 and "dependency[0].jobId" in answer.json()["message"]
+
+
+def test_script_from_the_inputs_prefix(cloud, api, slurm):
+    completes(slurm)
+    cloud.client("s3").put_object(Bucket=cloud.bucket_name, Key="inputs/team/run.sh", Body=b"#!/bin/sh\necho from-s3\n")
+    job_id = submit(api, {"scriptS3Key": "inputs/team/run.sh"})
+    assert wait_for_execution(cloud, job_id)["status"] == "SUCCEEDED"
+    fetched_script = Path(slurm.sbatch_calls_for(job_id)[0]["argv"][-1])
+    assert fetched_script.read_text() == "#!/bin/sh\necho from-s3\n"
+
+
+def test_idempotency_key_returns_the_same_job_and_starts_nothing_new(cloud, api, other, slurm):
+    completes(slurm)
+    headers = {"Idempotency-Key": "retry-me-1"}
+    first = api.post("/jobs", json={"script": SCRIPT}, headers=headers)
+    again = api.post("/jobs", json={"script": SCRIPT}, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["jobId"] == again.json()["jobId"] and again.headers["Idempotent-Replayed"] == "true"
+    changed = api.post("/jobs", json={"script": SCRIPT, "nodes": 2}, headers=headers)
+    assert changed.status_code == 422 and changed.json()["code"] == "IdempotencyKeyReused"
+    theirs = other.post("/jobs", json={"script": SCRIPT}, headers=headers)
+    assert theirs.status_code == 202 and theirs.json()["jobId"] != first.json()["jobId"]
+    executions = cloud.client("stepfunctions").list_executions(stateMachineArn=cloud.state_machine_arn)["executions"]
+    assert [e["name"] for e in executions].count(first.json()["jobId"]) == 1
+    wait_for_execution(cloud, first.json()["jobId"])
+    wait_for_execution(cloud, theirs.json()["jobId"])
+    assert len(slurm.sbatch_calls_for(first.json()["jobId"])) == 1  # none for the replay
+    assert len(slurm.sbatch_calls_for(theirs.json()["jobId"])) == 1
+
+
+def test_malformed_requests(api):
+    assert api.post("/jobs", data="{not json", headers={"Content-Type": "application/json"}).status_code == 400
+    assert api.post("/jobs", data="{}", headers={"Content-Type": "text/plain"}).status_code == 415
+    huge = {"script": "#!/bin/sh\n" + "x" * (300 * 1024)}
+    assert api.post("/jobs", json=huge).status_code == 413
+    bad_key = api.post("/jobs", json={"script": SCRIPT}, headers={"Idempotency-Key": "has space"})
+    assert bad_key.status_code == 400
+
+
+# -- GET /jobs/{jobId} ----------------------------------------------------------------------------------------------
+
+
+def test_job_by_id_and_by_url_encoded_execution_arn(cloud, api, slurm):
+    completes(slurm)
+    job_id = submit(api)
+    wait_for_execution(cloud, job_id)
+    by_id = api.get(f"/jobs/{job_id}").json()
+    by_arn = api.get("/jobs/" + quote(execution_arn(cloud, job_id), safe="")).json()
+    assert by_id == by_arn
+    assert by_id["status"] == "COMPLETED" and by_id["slurmJobId"] == "101" and by_id["exitCode"] == 0
+    for field in ("createdAt", "submittedAt", "startedAt", "endedAt", "finishedAt"):
+        assert by_id[field], field
+    assert by_id["execution"] == {"arn": execution_arn(cloud, job_id), "status": "SUCCEEDED"}
+    assert by_id["results"]["resultKey"] == f"jobs/{job_id}/result.json" and by_id["results"]["available"]
+    other_machine = execution_arn(cloud, job_id).replace(":slurm-job-api-local-jobs:", ":someone-elses:")
+    assert api.get("/jobs/" + quote(other_machine, safe="")).status_code == 404
+    assert api.get("/jobs/not-a-job").status_code == 404
+
+
+def test_other_callers_get_404_for_my_jobs(cloud, api, other, slurm):
+    completes(slurm)
+    job_id = submit(api)
+    wait_for_execution(cloud, job_id)
+    for answer in (
+        other.get(f"/jobs/{job_id}"),
+        other.get(f"/jobs/{job_id}/output"),
+        other.delete(f"/jobs/{job_id}"),
+    ):
+        assert answer.status_code == 404 and answer.json()["code"] == "JobNotFound"
+    assert job_id not in [job["jobId"] for job in other.get("/jobs?limit=100").json()["jobs"]]
+
+
+# -- GET /jobs ------------------------------------------------------------------------------------------------------
+
+
+def test_list_is_newest_first_filterable_and_paginated(cloud, api, slurm):
+    completes(slurm)
+    mine = [submit(api) for _ in range(3)]
+    for job_id in mine:
+        wait_for_execution(cloud, job_id)
+    keeps_running(slurm)
+    running = submit(api)
+    wait_until_status(api, running, {"RUNNING"})
+    seen, token = [], None
+    while True:
+        page = api.get("/jobs", params={"limit": 2, **({"nextToken": token} if token else {})}).json()
+        assert len(page["jobs"]) <= 2
+        seen += page["jobs"]
+        token = page.get("nextToken")
+        if not token:
+            break
+    ids = [job["jobId"] for job in seen]
+    assert ids.index(running) < ids.index(mine[2]) < ids.index(mine[1]) < ids.index(mine[0])
+    created = [job["createdAt"] for job in seen]
+    assert created == sorted(created, reverse=True) and len(set(ids)) == len(ids)
+    only_running = api.get("/jobs", params={"status": "RUNNING", "limit": 100}).json()["jobs"]
+    assert running in [job["jobId"] for job in only_running]
+    assert all(job["status"] == "RUNNING" for job in only_running)
+    assert api.delete(f"/jobs/{running}").status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ({"limit": "0"}, 422),
+        ({"limit": "101"}, 422),
+        ({"limit": "x"}, 422),
+        ({"nextToken": "garbage"}, 400),
+        ({"status": "SLEEPING"}, 400),
+    ],
+)
+def test_list_refuses_bad_parameters(api, query, status):
+    assert api.get("/jobs", params=query).status_code == status
+
+
+# -- DELETE /jobs/{jobId} -------------------------------------------------------------------------------------------
+
+
+def test_cancel_unknown_and_finished_jobs(cloud, api, slurm):
+    assert api.delete("/jobs/0b6f1c9e-3f7a-4c1e-9a53-2a8f6f2b9d10").status_code == 404
+    completes(slurm)
+    job_id = submit(api)
+    wait_for_execution(cloud, job_id)
+    answer = api.delete(f"/jobs/{job_id}")
+    assert answer.status_code == 409 and answer.json()["code"] == "JobAlreadyFinished"
+
+
+# -- GET /jobs/{jobId}/output ---------------------------------------------------------------------------------------
+
+
+def test_output_is_409_until_collected_then_presigned_links(cloud, api, slurm):
+    keeps_running(slurm)
+    running = submit(api)
+    wait_until_status(api, running, {"RUNNING"})
+    early = api.get(f"/jobs/{running}/output")
+    assert early.status_code == 409 and early.json()["code"] == "OutputNotReady"
+    api.delete(f"/jobs/{running}")
+
+    completes(slurm, write={"--output": "the output\n"})
+    job_id = submit(api)
+    wait_for_execution(cloud, job_id)
+    output = api.get(f"/jobs/{job_id}/output").json()
+    links = {item["name"]: item for item in output["files"]}
+    assert set(links) == {"stdout", "result.json"} and output["expiresInSeconds"] == 900
+    assert links["stdout"]["bytes"] == len("the output\n")
+    assert requests.get(links["stdout"]["url"], timeout=10).text == "the output\n"
+    assert requests.get(links["result.json"]["url"], timeout=10).json()["status"] == "COMPLETED"
+
+
+# -- the rest ---------------------------------------------------------------------------------------------------------
+
+
+def test_openapi_document_is_generated_from_the_routes(api):
+    document = api.get("/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    assert {"/jobs", "/jobs/{jobId}", "/jobs/{jobId}/output"} <= set(document["paths"])
+    assert {"get", "post"} <= set(document["paths"]["/jobs"]) and "delete" in document["paths"]["/jobs/{jobId}"]
+    spec_schema = document["components"]["schemas"]["JobSpec"]
+    assert spec_schema["additionalProperties"] is False and "cpusPerTask" in spec_schema["properties"]
+
+
+def test_unknown_routes_and_methods(api):
+    missing = api.get("/nothing-here")
+    assert missing.status_code == 404 and missing.json()["code"] == "NotFound"
+    wrong = api.request("PUT", "/jobs", json={})
+    assert wrong.status_code == 405 and set(wrong.headers["Allow"].split(", ")) == {"GET", "POST"}
+
+
+def test_unsigned_requests_are_refused_by_the_gateway(cloud):
+    answer = requests.get(cloud.api_url + "/jobs", timeout=10)
+    assert answer.status_code == 403 and json.loads(answer.text)["message"] == "Missing Authentication Token"
