@@ -76,8 +76,8 @@ class FakeSlurm:
 
     def sbatch_calls_for(self, job_id: str) -> list[dict]:
         """The sbatch calls that submitted this job of the API (found by the comment the program adds)."""
-        wanted = f"--comment=slurm-job-api:{job_id}"
-        return [call for call in self.calls("sbatch") if wanted in call["argv"]]
+        wanted = f"--comment=slurm-job-api:{job_id}:"
+        return [call for call in self.calls("sbatch") if any(arg.startswith(wanted) for arg in call["argv"])]
 
     def remove(self) -> None:
         shutil.rmtree(self.bin_dir, ignore_errors=True)

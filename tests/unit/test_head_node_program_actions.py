@@ -48,6 +48,9 @@ def slurm(user):
     directory.rmdir()
 
 
+SUBMISSION = "0123456789abcdef0123456789abcdef"
+
+
 @pytest.fixture
 def job_id(user):
     job = str(uuid.uuid4())
@@ -77,6 +80,7 @@ def submit_request(files: FileServer, slurm: FakeSlurm, job_id: str, **extra) ->
         "action": "submit",
         "slurmBinDir": str(slurm.bin_dir),
         "jobId": job_id,
+        "submissionId": SUBMISSION,
         "scriptUrl": files.url(f"/{job_id}/script"),
         "sbatchOptions": ["--job-name=x", "--partition=debug;$(touch /tmp/canary-option)"],
         "workingDirectory": None,
@@ -86,7 +90,7 @@ def submit_request(files: FileServer, slurm: FakeSlurm, job_id: str, **extra) ->
 
 
 def job_dir(user, job_id: str) -> Path:
-    return Path(user.pw_dir) / ".slurm-job-api" / "jobs" / job_id
+    return Path(user.pw_dir) / ".slurm-job-api" / "jobs" / job_id / SUBMISSION
 
 
 def test_submit_runs_sbatch_as_the_cluster_user_with_exact_argv(files, slurm, job_id, user):
@@ -105,7 +109,7 @@ def test_submit_runs_sbatch_as_the_cluster_user_with_exact_argv(files, slurm, jo
     assert call["uid"] == user.pw_uid
     assert call["argv"] == [
         "--parsable",
-        f"--comment=slurm-job-api:{job_id}",
+        f"--comment=slurm-job-api:{job_id}:{SUBMISSION}",
         f"--chdir={directory}",
         f"--output={directory}/slurm-stdout",
         f"--error={directory}/slurm-stderr",
@@ -142,9 +146,20 @@ def test_a_retried_submit_finds_the_first_one(files, slurm, job_id):
     assert len(slurm.calls("sbatch")) == 1
 
 
+def test_the_same_job_id_in_another_submission_never_reuses_the_first(files, slurm, job_id):
+    """An Idempotency-Key reused against a redeployed stack gives the same job id, but a new submission."""
+    slurm.set({"sbatch": [{"stdout": "100\n"}, {"stdout": "200\n"}]})
+    first, _ = run_program(submit_request(files, slurm, job_id))
+    other, _ = run_program(submit_request(files, slurm, job_id, submissionId="f" * 32))
+    assert (first["result"]["slurmJobId"], other["result"]["slurmJobId"]) == ("100", "200")
+    assert first["result"]["jobDirectory"] != other["result"]["jobDirectory"]
+    assert len(slurm.calls("sbatch")) == 2
+
+
 def test_a_submit_retried_after_a_crash_finds_the_job_by_its_comment(files, slurm, job_id, user):
     """sbatch succeeded but the program died before writing its marker: squeue still knows the job."""
-    slurm.set({"squeue": [{"stdout": f"555|slurm-job-api:{job_id}\n556|(null)\n"}], "sbatch": [{"stdout": "999\n"}]})
+    comments = f"554|slurm-job-api:{job_id}:{'f' * 32}\n555|slurm-job-api:{job_id}:{SUBMISSION}\n556|(null)\n"
+    slurm.set({"squeue": [{"stdout": comments}], "sbatch": [{"stdout": "999\n"}]})
     reply, _ = run_program(submit_request(files, slurm, job_id))
     assert reply["result"] == {
         "slurmJobId": "555",
@@ -317,7 +332,14 @@ def test_collect_uploads_outputs_and_refuses_escapes(files, slurm, job_id, user)
         {"name": "outputs/up", "source": "output", "path": "../../../../etc/passwd", "url": files.url(f"/{job_id}/up")},
     ]
     reply, _ = run_program(
-        {"action": "collect", "slurmBinDir": str(slurm.bin_dir), "jobId": job_id, "slurmJobId": "8", "uploads": uploads}
+        {
+            "action": "collect",
+            "slurmBinDir": str(slurm.bin_dir),
+            "jobId": job_id,
+            "submissionId": SUBMISSION,
+            "slurmJobId": "8",
+            "uploads": uploads,
+        }
     )
     by_name = {item["name"]: item for item in reply["result"]["files"]}
     assert by_name["stdout"]["status"] == "uploaded" and files.objects[f"/{job_id}/stdout"] == b"hello\n"

@@ -18,7 +18,14 @@ SCHEDULE = PollSchedule(min_seconds=10, max_seconds=3600, fraction=0.1)
 
 
 def fresh() -> JobProgress:
-    return submitted(JOB, slurm_job_id="42", is_array=False, now="2026-11-25T12:00:00.000Z", schedule=SCHEDULE)
+    return submitted(
+        JOB,
+        submission_id="ab" * 16,
+        slurm_job_id="42",
+        is_array=False,
+        now="2026-11-25T12:00:00.000Z",
+        schedule=SCHEDULE,
+    )
 
 
 def running(**extra):

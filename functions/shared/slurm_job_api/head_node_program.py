@@ -487,6 +487,7 @@ def job_unknown_to_controller(stderr):
 
 SLURM_COMMAND_TIMEOUT_SECONDS = 120
 JOB_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+SUBMISSION_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 SLURM_JOB_ID_RE = re.compile(r"^[0-9]{1,10}$")
 USER_NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
 COMMENT_PREFIX = "slurm-job-api:"
@@ -572,11 +573,13 @@ def _make_private_directory(path):
         os.chmod(path, 0o700)
 
 
-def job_directory(job_id):
-    """The per-job directory of the cluster user (created 0700): ~/.slurm-job-api/jobs/<jobId>."""
+def job_directory(job_id, submission_id):
+    """The cluster user's directory for one submission of a job (created 0700):
+    ~/.slurm-job-api/jobs/<jobId>/<submissionId>. The submission id keeps a job id that comes back (an
+    Idempotency-Key reused against a redeployed stack) from ever meeting an earlier submission's files."""
     home = pwd.getpwuid(os.getuid()).pw_dir
     path = home
-    for part in [*JOBS_DIRECTORY.split(os.sep), job_id]:
+    for part in [*JOBS_DIRECTORY.split(os.sep), job_id, submission_id]:
         path = os.path.join(path, part)
         _make_private_directory(path)
     if "%" in path or "\n" in path:
@@ -658,15 +661,20 @@ def _fetch(url, limit):
     return data
 
 
-def _find_submitted_job(slurm, job_id):
-    """The Slurm id of a job that carries our job id in its comment (a retried submit after sbatch succeeded)."""
+def job_comment(job_id, submission_id):
+    """The Slurm job comment that ties a Slurm job to one submission of one of our jobs."""
+    return "%s%s:%s" % (COMMENT_PREFIX, job_id, submission_id)
+
+
+def _find_submitted_job(slurm, job_id, submission_id):
+    """The Slurm id of the job that carries this submission's comment (a submit retried after sbatch succeeded)."""
     user = pwd.getpwuid(os.getuid()).pw_name
     done = slurm.run("squeue", ["--noheader", "--states=all", "--user=" + user, "--format=%F|%k"])
     if done.returncode != 0:
         if controller_unreachable(done.stderr):
             raise SlurmControllerUnavailable("squeue failed: %s" % done.stderr.strip()[:2000])
         raise SlurmCommandFailed("squeue failed: %s" % done.stderr.strip()[:2000])
-    wanted = COMMENT_PREFIX + job_id
+    wanted = job_comment(job_id, submission_id)
     for line in done.stdout.splitlines():
         base_id, _, comment = line.partition("|")
         if comment.strip() == wanted:
@@ -676,6 +684,7 @@ def _find_submitted_job(slurm, job_id):
 
 def submit(request, slurm):
     job_id = _require(request, "jobId", JOB_ID_RE)
+    submission_id = _require(request, "submissionId", SUBMISSION_ID_RE)
     options = _checked_sbatch_options(request.get("sbatchOptions", []))
     environment_url = request.get("environmentUrl")
     working_directory = request.get("workingDirectory")
@@ -685,14 +694,14 @@ def submit(request, slurm):
         raise BadRequest("workingDirectory must be an absolute path")
     is_array = any(option.startswith("--array=") for option in options)
 
-    directory = job_directory(job_id)
+    directory = job_directory(job_id, submission_id)
     marker = os.path.join(directory, "slurm_job_id")
     with open(os.path.join(directory, ".submit.lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a retried command waits for the first one, then finds its marker
         if os.path.exists(marker):
             with open(marker) as handle:
                 return {"slurmJobId": handle.read().strip(), "alreadySubmitted": True, "jobDirectory": directory}
-        found = _find_submitted_job(slurm, job_id)
+        found = _find_submitted_job(slurm, job_id, submission_id)
         if found:
             _write_private_file(marker, found.encode("ascii"))
             return {"slurmJobId": found, "alreadySubmitted": True, "jobDirectory": directory}
@@ -702,7 +711,7 @@ def submit(request, slurm):
         os.chmod(script_path, 0o700)
         argv = [
             "--parsable",
-            "--comment=" + COMMENT_PREFIX + job_id,
+            "--comment=" + job_comment(job_id, submission_id),
             "--chdir=" + (working_directory or directory),
             "--output=" + (output_path(directory, "stdout") + (".%a" if is_array else "")),
             "--error=" + (output_path(directory, "stderr") + (".%a" if is_array else "")),
@@ -829,10 +838,11 @@ def _upload(path, url):
 def collect(request, slurm):
     """Uploads stdout/stderr (per task for arrays) and declared outputs through presigned PUT URLs."""
     job_id = _require(request, "jobId", JOB_ID_RE)
+    submission_id = _require(request, "submissionId", SUBMISSION_ID_RE)
     uploads = request.get("uploads")
     if not isinstance(uploads, list):
         raise BadRequest("uploads must be a list")
-    directory = job_directory(job_id)
+    directory = job_directory(job_id, submission_id)
     working_directory = os.path.realpath(request.get("workingDirectory") or directory)
     files = []
     for upload in uploads:

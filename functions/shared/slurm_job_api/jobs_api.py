@@ -181,7 +181,14 @@ class JobsApi:
         if spec.script is not None:
             self.bucket.put_script(job_id, spec.script)
         created_at = iso(self.now())
-        execution_input = {"jobId": job_id, "owner": owner, "createdAt": created_at, "spec": spec.to_json_dict()}
+        submission_id = uuid.uuid4().hex
+        execution_input = {
+            "jobId": job_id,
+            "submissionId": submission_id,
+            "owner": owner,
+            "createdAt": created_at,
+            "spec": spec.to_json_dict(),
+        }
         replayed = False
         try:
             execution_arn = self.stepfunctions.start_execution(
@@ -200,6 +207,7 @@ class JobsApi:
             replayed = True
         record = new_record(
             job_id=job_id,
+            submission_id=submission_id,
             owner=owner,
             spec=spec,
             created_at=created_at,

@@ -20,6 +20,7 @@ class JobProgress(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     job_id: str
+    submission_id: str | None = None
     slurm_job_id: str | None = None
     is_array: bool = False
     status: str = SUBMITTING
@@ -129,10 +130,13 @@ def job_id_of_execution_name(name: str) -> str:
     return name.split("_", 1)[0]
 
 
-def submitted(job_id: str, *, slurm_job_id: str, is_array: bool, now: str, schedule: PollSchedule) -> JobProgress:
+def submitted(
+    job_id: str, *, submission_id: str, slurm_job_id: str, is_array: bool, now: str, schedule: PollSchedule
+) -> JobProgress:
     """The progress right after sbatch accepted the job."""
     return JobProgress(
         job_id=job_id,
+        submission_id=submission_id,
         slurm_job_id=slurm_job_id,
         is_array=is_array,
         status=PENDING,

@@ -41,6 +41,7 @@ class _Event(BaseModel):
 
 class SubmitJobEvent(_Event):
     job_id: str
+    submission_id: str
     owner: str
     created_at: str
     spec: dict
@@ -63,6 +64,7 @@ class FinishJobEvent(_Event):
 def new_record(
     *,
     job_id: str,
+    submission_id: str,
     owner: str,
     spec: JobSpec,
     created_at: str,
@@ -74,6 +76,7 @@ def new_record(
     expires = datetime.fromisoformat(created_at.replace("Z", "+00:00")) + timedelta(days=settings.result_retention_days)
     return {
         "jobId": job_id,
+        "submissionId": submission_id,
         "owner": owner,
         "name": spec.name,
         "status": SUBMITTING,
@@ -115,19 +118,21 @@ class Workflow:
     def _ssm_wait(self) -> float:
         return max(5.0, min(SSM_WAIT_CAP_SECONDS, self.remaining_seconds() - SAFETY_MARGIN_SECONDS))
 
-    def _record(self, job_id: str, owner: str, spec: JobSpec, created_at: str, execution_arn: str) -> dict:
+    def _record(self, state: SubmitJobEvent, spec: JobSpec) -> dict:
         """The job's record; recreated from the workflow input if the API stopped before writing it."""
+        job_id, owner = state.job_id, state.owner
         record = self.store.get(job_id)
         if record is None:
             logger.warning("job record missing: recreating it from the execution input")
             self.store.create(
                 new_record(
                     job_id=job_id,
+                    submission_id=state.submission_id,
                     owner=owner,
                     spec=spec,
-                    created_at=created_at,
+                    created_at=state.created_at,
                     request_hash="",
-                    execution_arn=execution_arn,
+                    execution_arn=state.execution_arn,
                     settings=self.settings,
                 )
             )
@@ -140,7 +145,7 @@ class Workflow:
 
     def submit(self, event: SubmitJobEvent) -> dict:
         spec = JobSpec.model_validate(event.spec)
-        record = self._record(event.job_id, event.owner, spec, event.created_at, event.execution_arn)
+        record = self._record(event, spec)
         now = iso(self.now())
         if record.get("cancelRequested") and not record.get("slurmJobId"):
             cancelled = progress.cancelled_before_submission(event.job_id, now=now)
@@ -152,6 +157,7 @@ class Workflow:
         script_key = spec.script_s3_key or results.script_key(event.job_id)
         fields: dict[str, Any] = {
             "jobId": event.job_id,
+            "submissionId": event.submission_id,
             "scriptUrl": self.bucket.presigned_get(script_key),
             "sbatchOptions": sbatch_options(spec, resolved.slurm),
             "workingDirectory": spec.working_directory,
@@ -163,6 +169,7 @@ class Workflow:
 
         submitted = progress.submitted(
             event.job_id,
+            submission_id=event.submission_id,
             slurm_job_id=reply["slurmJobId"],
             is_array=spec.array is not None,
             now=record.get("submittedAt") or now,
@@ -230,7 +237,7 @@ class Workflow:
         state = event.state
         job_id = state["jobId"]
         spec = JobSpec.model_validate(state["spec"])
-        record = self._record(job_id, state["owner"], spec, state["createdAt"], event.execution_arn)
+        record = self._record(SubmitJobEvent.model_validate({**state, "executionArn": event.execution_arn}), spec)
         job = JobProgress.model_validate(state["job"]) if state.get("job") else None
         error = state.get("error")
         status, cause = outcome.final_status(job, error)
@@ -282,6 +289,7 @@ class Workflow:
                     wait_seconds=self._ssm_wait(),
                     execution_timeout=3600,
                     jobId=job.job_id,
+                    submissionId=job.submission_id,
                     slurmJobId=job.slurm_job_id,
                     workingDirectory=spec.working_directory,
                     uploads=batch,
@@ -309,7 +317,11 @@ class Workflow:
     def _batches(self, job: JobProgress, spec: JobSpec, planned: list[results.PlannedUpload]) -> list[list[dict]]:
         """The uploads split so that every collect command stays within the command budget."""
         base = self.head_node.request(
-            "collect", jobId=job.job_id, slurmJobId=job.slurm_job_id, workingDirectory=spec.working_directory
+            "collect",
+            jobId=job.job_id,
+            submissionId=job.submission_id,
+            slurmJobId=job.slurm_job_id,
+            workingDirectory=spec.working_directory,
         )
         batches: list[list[dict]] = []
         current: list[dict] = []
