@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import signal
 import sys
 import threading
@@ -77,7 +79,15 @@ def follow(api: ApiClient, job_id: str, timeout: float) -> dict:
         time.sleep(0.5)
 
 
+def quiet_handlers() -> None:
+    """Keeps the handlers' JSON logs and metrics (what CloudWatch would get) off the terminal."""
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+
 def demo(args: argparse.Namespace) -> int:
+    quiet_handlers()
     spec, idempotency_key = example_job()
     say("Starting the local stack: Slurm, moto (Step Functions, Lambda, S3, DynamoDB, SSM, EC2), the local API...")
     with LocalStack(parameters={"PollMinSeconds": str(args.poll_seconds)}) as stack:
@@ -133,6 +143,7 @@ Press Ctrl-C to stop.
 
 
 def serve(args: argparse.Namespace) -> int:
+    quiet_handlers()
     spec, _ = example_job()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
