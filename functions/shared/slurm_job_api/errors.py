@@ -25,6 +25,10 @@ class SlurmControllerUnavailable(TransientError):
     """slurmctld did not answer the Slurm client on the head node."""
 
 
+class SlurmAccountingUnavailable(TransientError):
+    """slurmctld has forgotten the job and slurmdbd (accounting) did not answer."""
+
+
 class ScriptFetchFailed(TransientError):
     """The head node could not download the job script from S3."""
 
@@ -74,6 +78,7 @@ TRANSIENT_ERROR_NAMES = tuple(sorted(cls.__name__ for cls in _subclasses(Transie
 # The head-node program reports errors by name; these are the Lambda-side classes they become.
 HEAD_NODE_ERRORS: dict[str, type[SlurmJobApiError]] = {
     "SlurmControllerUnavailable": SlurmControllerUnavailable,
+    "SlurmAccountingUnavailable": SlurmAccountingUnavailable,
     "ScriptFetchFailed": ScriptFetchFailed,
     "SbatchRejected": SbatchRejected,
     "HeadNodeSetupError": HeadNodeSetupError,

@@ -390,9 +390,7 @@ def summarize(records, is_array):
     """The job's state from its records (one for a plain job, one per task or task range for an array)."""
     if not records:
         raise ValueError("no records to summarize")
-    counts = {}
-    for record in records:
-        counts[record.status] = counts.get(record.status, 0) + record.task_count
+    counts = _status_counts(records)
     statuses = set(counts)
     active = [status for status in ARRAY_ACTIVE_PRECEDENCE if status in statuses]
     if active:
@@ -443,6 +441,10 @@ class HeadNodeSetupError(ProgramError):
 
 
 class SlurmControllerUnavailable(ProgramError):
+    retryable = True
+
+
+class SlurmAccountingUnavailable(ProgramError):
     retryable = True
 
 
@@ -751,8 +753,34 @@ def _query(slurm, tool, args, parse):
     raise SlurmCommandFailed("%s failed (exit %d): %s" % (tool, done.returncode, done.stderr.strip()[:2000]))
 
 
+def _task_total(records):
+    return sum(record.task_count for record in records)
+
+
+def _status_counts(records):
+    counts = {}
+    for record in records:
+        counts[record.status] = counts.get(record.status, 0) + record.task_count
+    return counts
+
+
+def _complete(candidate, live):
+    """True if `candidate` can stand for the ended job: every task terminal and, when squeue still shows the job,
+    the same tasks in the same states (sacct lags: it may miss tasks or still hold a requeued job's first end)."""
+    if not _all_terminal(candidate):
+        return False
+    if not live:
+        return True
+    return _task_total(candidate) >= _task_total(live) and _status_counts(candidate) == _status_counts(live)
+
+
 def status(request, slurm):
-    """The job's state: squeue while Slurm has it; then sacct if accounting works, else scontrol; else not found."""
+    """The job's state: squeue while the job is active; once it has ended, the exit codes come from sacct when
+    accounting works, else from slurmctld's memory (scontrol, for MinJobAge seconds); gone from both: not found.
+
+    Accounting lags behind the controller (a just-finished array may show up in sacct as one plain job), so a
+    source is used only if it has every task squeue has, each in a terminal state.
+    """
     slurm_job_id = _require(request, "slurmJobId", SLURM_JOB_ID_RE)
     is_array = bool(request.get("isArray"))
     config = slurm.config()
@@ -763,26 +791,37 @@ def status(request, slurm):
         parse_squeue,
     )
     records, source = live, "squeue"
-    if not live or all(record.status in TERMINAL_STATUSES for record in live):
-        # Finished or gone from the queue: exit codes come from accounting when it works, else from the
-        # controller's memory of the job (MinJobAge); squeue's terminal state without an exit code comes last.
-        accounted = []
+    if not live or _all_terminal(live):
+        accounted, accounting_error = [], None
         if config["accountingAvailable"]:
-            accounted = _query(
-                slurm,
-                "sacct",
-                ["--noheader", "--parsable2", "--allocations", "--jobs=" + slurm_job_id, "--format=" + SACCT_FIELDS],
-                parse_sacct,
-            )
+            try:
+                accounted = _query(
+                    slurm,
+                    "sacct",
+                    [
+                        "--noheader",
+                        "--parsable2",
+                        "--allocations",
+                        "--jobs=" + slurm_job_id,
+                        "--format=" + SACCT_FIELDS,
+                    ],
+                    parse_sacct,
+                )
+            except (SlurmCommandFailed, SlurmControllerUnavailable) as error:
+                accounting_error = error  # slurmdbd down: slurmctld may still remember the job
         remembered = []
-        if not _all_terminal(accounted):
+        if not _complete(accounted, live):
             remembered = _query(slurm, "scontrol", ["--oneliner", "show", "job", slurm_job_id], parse_scontrol_jobs)
         for candidate, name in ((accounted, "sacct"), (remembered, "scontrol")):
-            if _all_terminal(candidate):
+            if _complete(candidate, live):
                 records, source = candidate, name
                 break
         else:
-            # No terminal record with an exit code: squeue's own terminal state, else whatever is known.
+            if not live and not remembered and accounting_error is not None:
+                raise SlurmAccountingUnavailable(
+                    "Slurm no longer holds job %s and accounting cannot be read: %s" % (slurm_job_id, accounting_error)
+                )
+            # No complete terminal record with exit codes: squeue's own terminal states, else what is known.
             records, source = next(
                 (
                     (candidate, name)
