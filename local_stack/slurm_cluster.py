@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import errno
 import fcntl
+import hashlib
 import os
 import pwd
 import re
@@ -37,7 +38,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_STATE_DIR = REPO_ROOT / ".local-stack" / "slurm"
+
+
+def local_state_root() -> Path:
+    """Where the local stack keeps its state: $SLURM_JOB_API_STATE_DIR, else <repo>/.local-stack — unless the
+    repository sits where other users cannot reach (e.g. under /root), since cluster users must read slurm.conf:
+    then /var/lib/slurm-job-api-local/<hash of the repository path> (root-owned, unlike /tmp)."""
+    if os.environ.get("SLURM_JOB_API_STATE_DIR"):
+        return Path(os.environ["SLURM_JOB_API_STATE_DIR"])
+    local = REPO_ROOT / ".local-stack"
+    if all(directory.stat().st_mode & stat.S_IXOTH for directory in local.parents):
+        return local
+    return Path("/var/lib/slurm-job-api-local") / hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:12]
+
+
+DEFAULT_STATE_DIR = local_state_root() / "slurm"
 
 CLUSTER_NAME = "local"
 PARTITION = "debug"
@@ -666,7 +681,7 @@ def _alive(pid: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_stack.slurm_cluster", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("start", "stop", "status"))
+    parser.add_argument("command", choices=("install", "start", "stop", "status"))
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     parser.add_argument("--accounting", action="store_true", help="also run slurmdbd with a private MariaDB")
     parser.add_argument("--min-job-age", type=int, default=300, metavar="SECONDS")
@@ -676,7 +691,11 @@ def main(argv: list[str] | None = None) -> int:
         args.state_dir, accounting=args.accounting, min_job_age=args.min_job_age, advertised_cpus=args.advertised_cpus
     )
     try:
-        if args.command == "start":
+        if args.command == "install":  # the packages of both configurations, e.g. while bootstrapping
+            _require_root_on_debian()
+            _ensure_packages(SLURM_PACKAGES + ACCOUNTING_PACKAGES)
+            print("Slurm, munge, slurmdbd and MariaDB packages are installed")
+        elif args.command == "start":
             began = time.monotonic()
             cluster.start()
             print(f"running ({time.monotonic() - began:.2f} s); export SLURM_CONF={cluster.conf_path}")

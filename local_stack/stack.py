@@ -10,12 +10,11 @@ from pathlib import Path
 from types import TracebackType
 
 from local_stack.cloud import LocalCloud
-from local_stack.slurm_cluster import ClusterError, SlurmCluster, ensure_cluster_user
+from local_stack.slurm_cluster import ClusterError, SlurmCluster, ensure_cluster_user, local_state_root
 from local_stack.ssm_head_node import LocalHeadNode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO_ROOT / "template.yaml"
-STATE_DIR = REPO_ROOT / ".local-stack"
 CLUSTER_NAME = "local"
 # Jobs run as this unprivileged user, as they run as ClusterUser (ec2-user by default) on a ParallelCluster head node.
 CLUSTER_USER = "hpcuser"
@@ -38,10 +37,11 @@ class LocalStack:
         parameters: Mapping[str, str] | None = None,
         min_job_age: int = 300,
         accounting: bool = False,
-        state_dir: Path = STATE_DIR,
+        state_dir: Path | None = None,
         cluster_user: str = CLUSTER_USER,
     ) -> None:
-        self.cluster = SlurmCluster(state_dir / "slurm", accounting=accounting, min_job_age=min_job_age)
+        self.state_dir = state_dir or local_state_root()
+        self.cluster = SlurmCluster(self.state_dir / "slurm", accounting=accounting, min_job_age=min_job_age)
         self.cluster_user = cluster_user
         self.parameters = {
             "ClusterName": CLUSTER_NAME,

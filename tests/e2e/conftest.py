@@ -1,0 +1,89 @@
+"""The real local stack: a real Slurm cluster (with accounting, and a low MinJobAge so that finished jobs leave the
+controller quickly), this machine as the head node behind SSM, the real state machine and handlers in moto."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import time
+
+import pytest
+
+from local_stack.stack import LocalStack
+
+MIN_JOB_AGE = 5
+
+
+@pytest.fixture(scope="module")
+def stack():
+    if os.geteuid() != 0:
+        pytest.skip("the local stack runs Slurm daemons and switches users: needs root")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    with LocalStack(accounting=True, min_job_age=MIN_JOB_AGE, parameters={"PollMinSeconds": "1"}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def cloud(stack):
+    return stack.running_cloud
+
+
+@pytest.fixture
+def api(cloud):
+    return cloud.api_client()
+
+
+class SlurmView:
+    """Asks the real Slurm directly (as root), to check what the API says against Slurm's own answer."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+
+    def run(self, tool: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(self.stack.cluster.bin_dir / tool), *args],
+            env={"PATH": "/usr/bin:/bin", **self.stack.cluster.env()},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    def accounted_state(self, slurm_job_id: str) -> str:
+        done = self.run(
+            "sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={slurm_job_id}", "--format=State"
+        )
+        return done.stdout.strip()
+
+    def known_to_controller(self, slurm_job_id: str) -> bool:
+        return self.run("squeue", "--noheader", "--states=all", f"--jobs={slurm_job_id}").returncode == 0
+
+    def job_ids_named(self, name: str) -> list[str]:
+        """Slurm job ids (array tasks folded) of every job with this name, from accounting."""
+        done = self.run(
+            "sacct",
+            "--noheader",
+            "--parsable2",
+            "--allocations",
+            "--allusers",
+            f"--name={name}",
+            "--starttime=now-1hours",
+            "--format=JobIDRaw,JobID",
+        )
+        return sorted({line.split("|")[1].split("_")[0] for line in done.stdout.splitlines() if line})
+
+    def wait_until_forgotten(self, slurm_job_id: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.known_to_controller(slurm_job_id):
+            assert time.monotonic() < deadline, f"slurmctld still remembers job {slurm_job_id}"
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def slurm(stack):
+    return SlurmView(stack)
+
+
+@pytest.fixture(scope="module")
+def cluster_user(stack):
+    return pwd.getpwnam(stack.cluster_user)

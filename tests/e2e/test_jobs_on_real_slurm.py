@@ -1,0 +1,170 @@
+"""Through the HTTP API, against real Slurm: the jobs people run and the ways they end.
+
+The TIMEOUT job needs a minute and more (Slurm enforces time limits with minute granularity), so it is submitted by
+the first test and checked by the last one of this file, while the others run.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.workflow import finish, submit, wait_for_execution
+
+
+def run_job(cloud, api, spec: dict, **headers) -> tuple[dict, dict, dict]:
+    """Submits a job and waits for its workflow: (execution, result.json, job view)."""
+    job_id = submit(api, spec, headers=headers)
+    execution, _, result, view = finish(cloud, api, job_id, timeout=120)
+    return execution, result, view
+
+
+def output_links(api, job_id: str) -> dict[str, str]:
+    answer = api.get(f"/jobs/{job_id}/output")
+    assert answer.status_code == 200, answer.text
+    return {item["name"]: item["url"] for item in answer.json()["files"]}
+
+
+@pytest.fixture(scope="module")
+def timeout_job(api_module):
+    """A job over its one-minute time limit, started before the other tests of this file."""
+    return submit(api_module, {"name": "over-time", "script": "#!/bin/bash\nsleep 300\n", "timeLimitMinutes": 1})
+
+
+@pytest.fixture(scope="module")
+def api_module(cloud):
+    return cloud.api_client()
+
+
+def test_a_job_that_completes(cloud, api, timeout_job, cluster_user):
+    script = '#!/bin/bash\necho "hello from $(id -un) in $PWD"\necho to-stderr >&2\nstat -c %a "$PWD"\n'
+    execution, result, view = run_job(cloud, api, {"name": "hello", "script": script})
+    assert execution["status"] == "SUCCEEDED"
+    assert (view["status"], view["exitCode"], result["status"], result["exitCode"]) == ("COMPLETED", 0, "COMPLETED", 0)
+    links = output_links(api, view["jobId"])
+    stdout = requests.get(links["stdout"], timeout=10).text
+    job_directory = stdout.split(" in ", 1)[1].split("\n", 1)[0]
+    # The job ran as the configured cluster user (never root), in its private per-job directory.
+    assert stdout == f"hello from {cluster_user.pw_name} in {job_directory}\n700\n"
+    assert requests.get(links["stderr"], timeout=10).text == "to-stderr\n"
+    info = os.stat(job_directory)
+    assert info.st_uid == cluster_user.pw_uid and stat.S_IMODE(info.st_mode) == 0o700
+    assert job_directory.startswith(cluster_user.pw_dir + "/.slurm-job-api/jobs/" + view["jobId"] + "/")
+
+
+def test_a_job_that_exits_3(cloud, api, slurm):
+    execution, result, view = run_job(cloud, api, {"script": "#!/bin/bash\necho about to fail\nexit 3\n"})
+    assert execution["status"] == "FAILED" and execution["error"] == "FAILED"
+    assert (view["status"], view["exitCode"], result["status"], result["exitCode"]) == ("FAILED", 3, "FAILED", 3)
+    assert slurm.accounted_state(view["slurmJobId"]) == "FAILED"
+
+
+def test_cancel_of_a_running_job(cloud, api, slurm):
+    job_id = submit(api, {"script": "#!/bin/bash\necho started\nsleep 300\n"})
+    deadline = time.monotonic() + 60
+    while (view := api.get(f"/jobs/{job_id}").json())["status"] != "RUNNING":
+        assert time.monotonic() < deadline, view
+        time.sleep(0.5)
+    answer = api.delete(f"/jobs/{job_id}")
+    assert answer.status_code == 202 and answer.json()["slurmCancelSent"] is True
+    execution, _, result, view = finish(cloud, api, job_id)
+    assert execution["status"] == "FAILED" and execution["error"] == "CANCELLED"
+    assert view["status"] == result["status"] == "CANCELLED"
+    assert slurm.accounted_state(view["slurmJobId"]).startswith("CANCELLED")  # "CANCELLED by <uid>" from Slurm
+    assert requests.get(output_links(api, job_id)["stdout"], timeout=10).text == "started\n"
+
+
+def test_an_array_job_accounts_for_every_task(cloud, api):
+    script = '#!/bin/bash\necho task $SLURM_ARRAY_TASK_ID\n[ "$SLURM_ARRAY_TASK_ID" != 2 ] || exit 5\n'
+    execution, result, view = run_job(cloud, api, {"script": script, "array": "1-3"})
+    assert view["arrayTaskCounts"] == result["arrayTaskCounts"] == {"COMPLETED": 2, "FAILED": 1}
+    assert (view["status"], view["exitCode"]) == ("FAILED", 5)
+    links = output_links(api, view["jobId"])
+    for task in (1, 2, 3):
+        assert requests.get(links[f"tasks/{task}/stdout"], timeout=10).text == f"task {task}\n"
+    assert execution["status"] == "FAILED"
+
+
+def test_a_declared_output_file_is_uploaded_and_downloadable(cloud, api):
+    script = "#!/bin/bash\nmkdir -p results\nprintf 'a,b\\n1,2\\n' > results/table.csv\n"
+    execution, result, view = run_job(cloud, api, {"script": script, "outputs": ["results/table.csv", "absent.txt"]})
+    assert execution["status"] == "SUCCEEDED"
+    assert [f["name"] for f in result["files"] if f["name"].startswith("outputs/")] == ["outputs/results/table.csv"]
+    links = output_links(api, view["jobId"])
+    assert requests.get(links["outputs/results/table.csv"], timeout=10).text == "a,b\n1,2\n"
+    assert "outputs/absent.txt" not in links
+
+
+def test_the_same_idempotency_key_twice_is_one_slurm_job(cloud, api, slurm):
+    name = f"idem-{uuid.uuid4().hex[:8]}"
+    spec = {"name": name, "script": "#!/bin/bash\necho once\n"}
+    key = {"Idempotency-Key": name}
+    first = api.post("/jobs", json=spec, headers=key).json()
+    again = api.post("/jobs", json=spec, headers=key).json()
+    assert first["jobId"] == again["jobId"]
+    assert wait_for_execution(cloud, first["jobId"])["status"] == "SUCCEEDED"
+    deadline = time.monotonic() + 30
+    while not slurm.job_ids_named(name):  # accounting records arrive asynchronously
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert slurm.job_ids_named(name) == [api.get(f"/jobs/{first['jobId']}").json()["slurmJobId"]]
+
+
+def test_a_job_polled_after_slurmctld_forgot_it_is_read_from_accounting(cloud, api, slurm):
+    """The first poll comes only after MinJobAge has passed and slurmctld purged the job: sacct answers."""
+    waited_for = {}
+
+    def late_first_poll(event, context, call_next):
+        job = event["job"]
+        if job["pollsInExecution"] == 0 and job["slurmJobId"] not in waited_for:
+            slurm.wait_until_forgotten(job["slurmJobId"])
+            waited_for[job["slurmJobId"]] = slurm.known_to_controller(job["slurmJobId"])
+        return call_next(event, context)
+
+    remove = cloud.runtime.add_interceptor("PollJobFunction", late_first_poll)
+    try:
+        _, result, view = run_job(cloud, api, {"script": "#!/bin/bash\nexit 7\n"})
+    finally:
+        remove()
+    assert waited_for == {view["slurmJobId"]: False}
+    assert (view["status"], view["exitCode"], result["status"]) == ("FAILED", 7, "FAILED")
+
+
+def test_twenty_jobs_at_once_all_end_none_lost_none_duplicated(cloud, api, slurm):
+    name = f"burst-{uuid.uuid4().hex[:8]}"
+    spec = {"name": name, "script": "#!/bin/bash\nsleep 1\necho done $SLURM_JOB_ID\n"}
+    jobs = [submit(api, spec) for _ in range(20)]
+    assert len(set(jobs)) == 20
+    results = [finish(cloud, api, job_id, timeout=180) for job_id in jobs]
+    assert [view["status"] for _, _, _, view in results] == ["COMPLETED"] * 20
+    slurm_ids = [view["slurmJobId"] for _, _, _, view in results]
+    assert len(set(slurm_ids)) == 20
+    deadline = time.monotonic() + 30
+    while len(slurm.job_ids_named(name)) < 20:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert slurm.job_ids_named(name) == sorted(slurm_ids)
+
+
+def test_a_job_over_its_time_limit_times_out(cloud, api, timeout_job):
+    execution, _, result, view = finish(cloud, api, timeout_job, timeout=240)
+    assert execution["status"] == "FAILED" and execution["error"] == "TIMEOUT"
+    assert view["status"] == result["status"] == "TIMEOUT"
+
+
+def test_job_directories_stay_private(cluster_user):
+    """~/.slurm-job-api, jobs/, jobs/<jobId>/ and jobs/<jobId>/<submissionId>/: what jobs create inside is theirs."""
+    root = Path(cluster_user.pw_dir) / ".slurm-job-api"
+    jobs = root / "jobs"
+    submissions = [path for path in jobs.glob("*/*") if path.is_dir() and len(path.name) == 32]
+    ours = [root, jobs, *{path.parent for path in submissions}, *submissions]
+    assert len(ours) > 10
+    for directory in ours:
+        info = directory.stat()
+        assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == cluster_user.pw_uid, directory
