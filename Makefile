@@ -1,0 +1,22 @@
+# The two commands of the README, and their parts. Everything installs itself on first use (root needed for Slurm).
+.PHONY: demo serve test lint bootstrap
+
+# Run the example job through the whole product on this machine (real Slurm, the real state machine and handlers).
+demo:
+	scripts/bootstrap-python.sh
+	.venv/bin/python -m local_stack demo
+
+# Keep the local API up for curl, with examples.
+serve:
+	scripts/bootstrap-python.sh
+	.venv/bin/python -m local_stack serve
+
+# Every test: unit, handlers, workflow, static checks and end-to-end on real Slurm.
+test: bootstrap
+	.venv/bin/python -m pytest -n 3 --dist loadscope
+
+lint: bootstrap
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+bootstrap:
+	scripts/bootstrap.sh
