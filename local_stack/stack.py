@@ -10,7 +10,13 @@ from pathlib import Path
 from types import TracebackType
 
 from local_stack.cloud import LocalCloud
-from local_stack.slurm_cluster import ClusterError, SlurmCluster, ensure_cluster_user, local_state_root
+from local_stack.slurm_cluster import (
+    DEFAULT_PORT_BASE,
+    ClusterError,
+    SlurmCluster,
+    ensure_cluster_user,
+    local_state_root,
+)
 from local_stack.ssm_head_node import LocalHeadNode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +34,8 @@ class LocalStack:
     """Context manager: starts Slurm (unless it already runs), the local cloud and the local API; stops what it started.
 
     ``parameters`` override template parameters (e.g. PollMinSeconds); ``min_job_age`` and ``accounting`` configure
-    the Slurm cluster.
+    the Slurm cluster. ``name`` and ``port_base`` give a stack its own Slurm cluster (state directory and ports), so
+    that test modules with differently configured clusters can run at the same time.
     """
 
     def __init__(
@@ -37,11 +44,13 @@ class LocalStack:
         parameters: Mapping[str, str] | None = None,
         min_job_age: int = 300,
         accounting: bool = False,
-        state_dir: Path | None = None,
+        name: str = "slurm",
+        port_base: int = DEFAULT_PORT_BASE,
         cluster_user: str = CLUSTER_USER,
     ) -> None:
-        self.state_dir = state_dir or local_state_root()
-        self.cluster = SlurmCluster(self.state_dir / "slurm", accounting=accounting, min_job_age=min_job_age)
+        self.cluster = SlurmCluster(
+            local_state_root() / name, accounting=accounting, min_job_age=min_job_age, port_base=port_base
+        )
         self.cluster_user = cluster_user
         self.parameters = {
             "ClusterName": CLUSTER_NAME,

@@ -20,7 +20,10 @@ def stack():
     if os.geteuid() != 0:
         pytest.skip("the local stack runs Slurm daemons and switches users: needs root")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    with LocalStack(accounting=True, min_job_age=MIN_JOB_AGE, parameters={"PollMinSeconds": "1"}) as running:
+    stack = LocalStack(
+        name="e2e-slurm", port_base=7817, accounting=True, min_job_age=MIN_JOB_AGE, parameters={"PollMinSeconds": "1"}
+    )
+    with stack as running:
         yield running
 
 
