@@ -106,6 +106,29 @@ def _status_fields(job: JobProgress, now: str) -> dict:
     }
 
 
+def submit_request_fields(
+    *,
+    job_id: str,
+    submission_id: str,
+    spec: JobSpec,
+    slurm_dependencies: dict[str, list[str]],
+    script_url: str,
+    environment_url: str | None,
+) -> dict[str, Any]:
+    """What the head-node program's submit action gets. Large values (the script, the environment) travel through
+    S3 behind presigned URLs, so the SSM command stays small whatever the spec."""
+    fields: dict[str, Any] = {
+        "jobId": job_id,
+        "submissionId": submission_id,
+        "scriptUrl": script_url,
+        "sbatchOptions": sbatch_options(spec, slurm_dependencies),
+        "workingDirectory": spec.working_directory,
+    }
+    if environment_url:
+        fields["environmentUrl"] = environment_url
+    return fields
+
+
 @dataclass
 class Workflow:
     settings: Settings
@@ -154,17 +177,17 @@ class Workflow:
             return cancelled.to_state()
 
         resolved = resolve(spec.dependency or [], self._dependency_targets(spec, event.owner))
-        script_key = spec.script_s3_key or results.script_key(event.job_id)
-        fields: dict[str, Any] = {
-            "jobId": event.job_id,
-            "submissionId": event.submission_id,
-            "scriptUrl": self.bucket.presigned_get(script_key),
-            "sbatchOptions": sbatch_options(spec, resolved.slurm),
-            "workingDirectory": spec.working_directory,
-        }
+        environment_url = None
         if spec.environment:
-            environment_key = self.bucket.put_environment(event.job_id, spec.environment)
-            fields["environmentUrl"] = self.bucket.presigned_get(environment_key)
+            environment_url = self.bucket.presigned_get(self.bucket.put_environment(event.job_id, spec.environment))
+        fields = submit_request_fields(
+            job_id=event.job_id,
+            submission_id=event.submission_id,
+            spec=spec,
+            slurm_dependencies=resolved.slurm,
+            script_url=self.bucket.presigned_get(spec.script_s3_key or results.script_key(event.job_id)),
+            environment_url=environment_url,
+        )
         reply = self.head_node.run("submit", wait_seconds=self._ssm_wait(), **fields)
 
         submitted = progress.submitted(

@@ -1,0 +1,116 @@
+"""SendCommand requests are size-limited: the largest command we send, for any valid spec, stays well under 64 KiB.
+
+The biggest valid spec is built field by field at its limits; the URLs are real SigV4 presigned URLs made with a
+Lambda-sized session token, for the longest bucket name S3 allows.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from slurm_job_api.head_node import HeadNode
+from slurm_job_api.poll_schedule import PollSchedule
+from slurm_job_api.progress import JobProgress
+from slurm_job_api.results import ResultsBucket, planned_uploads
+from slurm_job_api.settings import Settings
+from slurm_job_api.spec import MAX_ARRAY_TASKS, JobSpec
+from slurm_job_api.ssm_command import command_size, shell_commands
+from slurm_job_api.workflow import COMMAND_BUDGET_BYTES, Workflow, submit_request_fields
+
+LIMIT = 64 * 1024
+JOB_ID = str(uuid.uuid4())
+SUBMISSION_ID = uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def bucket() -> ResultsBucket:
+    s3 = boto3.client(
+        "s3",
+        region_name="ap-southeast-2",
+        aws_access_key_id="ASIA" + "X" * 16,
+        aws_secret_access_key="s" * 40,
+        aws_session_token="T" * 1200,  # Lambda role session tokens run to about a kilobyte
+        config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}),
+    )
+    return ResultsBucket(s3, "b" * 63)
+
+
+@pytest.fixture(scope="module")
+def head_node() -> HeadNode:
+    return HeadNode(cluster_name="c" * 60, cluster_user="u" * 32, slurm_bin_dir="/" + "d" * 200, ssm=None, ec2=None)
+
+
+def largest_spec() -> JobSpec:
+    return JobSpec.model_validate(
+        {
+            "name": "n" * 64,
+            "script": "#!/bin/sh\n" + "x" * (64 * 1024 - 20),
+            "partition": "p" * 64,
+            "nodes": 100_000,
+            "ntasks": 10_000_000,
+            "cpusPerTask": 4096,
+            "memoryMB": 1024 * 1024 * 1024,
+            "timeLimitMinutes": 527040,
+            "array": ",".join(str(1_000_000 + i) for i in range(31)) + "%99",
+            "dependency": [{"type": "afternotok", "jobId": str(uuid.uuid4())} for _ in range(32)],
+            "environment": {f"V{i:03d}": "v" * 240 for i in range(256)},
+            "workingDirectory": "/" + "/".join(["w" * 250] * 16),
+            "account": "a" * 64,
+            "qos": "q" * 64,
+            "outputs": [f"{i:03d}/" + "o" * 1018 for i in range(100)],
+        }
+    )
+
+
+def test_the_largest_submit_command_is_well_under_the_limit(bucket, head_node):
+    spec = largest_spec()
+    fields = submit_request_fields(
+        job_id=JOB_ID,
+        submission_id=SUBMISSION_ID,
+        spec=spec,
+        slurm_dependencies={"afternotok": [str(4_000_000_000 + i) for i in range(32)]},
+        script_url=bucket.presigned_get(f"jobs/{JOB_ID}/input/script.sh"),
+        environment_url=bucket.presigned_get(f"jobs/{JOB_ID}/input/environment.json"),
+    )
+    size = command_size(shell_commands(head_node.request("submit", **fields)))
+    print(f"largest submit command: {size} bytes")
+    assert size < LIMIT // 2
+
+
+@pytest.mark.parametrize("action", ["status", "cancel"])
+def test_status_and_cancel_commands_are_small(head_node, action):
+    size = command_size(shell_commands(head_node.request(action, jobId=JOB_ID, slurmJobId="4294967295", isArray=True)))
+    assert size < LIMIT // 2
+
+
+def test_collect_batches_stay_within_the_budget_for_the_largest_array_and_outputs(bucket, head_node):
+    spec = largest_spec().model_copy(update={"array": f"1-{MAX_ARRAY_TASKS}"})
+    settings = Settings(
+        jobs_table_name="t",
+        results_bucket_name=bucket.name,
+        cluster_name="c",
+        cluster_user="u",
+        slurm_bin_dir="/opt/slurm/bin",
+        poll_schedule=PollSchedule(),
+        max_polls_per_execution=2000,
+        result_retention_days=30,
+        state_machine_arn=None,
+    )
+    workflow = Workflow(settings=settings, store=None, bucket=bucket, head_node=head_node)
+    job = JobProgress(job_id=JOB_ID, submission_id=SUBMISSION_ID, slurm_job_id="4294967295", is_array=True)
+    planned = planned_uploads(JOB_ID, array_task_ids=spec.array_task_ids, outputs=spec.outputs or [])
+    batches = workflow._batches(job, spec, planned)
+    base = {
+        "jobId": JOB_ID,
+        "submissionId": SUBMISSION_ID,
+        "slurmJobId": job.slurm_job_id,
+        "workingDirectory": spec.working_directory,
+    }
+    sizes = [command_size(shell_commands(head_node.request("collect", **base, uploads=batch))) for batch in batches]
+    print(f"{len(planned)} uploads in {len(batches)} commands, the largest {max(sizes)} bytes")
+    assert sum(len(batch) for batch in batches) == len(planned) == 2 * MAX_ARRAY_TASKS + 100
+    assert max(sizes) <= COMMAND_BUDGET_BYTES < LIMIT
