@@ -125,7 +125,7 @@ Caller: {arn}
 Every request must be signed (AWS_IAM), as on AWS. With curl 7.75 or newer:
 
   export API={url}
-  export SIGV4=(--aws-sigv4 "aws:amz:us-east-1:execute-api" --user "{key}:{secret}")
+  SIGV4=(--aws-sigv4 "aws:amz:us-east-1:execute-api" --user "{key}:{secret}")
 
   # submit the example job
   curl -s "${{SIGV4[@]}}" -H 'Content-Type: application/json' -H 'Idempotency-Key: try-1' \\
