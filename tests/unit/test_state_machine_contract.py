@@ -1,0 +1,53 @@
+"""The state machine and the code agree: transient errors are the ones retried, and every way out of the
+workflow after a job was accepted goes through writing result.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from slurm_job_api.errors import TRANSIENT_ERROR_NAMES
+
+ASL = json.loads((Path(__file__).resolve().parents[2] / "statemachine" / "job.asl.json").read_text())
+STATES = ASL["States"]
+LAMBDA_TASKS = [name for name, state in STATES.items() if state.get("Resource", "").endswith("FunctionArn}")]
+
+
+def successors(name: str) -> set[str]:
+    state = STATES[name]
+    following = {state["Next"]} if "Next" in state else set()
+    following |= {choice["Next"] for choice in state.get("Choices", [])}
+    following |= {state["Default"]} if "Default" in state else set()
+    following |= {catch["Next"] for catch in state.get("Catch", [])}
+    return following
+
+
+def test_every_lambda_task_retries_exactly_the_transient_errors_and_catches_the_rest():
+    assert sorted(LAMBDA_TASKS) == ["FinishJob", "PollJob", "SubmitJob"]
+    for name in LAMBDA_TASKS:
+        retried = [set(retry["ErrorEquals"]) for retry in STATES[name]["Retry"]]
+        assert set(TRANSIENT_ERROR_NAMES) in retried, name
+        assert any("Lambda.ServiceException" in errors for errors in retried), name
+        assert any(catch["ErrorEquals"] == ["States.ALL"] for catch in STATES[name]["Catch"]), name
+
+
+@pytest.mark.parametrize("start", ["SubmitJob", "PollJob", "WaitBeforePoll"])
+def test_every_end_after_acceptance_writes_result_json(start):
+    """Walk every path: each one ends in a state reached only through a result.json write, or hands the job over to
+    a continuation execution."""
+    writers = {"WriteResult", "WriteFallbackResult"}
+    seen: set[tuple[str, bool]] = set()
+    stack = [(start, False)]
+    while stack:
+        name, written = stack.pop()
+        if (name, written) in seen:
+            continue
+        seen.add((name, written))
+        written = written or name in writers
+        state = STATES[name]
+        if state["Type"] in ("Succeed", "Fail"):
+            assert written or name == "ContinuedAsNewExecution", f"{start} → … → {name} ends without result.json"
+        for following in successors(name):
+            stack.append((following, written))
