@@ -20,3 +20,9 @@ lint: bootstrap
 
 bootstrap:
 	scripts/bootstrap.sh
+
+# Regenerate docs/reliability.md: the fault scenarios on real Slurm and what long jobs cost (about ten minutes, as
+# root; not part of `make test`, and not while tests/faults run: they use the same clusters).
+.PHONY: reliability-report
+reliability-report: bootstrap
+	.venv/bin/python -m benchmarks.report

@@ -1,0 +1,310 @@
+"""What a long job costs in Step Functions history events and state transitions, measured with time compressed.
+
+The real state machine (statemachine/job.asl.json) runs in moto with the real handlers and the real head-node program
+(through SSM on this machine) over scripted Slurm (benchmarks/state_slurm.py). Time is compressed, not computed:
+
+- moto's Wait state does not sleep: it advances a virtual clock by the seconds it would have waited;
+- the poll step sees the virtual elapsed time: its event's ``job.submittedAt`` is moved back by the virtual time, so
+  the product's poll schedule (poll_schedule.py) grows the wait exactly as it would in real time;
+- the scripted Slurm answers RUNNING until the virtual clock passes the job's length, then COMPLETED.
+
+Every poll still runs for real (Lambda handler, SSM command, head-node program, scripted squeue), and the counts
+come from ``get_execution_history`` of every execution of the job (a long job continues as new executions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+from benchmarks.state_slurm import ENDED_ANSWERS, RUNNING_ANSWERS, StateSlurm, slurm_config
+from local_stack.cloud import LocalCloud
+from local_stack.lambda_runtime import Interceptor
+from local_stack.slurm_cluster import ensure_cluster_user
+from local_stack.ssm_head_node import LocalHeadNode
+from slurm_job_api.poll_schedule import PollSchedule
+from tests.support.workflow import execution_arn, history, submit
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
+# The user the scripted head node runs jobs as; its own, so that no other test's clean-up removes its job directories.
+BENCHMARK_USER = "sjapi-bench"
+JOB_LENGTHS: Mapping[str, int] = {"1 h": 3_600, "24 h": 86_400, "7 d": 604_800}
+# Step Functions fails an execution at this many history events (NOTES.md, "Step Functions").
+EXECUTION_EVENT_LIMIT = 25_000
+CONTINUED = "ContinuedAsNewExecution"
+
+
+class VirtualClock:
+    """Seconds of waiting skipped so far; runs ``action`` once when the clock first reaches ``at_seconds``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seconds = 0.0
+        self._alarms: list[tuple[float, Callable[[], None]]] = []
+
+    @property
+    def seconds(self) -> float:
+        with self._lock:
+            return self._seconds
+
+    def when(self, at_seconds: float, action: Callable[[], None]) -> None:
+        with self._lock:
+            self._alarms.append((at_seconds, action))
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._seconds += seconds
+            due = [alarm for alarm in self._alarms if alarm[0] <= self._seconds]
+            self._alarms = [alarm for alarm in self._alarms if alarm[0] > self._seconds]
+        for _, action in due:
+            action()
+
+
+@contextmanager
+def waits_on(clock: VirtualClock) -> Iterator[None]:
+    """moto's Wait states advance ``clock`` instead of sleeping (this process, while the context lasts)."""
+    original = WaitFunction._wait_interval
+
+    def advance(self: WaitFunction, env: Any, wait_seconds: int) -> None:
+        clock.advance(wait_seconds)
+
+    WaitFunction._wait_interval = advance  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        WaitFunction._wait_interval = original  # type: ignore[method-assign]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def in_virtual_time(clock: VirtualClock) -> Interceptor:
+    """A PollJobFunction interceptor: the handler sees the job submitted ``clock.seconds`` earlier than it was.
+
+    The real submission time goes back into the state the handler returns, so the shift never accumulates.
+    """
+
+    def interceptor(event: Any, context: Any, call_next: Callable[[Any, Any], Any]) -> Any:
+        job = event["job"]
+        submitted_at = job["submittedAt"]
+        moved = datetime.fromisoformat(submitted_at) - timedelta(seconds=clock.seconds)
+        job["submittedAt"] = _iso(moved)
+        result = call_next(event, context)
+        if isinstance(result, dict):
+            result["submittedAt"] = submitted_at
+        return result
+
+    return interceptor
+
+
+@dataclass(frozen=True)
+class LongJobCase:
+    """A job length and the configuration it runs under (template parameters, what the cluster reports)."""
+
+    label: str
+    job_seconds: int
+    accounting: bool = True
+    min_job_age: int = 300
+    parameters: tuple[tuple[str, str], ...] = ()
+
+
+DEFAULT_SCHEDULE_CASES = tuple(LongJobCase(label, seconds) for label, seconds in JOB_LENGTHS.items())
+CAP_CASES = (
+    LongJobCase("24 h, MaxPollsPerExecution 10", JOB_LENGTHS["24 h"], parameters=(("MaxPollsPerExecution", "10"),)),
+    LongJobCase("24 h, no accounting (MinJobAge 300 s)", JOB_LENGTHS["24 h"], accounting=False),
+)
+CASES = {case.label: case for case in (*DEFAULT_SCHEDULE_CASES, *CAP_CASES)}
+
+
+def predicted_polls(case: LongJobCase) -> int:
+    """The polls the product's poll schedule alone predicts for the case, as if polling took no time: a cross-check
+    of the measurement (the first wait is PollMinSeconds, as after a submission)."""
+    parameters = dict(case.parameters)
+    schedule = PollSchedule(
+        min_seconds=int(parameters.get("PollMinSeconds", PollSchedule.min_seconds)),
+        max_seconds=int(parameters.get("PollMaxSeconds", PollSchedule.max_seconds)),
+        fraction=float(parameters.get("PollFraction", PollSchedule.fraction)),
+    )
+    elapsed, polls = float(schedule.min_seconds), 1
+    while elapsed < case.job_seconds:
+        elapsed += schedule.next_wait(elapsed, min_job_age=case.min_job_age, accounting=case.accounting)
+        polls += 1
+    return polls
+
+
+@dataclass(frozen=True)
+class LongJobCost:
+    """What one job of ``job_seconds`` cost, over all executions of its workflow."""
+
+    label: str
+    job_seconds: int
+    accounting: bool
+    min_job_age: int
+    max_polls_per_execution: int
+    status: str
+    executions: int
+    events: int
+    transitions: int
+    polls: int
+    max_events_per_execution: int
+    noticed_after_seconds: float  # virtual seconds from the job's end to the poll that saw it
+    wall_seconds: float
+
+
+@dataclass(frozen=True)
+class ExecutionCount:
+    name: str
+    status: str
+    events: int
+    transitions: int
+    polls: int
+    continued: bool
+
+
+def count_execution(cloud: LocalCloud, name: str, timeout: float) -> ExecutionCount:
+    """Waits for one execution to end and counts its history: events, states entered, PollJob entered."""
+    sfn = cloud.client("stepfunctions")
+    arn = execution_arn(cloud, name)
+    deadline = time.monotonic() + timeout
+    while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"execution {name} still running after {timeout:.0f} s")
+        time.sleep(0.2)
+    events = history(cloud, arn)
+    entered = [event["stateEnteredEventDetails"]["name"] for event in events if "stateEnteredEventDetails" in event]
+    return ExecutionCount(
+        name=name,
+        status=described["status"],
+        events=len(events),
+        transitions=len(entered),
+        polls=entered.count("PollJob"),
+        continued=bool(entered) and entered[-1] == CONTINUED,
+    )
+
+
+class ScriptedCloud:
+    """The local cloud over scripted Slurm, with the template's default poll schedule unless ``parameters`` say
+    otherwise. The head node makes command invocations visible at once (it only saves wall time: the workflow's
+    history is the same)."""
+
+    def __init__(self, parameters: Mapping[str, str] | None = None) -> None:
+        self.parameters = dict(parameters or {})
+        self._directory: Path | None = None
+        self.slurm: StateSlurm | None = None
+        self.cloud: LocalCloud | None = None
+
+    def __enter__(self) -> ScriptedCloud:
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self) -> None:
+        ensure_cluster_user(BENCHMARK_USER)
+        self._directory = Path(tempfile.mkdtemp(prefix="sjapi-long-jobs-"))
+        self._directory.chmod(0o755)
+        self.slurm = StateSlurm(self._directory)
+        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        self.cloud = LocalCloud(
+            TEMPLATE,
+            parameter_overrides={
+                "ClusterName": "long-jobs",
+                "ClusterUser": BENCHMARK_USER,
+                "SlurmBinDir": str(self.slurm.bin_dir),
+                **self.parameters,
+            },
+            head_node=LocalHeadNode(invocation_visibility_delay=0.0),
+        )
+        self.cloud.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.cloud is not None:
+            self.cloud.stop()
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
+        shutil.rmtree(Path(ensure_cluster_user(BENCHMARK_USER).pw_dir) / ".slurm-job-api", ignore_errors=True)
+
+
+def measure_long_job(scripted: ScriptedCloud, case: LongJobCase, *, timeout: float = 1800) -> LongJobCost:
+    """Runs one job of ``case.job_seconds`` (virtual) through the API and counts what its workflow cost.
+
+    ``scripted`` must run with ``case.parameters`` (see :func:`measure`).
+    """
+    cloud, slurm = scripted.cloud, scripted.slurm
+    if cloud is None or slurm is None:
+        raise RuntimeError("use measure_long_job inside `with ScriptedCloud(...)`")
+    config = slurm_config(accounting=case.accounting, min_job_age=case.min_job_age)
+    slurm.configure(config)
+    slurm.show(RUNNING_ANSWERS)
+    clock = VirtualClock()
+    clock.when(case.job_seconds, lambda: slurm.show(ENDED_ANSWERS))
+    started = time.monotonic()
+    remove = cloud.runtime.add_interceptor("PollJobFunction", in_virtual_time(clock))
+    try:
+        with waits_on(clock):
+            job_id = submit(cloud.api_client(), {"name": "long-job", "script": "#!/bin/bash\nsleep infinity\n"})
+            executions = [count_execution(cloud, job_id, timeout)]
+            while executions[-1].continued:
+                executions.append(count_execution(cloud, f"{job_id}_{len(executions)}", timeout))
+    finally:
+        remove()
+    return LongJobCost(
+        label=case.label,
+        job_seconds=case.job_seconds,
+        accounting=case.accounting,
+        min_job_age=case.min_job_age,
+        max_polls_per_execution=int(scripted.parameters.get("MaxPollsPerExecution", "2000")),
+        status=cloud.api_client().get(f"/jobs/{job_id}").json()["status"],
+        executions=len(executions),
+        events=sum(execution.events for execution in executions),
+        transitions=sum(execution.transitions for execution in executions),
+        polls=sum(execution.polls for execution in executions),
+        max_events_per_execution=max(execution.events for execution in executions),
+        noticed_after_seconds=clock.seconds - case.job_seconds,
+        wall_seconds=round(time.monotonic() - started, 1),
+    )
+
+
+def measure(cases: Iterable[LongJobCase]) -> list[LongJobCost]:
+    """Measures the cases in order, one local cloud per distinct set of template parameters."""
+    costs = []
+    for parameters, group in groupby(cases, key=lambda case: case.parameters):
+        with ScriptedCloud(dict(parameters)) as scripted:
+            costs.extend(measure_long_job(scripted, case) for case in group)
+    return costs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.long_jobs", description=__doc__.splitlines()[0])
+    parser.add_argument("cases", nargs="*", default=list(CASES), choices=list(CASES), metavar="CASE")
+    parser.add_argument("--json", type=Path, help="write the costs to this file as JSON")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    costs = measure(CASES[label] for label in args.cases)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(cost) for cost in costs], indent=2))
+    for cost in costs:
+        print(cost, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

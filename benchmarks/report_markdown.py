@@ -1,0 +1,200 @@
+"""docs/reliability.md from the measurements (pure: text in, text out)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from benchmarks.long_jobs import (
+    CASES,
+    EXECUTION_EVENT_LIMIT,
+    JOB_LENGTHS,
+    LongJobCase,
+    LongJobCost,
+    predicted_polls,
+)
+from benchmarks.reliability import JobOutcome, ScenarioResult
+
+DEFAULT_MAX_POLLS_PER_EXECUTION = 2000
+
+INTRODUCTION = """\
+How the product holds up when things go wrong, measured on the local stack (README, "The local stack"): a real
+Slurm cluster, the real state machine executed by moto, the real Lambda handlers, this machine as the head node
+behind SSM, requests signed and sent through the local API Gateway. Nothing here is estimated unless it says so.
+
+Each fault scenario (`benchmarks/fault_scenarios.py`) submits jobs through the HTTP API, injects its fault while
+they run, and then checks every accepted job against independent sources (`benchmarks/reliability.py`):
+
+- **lost**: the workflow did not end with a terminal job record (GET /jobs/{id}) *and* a
+  `jobs/<jobId>/result.json`, or a job that should have run never ran;
+- **duplicated**: Slurm took or ran the job more than once — by Slurm's own records of the scenario's unique job
+  name (`sacct` with accounting, `squeue --states=all` without) and by a ledger each job appends to when it starts;
+- **wrong final state**: the record or result.json says another status (or exit code) than the job's plan.
+
+The same code runs in the tests (`tests/faults`), which fail on any lost, duplicated or wrong job."""
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{name}: {value}" for name, value in counts.items()) or "—"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def _job_row(number: int, job: JobOutcome) -> list[object]:
+    expected = job.plan.expected_status
+    if job.plan.expected_exit_code is not None:
+        expected += f" (exit {job.plan.expected_exit_code})"
+    record = f"{job.status}" + (f" (exit {job.exit_code})" if job.exit_code is not None else "")
+    verdict = "lost" if job.lost else "duplicated" if job.duplicated else "wrong" if job.wrong_state else "right"
+    return [
+        number,
+        expected,
+        record,
+        job.result_status or "missing",
+        ", ".join(sorted(job.slurm_job_ids, key=int)) or "none",
+        job.runs,
+        _counts({name: job.task_failures.count(name) for name in dict.fromkeys(job.task_failures)}),
+        verdict,
+    ]
+
+
+def fault_section(results: Sequence[ScenarioResult]) -> list[str]:
+    lines = ["## Fault scenarios", ""]
+    lines += _table(
+        ["scenario", "faults injected", "jobs", "lost", "duplicated", "wrong final state", "took"],
+        [
+            [
+                result.title,
+                _counts(result.faults_injected),
+                len(result.jobs),
+                result.lost,
+                result.duplicated,
+                result.wrong_state,
+                _seconds(result.seconds),
+            ]
+            for result in results
+        ],
+    )
+    for result in results:
+        lines += ["", f"### {result.title}", "", f"Fault: {result.fault}.", ""]
+        lines.append(f"Faults injected: {_counts(result.faults_injected)}.")
+        lines.append(
+            f"Task attempts that failed and were retried or caught, by error: {_counts(result.retried_errors())}."
+        )
+        lines += ["", *result.findings, ""]
+        lines += _table(
+            ["job", "expected", "record", "result.json", "Slurm job ids", "runs", "failed attempts", "verdict"],
+            [_job_row(number, job) for number, job in enumerate(result.jobs, 1)],
+        )
+    return lines
+
+
+def _cost_row(cost: LongJobCost) -> list[object]:
+    return [
+        cost.label,
+        cost.polls,
+        predicted_polls(CASES[cost.label]),
+        cost.transitions,
+        cost.events,
+        cost.executions,
+        cost.max_events_per_execution,
+        _duration(cost.noticed_after_seconds),
+        cost.status,
+        _seconds(cost.wall_seconds),
+    ]
+
+
+def long_job_section(costs: Sequence[LongJobCost]) -> list[str]:
+    header = [
+        "job",
+        "polls",
+        "polls the schedule predicts",
+        "state transitions",
+        "history events",
+        "executions",
+        "most events in one execution",
+        "end noticed after",
+        "status",
+        "wall time",
+    ]
+    default = [cost for cost in costs if cost.label in JOB_LENGTHS]
+    capped = [cost for cost in costs if cost.label not in JOB_LENGTHS]
+    lines = [
+        "## Long jobs",
+        "",
+        "What one job costs in Step Functions with the template's default poll schedule (PollMinSeconds 10,",
+        "PollMaxSeconds 21600, PollFraction 0.1) and accounting available, measured by `benchmarks/long_jobs.py`: the",
+        "real state machine in moto with the real handlers and head-node program over scripted Slurm, time compressed",
+        "(moto's Wait states advance a virtual clock instead of sleeping, the poll step sees the virtual elapsed time,",
+        "Slurm answers RUNNING until the virtual clock passes the job's length). Events are counted with",
+        "GetExecutionHistory over every execution of the job, transitions as states entered. *Polls the",
+        "schedule predicts* is `poll_schedule.py` alone, as if polling took no time: a cross-check. *End noticed",
+        "after*: virtual time from the job's end to the poll that saw it (at most about PollFraction of the run",
+        f"time, and PollMaxSeconds). Step Functions fails an execution at {EXECUTION_EVENT_LIMIT:,} events.",
+        "",
+    ]
+    lines += _table(header, [_cost_row(cost) for cost in default])
+    lines += [
+        "",
+        "The caps: MaxPollsPerExecution makes a long job continue in a new execution (`<jobId>_1`, ...), and without",
+        "accounting the wait stays under MinJobAge/2 (MinJobAge 300 s here, Slurm's default), so that the end is read",
+        "before slurmctld forgets the job.",
+        "",
+    ]
+    lines += _table(header, [_cost_row(cost) for cost in capped])
+    lines += ["", *_week_without_accounting(capped)]
+    return lines
+
+
+def _week_without_accounting(capped: Sequence[LongJobCost]) -> list[str]:
+    """The 7-day job without accounting, computed (not measured) from the measured day without accounting."""
+    day = next((cost for cost in capped if not cost.accounting), None)
+    if day is None or not day.polls:
+        return []
+    week = LongJobCase("7 d, no accounting", JOB_LENGTHS["7 d"], accounting=False, min_job_age=day.min_job_age)
+    polls = predicted_polls(week)
+    events_per_poll = day.events / day.polls
+    executions = math.ceil(polls / DEFAULT_MAX_POLLS_PER_EXECUTION)
+    fullest = min(polls, DEFAULT_MAX_POLLS_PER_EXECUTION) * events_per_poll
+    return [
+        f"Computed, not measured: a 7-day job without accounting needs about {polls:,} polls; at the "
+        f"{events_per_poll:.1f} events per poll measured above, that is {executions} executions of at most "
+        f"{DEFAULT_MAX_POLLS_PER_EXECUTION:,} polls, the fullest about {fullest:,.0f} events "
+        f"(limit {EXECUTION_EVENT_LIMIT:,})."
+    ]
+
+
+def render(results: Sequence[ScenarioResult], costs: Sequence[LongJobCost], environment: Mapping[str, str]) -> str:
+    lines = [
+        "# Reliability",
+        "",
+        "<!-- Generated by `make reliability-report` (python -m benchmarks.report): edits here are lost. -->",
+        "",
+        INTRODUCTION,
+        "",
+        "Measured:",
+        "",
+        *(f"- {label}: {value}" for label, value in environment.items()),
+        "",
+        *fault_section(results),
+        "",
+        *long_job_section(costs),
+        "",
+    ]
+    return "\n".join(lines)

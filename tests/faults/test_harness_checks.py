@@ -1,0 +1,90 @@
+"""The checks of the fault harness can fail: a job lost, run twice or ended wrong is reported as such; and the
+long-job benchmark's stand-ins speak the formats the head-node program parses."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import replace
+
+from benchmarks.long_jobs import VirtualClock
+from benchmarks.reliability import JobOutcome, JobPlan
+from benchmarks.slurm_records import api_job_of
+from benchmarks.state_slurm import ENDED_ANSWERS, StateSlurm, slurm_config
+from slurm_job_api.head_node_program import parse_sacct, parse_scontrol_jobs, parse_slurm_config, parse_squeue
+
+JOB_ID = "0b6e4a52-58a8-4f36-9f2c-1d1c5e0e7a11"
+
+RIGHT = JobOutcome(
+    job_id=JOB_ID,
+    plan=JobPlan(exit_code=3, expected_status="FAILED"),
+    execution_status="FAILED",
+    status="FAILED",
+    exit_code=3,
+    result_status="FAILED",
+    cause="Slurm job 7 failed with exit code 3",
+    error_code=None,
+    slurm_job_ids=frozenset({"7"}),
+    runs=1,
+    task_failures=(),
+)
+
+
+def verdict(outcome: JobOutcome) -> tuple[bool, bool, bool]:
+    return outcome.lost, outcome.duplicated, outcome.wrong_state
+
+
+def test_a_job_that_ended_as_planned_is_right():
+    assert verdict(RIGHT) == (False, False, False)
+
+
+def test_a_job_without_an_end_a_result_or_a_run_is_lost():
+    assert verdict(replace(RIGHT, execution_status="RUNNING", status="RUNNING")) == (True, False, False)
+    assert verdict(replace(RIGHT, result_status=None)) == (True, False, False)
+    assert verdict(replace(RIGHT, status=None)) == (True, False, False)
+    assert verdict(replace(RIGHT, runs=0, slurm_job_ids=frozenset())) == (True, False, False)
+
+
+def test_a_job_slurm_took_or_ran_twice_is_duplicated():
+    assert verdict(replace(RIGHT, runs=2))[1]
+    assert verdict(replace(RIGHT, slurm_job_ids=frozenset({"7", "8"})))[1]
+    never_to_run = replace(RIGHT, plan=JobPlan(expected_status="SUBMIT_FAILED", reaches_slurm=False))
+    assert verdict(replace(never_to_run, status="SUBMIT_FAILED", result_status="SUBMIT_FAILED"))[1]
+
+
+def test_a_job_with_another_status_exit_code_or_result_is_wrong():
+    assert verdict(replace(RIGHT, status="COMPLETED", result_status="COMPLETED", exit_code=0)) == (False, False, True)
+    assert verdict(replace(RIGHT, exit_code=1)) == (False, False, True)
+    assert verdict(replace(RIGHT, result_status="ERROR")) == (False, False, True)
+
+
+def test_slurm_jobs_are_tied_to_api_jobs_by_their_directory():
+    directory = f"/home/hpcuser/.slurm-job-api/jobs/{JOB_ID}/{'a' * 32}"
+    assert api_job_of(directory) == api_job_of(directory + "/") == JOB_ID
+    assert api_job_of("/tmp") is None and api_job_of(f"/home/x/jobs/{JOB_ID}/y") is None
+
+
+def test_the_virtual_clock_rings_once_when_it_passes_the_alarm():
+    clock, rung = VirtualClock(), []
+    clock.when(100, lambda: rung.append(clock.seconds))
+    clock.advance(60)
+    assert rung == []
+    clock.advance(60)
+    clock.advance(60)
+    assert rung == [120] and clock.seconds == 180
+
+
+def test_the_state_slurm_stand_ins_answer_in_the_programs_formats(tmp_path):
+    slurm = StateSlurm(tmp_path / "slurm")
+    slurm.configure(slurm_config(accounting=False, min_job_age=300))
+
+    def run(tool: str, *args: str) -> str:
+        return subprocess.run([str(slurm.bin_dir / tool), *args], capture_output=True, text=True, check=True).stdout
+
+    assert run("sbatch", "--parsable", "job.sh") == "101\n"
+    assert parse_slurm_config(run("scontrol", "show", "config")) == {"minJobAge": 300, "accountingAvailable": False}
+    assert [record.slurm_state for record in parse_squeue(run("squeue"))] == ["RUNNING"]
+    slurm.show(ENDED_ANSWERS)
+    assert [record.slurm_state for record in parse_squeue(run("squeue"))] == ["COMPLETED"]
+    assert [(r.slurm_state, r.exit_code) for r in parse_sacct(run("sacct"))] == [("COMPLETED", 0)]
+    ended = parse_scontrol_jobs(run("scontrol", "--oneliner", "show", "job", "101"))
+    assert [(r.slurm_state, r.exit_code) for r in ended] == [("COMPLETED", 0)]
