@@ -179,7 +179,11 @@ class LambdaRuntime:
         self._lock = threading.Lock()
         self._interceptors: dict[str, list[Interceptor]] = {}
         self._invocations: list[Invocation] = []
-        self._handlers: dict[str, Handler] = {}
+        # Idle execution environments per function: Lambda runs one request at a time in each, so concurrent
+        # invocations each get their own copy of the handler module (its module-level state, e.g. the API router's
+        # current request, is never shared between two requests in flight).
+        self._idle_handlers: dict[str, list[Handler]] = {}
+        self._environments_created: dict[str, int] = {}
         self._import_locks = {logical_id: threading.Lock() for logical_id in self._functions}
         self._saved_environment: dict[str, str | None] = {}
         self._added_paths: list[str] = []
@@ -285,8 +289,10 @@ class LambdaRuntime:
         return InvocationResult(payload, "Unhandled" if error is not None else None)
 
     def _run_handler(self, function: FunctionSpec, event: Any, context: LambdaContext, outcome: _Outcome) -> None:
+        handler: Handler | None = None
         try:
-            call: Handler = self._handler(function)
+            handler = self._checkout_handler(function)
+            call: Handler = handler
             with self._lock:
                 interceptors = list(self._interceptors.get(function.logical_id, ()))
             for interceptor in reversed(interceptors):
@@ -295,19 +301,26 @@ class LambdaRuntime:
         except BaseException as error:  # noqa: BLE001 - Lambda reports whatever escapes the handler
             outcome.error = error
         finally:
+            if handler is not None:
+                with self._lock:
+                    self._idle_handlers.setdefault(function.logical_id, []).append(handler)
             outcome.done.set()
 
-    def _handler(self, function: FunctionSpec) -> Handler:
-        """The handler function, importing its module on first use (a cold start)."""
+    def _checkout_handler(self, function: FunctionSpec) -> Handler:
+        """An idle execution environment's handler, or a new environment's (a cold start: its module is imported)."""
+        with self._lock:
+            idle = self._idle_handlers.get(function.logical_id)
+            if idle:
+                return idle.pop()
+            number = self._environments_created.get(function.logical_id, 0)
+            self._environments_created[function.logical_id] = number + 1
         with self._import_locks[function.logical_id]:
-            if function.logical_id not in self._handlers:
-                module_name, _, attribute = function.handler.rpartition(".")
-                module = _import_handler_module(function, module_name)
-                handler = getattr(module, attribute, None)
-                if not callable(handler):
-                    raise RuntimeFailure("Runtime.HandlerNotFound", f"Handler '{attribute}' missing on module")
-                self._handlers[function.logical_id] = handler
-            return self._handlers[function.logical_id]
+            module_name, _, attribute = function.handler.rpartition(".")
+            module = _import_handler_module(function, module_name, number)
+            handler = getattr(module, attribute, None)
+            if not callable(handler):
+                raise RuntimeFailure("Runtime.HandlerNotFound", f"Handler '{attribute}' missing on module")
+            return handler
 
     def _function(self, logical_id: str) -> FunctionSpec:
         if logical_id not in self._functions:
@@ -374,7 +387,7 @@ def _wrap(interceptor: Interceptor, call_next: Handler) -> Handler:
     return call
 
 
-def _import_handler_module(function: FunctionSpec, module_name: str) -> ModuleType:
+def _import_handler_module(function: FunctionSpec, module_name: str, environment: int = 0) -> ModuleType:
     """Import the handler module from the CodeUri under a name unique to this function."""
     if not module_name or "." in module_name or "/" in module_name:
         raise RuntimeFailure(
@@ -382,7 +395,7 @@ def _import_handler_module(function: FunctionSpec, module_name: str) -> ModuleTy
             f"Unable to import module '{module_name}': the local runtime supports top-level handler modules only",
         )
     path = function.code_uri / f"{module_name}.py"
-    unique_name = f"_local_lambda_{function.logical_id}_{module_name}"
+    unique_name = f"_local_lambda_{function.logical_id}_{module_name}_{environment}"
     spec = importlib.util.spec_from_file_location(unique_name, path)
     if spec is None or spec.loader is None or not path.is_file():
         raise RuntimeFailure("Runtime.ImportModuleError", f"Unable to import module '{module_name}': no {path}")

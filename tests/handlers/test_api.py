@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
@@ -317,3 +318,16 @@ def test_unknown_routes_and_methods(api):
 def test_unsigned_requests_are_refused_by_the_gateway(cloud):
     answer = requests.get(cloud.api_url + "/jobs", timeout=10)
     assert answer.status_code == 403 and json.loads(answer.text)["message"] == "Missing Authentication Token"
+
+
+def test_concurrent_requests_from_two_callers_never_mix(cloud, api, other, slurm):
+    """Lambda runs one request at a time per execution environment; the local runtime must too, or the API router's
+    current request would leak between requests in flight."""
+    keeps_running(slurm)
+    sent = [(client, f"{who}-{i}") for i in range(12) for who, client in (("mine", api), ("theirs", other))]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda pair: pair[0].post("/jobs", json={"script": SCRIPT, "name": pair[1]}), sent))
+    assert [answer.status_code for answer in answers] == [202] * len(sent)
+    for (client, name), answer in zip(sent, answers, strict=True):
+        view = client.get(f"/jobs/{answer.json()['jobId']}")
+        assert view.status_code == 200 and view.json()["name"] == name
