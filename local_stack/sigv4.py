@@ -118,7 +118,9 @@ class _ReceivedRequestSigner(SigV4Auth):
 
     def canonical_query_string(self, request: AWSRequest) -> str:
         pairs = parse_qsl(urlsplit(request.url).query, keep_blank_values=True)
-        return "&".join(f"{quote(key, safe='-_.~')}={quote(value, safe='-_.~')}" for key, value in sorted(pairs))
+        # Sorted once encoded, as the specification says: "%C2%B3" (a "³") sorts before "n"; decoded, it sorts after.
+        encoded = sorted((quote(key, safe="-_.~"), quote(value, safe="-_.~")) for key, value in pairs)
+        return "&".join(f"{key}={value}" for key, value in encoded)
 
 
 def _request_time(headers: Message) -> str:

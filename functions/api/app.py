@@ -10,7 +10,10 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -32,6 +35,13 @@ ROUTES = {
 
 app = APIGatewayRestResolver(enable_validation=True)
 
+
+class SpecNotAnObject(ApiError):
+    """A body that is JSON but not an object: the resolver would read a list as its first item."""
+
+    status, code = 422, "ValidationError"
+
+
 JobReference = Annotated[
     str,
     Path(
@@ -45,6 +55,10 @@ JobReference = Annotated[
 def _doc(description: str, model: type) -> dict:
     """An OpenAPI response entry with a JSON body of `model`."""
     return {"description": description, "content": {"application/json": {"model": model}}}
+
+
+# Declared on every route: the resolver's own 422 entry describes a body this API never sends (see invalid_request).
+INVALID_REQUEST = {422: _doc("Invalid parameters or body: the message names each field", ErrorBody)}
 
 
 def _error(status: int, code: str, message: str, details: list | None = None, headers: dict | None = None) -> Response:
@@ -84,8 +98,11 @@ def _base_path() -> str:
     summary="Submit a job",
     responses={
         202: _doc("Accepted: the job will be submitted to Slurm", JobAccepted),
-        400: _doc("Malformed request", ErrorBody),
-        422: _doc("Invalid job spec", ErrorBody),
+        400: _doc("Malformed JSON, or an Idempotency-Key that is not 1 to 255 printable ASCII characters", ErrorBody),
+        413: _doc("The body is over 256 KiB", ErrorBody),
+        415: _doc("The body is not Content-Type: application/json", ErrorBody),
+        422: _doc("Invalid job spec (the message names the field), or the key reused for another spec", ErrorBody),
+        503: _doc("The job could not be started: retry with the same Idempotency-Key", ErrorBody),
     },
 )
 @tracer.capture_method
@@ -100,6 +117,8 @@ def submit_job(
         ),
     ] = None,
 ) -> Response[JobAccepted]:
+    if not isinstance(app.current_event.json_body, dict):
+        raise SpecNotAnObject("body: the job spec must be a JSON object")
     accepted, replayed = jobs_api().submit(caller(), spec, idempotency_key)
     accepted.location = _base_path() + accepted.location
     headers = {"Location": accepted.location}
@@ -108,7 +127,15 @@ def submit_job(
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=dump(accepted), headers=headers)
 
 
-@app.get("/jobs", summary="List your jobs, newest first")
+@app.get(
+    "/jobs",
+    summary="List your jobs, newest first",
+    responses={
+        200: _doc("Your jobs, newest first", JobList),
+        400: _doc("An unknown status, or a nextToken this API did not give out", ErrorBody),
+        **INVALID_REQUEST,
+    },
+)
 @tracer.capture_method
 def list_jobs(
     status: Annotated[str | None, Query(description="Only jobs with this status", max_length=32)] = None,
@@ -121,7 +148,7 @@ def list_jobs(
 @app.get(
     "/jobs/<jobId>",
     summary="A job's status",
-    responses={404: _doc("No such job", ErrorBody)},
+    responses={200: _doc("The job", JobView), 404: _doc("No such job", ErrorBody), **INVALID_REQUEST},
 )
 @tracer.capture_method
 def get_job(job_reference: JobReference) -> JobView:
@@ -135,6 +162,7 @@ def get_job(job_reference: JobReference) -> JobView:
         202: _doc("Cancellation requested", CancelAccepted),
         404: _doc("No such job", ErrorBody),
         409: _doc("The job already ended", ErrorBody),
+        **INVALID_REQUEST,
     },
 )
 @tracer.capture_method
@@ -148,8 +176,10 @@ def cancel_job(job_reference: JobReference) -> Response[CancelAccepted]:
     "/jobs/<jobId>/output",
     summary="Presigned links to the job's stdout, stderr, outputs and result.json",
     responses={
+        200: _doc("Presigned links, valid for 15 minutes", JobOutput),
         404: _doc("No such job", ErrorBody),
         409: _doc("Not collected yet", ErrorBody),
+        **INVALID_REQUEST,
     },
 )
 @tracer.capture_method
@@ -183,6 +213,12 @@ def invalid_request(error: RequestValidationError) -> Response:
     return _error(422, "ValidationError", message, details)
 
 
+@app.exception_handler(RequestUnsupportedContentType)
+def unsupported_media_type(_: RequestUnsupportedContentType) -> Response:
+    """A media type _precheck lets through but the resolver does not parse (it compares case-sensitively)."""
+    return _error(415, "UnsupportedMediaType", "send the job spec as Content-Type: application/json")
+
+
 @app.not_found
 def not_found(_: NotFoundError) -> Response:
     path, method = app.current_event.path, app.current_event.http_method
@@ -212,7 +248,7 @@ def _precheck(event: dict) -> tuple[int, str, str] | None:
             return 415, "UnsupportedMediaType", "send the job spec as Content-Type: application/json"
         try:
             json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             return 400, "MalformedJson", "the request body is not valid JSON"
     return None
 

@@ -16,21 +16,23 @@ from pathlib import Path
 TOOLS = ("sbatch", "squeue", "scontrol", "sacct", "scancel")
 
 _SCRIPT = r"""#!/usr/bin/python3
-import json, os, sys
+import fcntl, json, os, sys
 here = os.path.dirname(os.path.abspath(__file__))
 tool = os.path.basename(sys.argv[0])
 if tool == "scontrol" and "config" in sys.argv[1:]:
     tool = "scontrol-config"
-with open(os.path.join(here, "calls.jsonl"), "a") as log:
-    log.write(json.dumps({"tool": tool, "argv": sys.argv[1:], "cwd": os.getcwd(), "uid": os.getuid(),
-                          "env": dict(os.environ)}) + "\n")
 with open(os.path.join(here, "scenario.json")) as handle:
     scenario = json.load(handle)
 answers = scenario.get(tool, [{"rc": 0, "stdout": "", "stderr": ""}])
 state_path = os.path.join(here, "state-" + tool)
-count = int(open(state_path).read()) if os.path.exists(state_path) else 0
-with open(state_path, "w") as handle:
-    handle.write(str(count + 1))
+with open(os.path.join(here, "lock"), "a") as lock:  # tools called at the same time (many jobs in flight) take turns
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(os.path.join(here, "calls.jsonl"), "a") as log:
+        log.write(json.dumps({"tool": tool, "argv": sys.argv[1:], "cwd": os.getcwd(), "uid": os.getuid(),
+                              "env": dict(os.environ)}) + "\n")
+    count = int(open(state_path).read()) if os.path.exists(state_path) else 0
+    with open(state_path, "w") as handle:
+        handle.write(str(count + 1))
 answer = answers[min(count, len(answers) - 1)]
 for option, content in answer.get("write", {}).items():  # e.g. {"--output": "..."}: what the job would have printed
     for arg in sys.argv[1:]:
@@ -71,7 +73,9 @@ class FakeSlurm:
         log = self.bin_dir / "calls.jsonl"
         if not log.exists():
             return []
-        entries = [json.loads(line) for line in log.read_text().splitlines()]
+        text = log.read_text()
+        complete = text[: text.rfind("\n") + 1]  # a line still being written shows at the next look
+        entries = [json.loads(line) for line in complete.splitlines()]
         return [entry for entry in entries if tool is None or entry["tool"] == tool]
 
     def sbatch_calls_for(self, job_id: str) -> list[dict]:

@@ -143,7 +143,7 @@ def status_of_slurm_state(raw):
 # Job array expressions: "1-10%2", "1,3,5-11:2"
 # --------------------------------------------------------------------------------------------------------------------
 
-ARRAY_EXPRESSION_RE = re.compile(r"^(\d+(-\d+(:\d+)?)?)(,\d+(-\d+(:\d+)?)?)*(%\d+)?$")
+ARRAY_EXPRESSION_RE = re.compile(r"^([0-9]+(-[0-9]+(:[0-9]+)?)?)(,[0-9]+(-[0-9]+(:[0-9]+)?)?)*(%[0-9]+)?\Z")
 
 
 def expand_array_indices(expression, limit=100000):

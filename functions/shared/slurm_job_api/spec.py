@@ -29,6 +29,9 @@ SlurmName = Annotated[
     StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"),
 ]
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+# Slurm's array syntax is ASCII: no whitespace (a newline would never reach sbatch) and no other scripts' digits.
+_ARRAY_CHARACTERS = re.compile(r"[0-9,:%-]+")
 
 
 class _Model(BaseModel):
@@ -47,6 +50,8 @@ class Dependency(_Model):
 
 
 def _check_path_text(value: str, what: str) -> str:
+    if _SURROGATES.search(value):  # JSON "\ud800" decodes to text that cannot be stored
+        raise ValueError(f"{what} must be valid Unicode text (no lone surrogates)")
     if _CONTROL_CHARACTERS.search(value):
         raise ValueError(f"{what} must not contain control characters")
     parts = value.split("/")
@@ -127,6 +132,8 @@ class JobSpec(_Model):
         if value is None:
             return value
         try:
+            if not _ARRAY_CHARACTERS.fullmatch(value):
+                raise ValueError(f"not a Slurm array expression: {value!r}")
             expand_array_indices(value, limit=MAX_ARRAY_TASKS)
         except ValueError as error:
             raise ValueError(f"array: {error} (at most {MAX_ARRAY_TASKS} tasks, e.g. 1-10%2 or 1,3,5-9:2)") from None

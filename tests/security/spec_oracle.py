@@ -1,0 +1,325 @@
+"""What the API must do with a job spec, decided from the documented rules alone (README "The job spec").
+
+This is the tests' own reading of the contract, written without the product's code: it says whether a spec must be
+accepted, which fields a refusal must name, and — for an accepted spec — exactly what sbatch must receive. It never
+calls the product's validation or its sbatch_options.
+
+Integers sent as another JSON type (``"4"``, ``2.0``, ``true``) are *lenient*: the contract says "positive integers"
+and does not say whether such a value is refused or read as the integer it denotes, so either answer is right —
+but a 202 must then send exactly that integer to sbatch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_BODY_BYTES = 256 * 1024
+MAX_SCRIPT_BYTES = 64 * 1024
+MAX_ENVIRONMENT_BYTES = 64 * 1024
+MAX_ARRAY_TASKS = 1000
+DEFAULT_JOB_NAME = "slurm-job-api"
+SLURM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}", re.ASCII)
+RESERVED_ENV_PREFIXES = ("SLURM_", "SBATCH_", "SRUN_", "SALLOC_")
+JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
+S3_KEY = re.compile(r"inputs/[A-Za-z0-9!_.*'()/-]+", re.ASCII)
+ARRAY = re.compile(r"(\d+(-\d+(:\d+)?)?)(,\d+(-\d+(:\d+)?)?)*(%\d+)?", re.ASCII)
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+LAX_INTEGER = re.compile(r"\s*[+]?\d+(_\d+)*\s*", re.ASCII)
+INT_RANGES = {
+    "nodes": (1, 100_000),
+    "ntasks": (1, 10_000_000),
+    "cpusPerTask": (1, 4096),
+    "memoryMB": (1, 1024**3),
+    "timeLimitMinutes": (1, 366 * 24 * 60),
+}
+DEPENDENCY_TYPES = ("after", "afterany", "afterok", "afternotok")
+KNOWN_FIELDS = frozenset(
+    [
+        "name",
+        "script",
+        "scriptS3Key",
+        "partition",
+        "nodes",
+        "ntasks",
+        "cpusPerTask",
+        "memoryMB",
+        "timeLimitMinutes",
+        "array",
+        "dependency",
+        "environment",
+        "workingDirectory",
+        "account",
+        "qos",
+        "outputs",
+    ]
+)
+
+
+class Invalid(Exception):
+    """A field's value breaks the documented rules."""
+
+
+class Lenient(Exception):
+    """An integer field holds an integer in another JSON type: refusing it and taking it are both right."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+@dataclass
+class Verdict:
+    """accept: the API must answer 202. Otherwise `status` and the words the error message must contain."""
+
+    accept: bool
+    status: int
+    must_name: list[str] = field(default_factory=list)
+    lenient: dict[str, int] = field(default_factory=dict)  # also right: a 422 naming one of these fields
+    spec: dict[str, Any] = field(default_factory=dict)  # accepted: the values as sbatch must get them
+
+    def problem(self, status: int, answer: Any) -> str | None:
+        """Why an answer (status, JSON body) is not the documented one for this spec; None if it is."""
+        if status >= 500:
+            return f"server error {status}: {answer}"
+        if status == 202:
+            return None if self.accept else f"accepted, but {self.must_name} break the documented rules"
+        message = answer.get("message", "") if isinstance(answer, dict) else ""
+        if self.accept:  # only a lenient integer may be refused in a spec the rules accept, and by its name
+            right = status == 422 and any(name in message for name in self.lenient)
+        else:
+            right = status == self.status and all(name in message for name in self.must_name)
+        return None if right else f"{status} {answer}, expected {self.status} naming {self.must_name or self.lenient}"
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not _encodable(value):
+        raise Invalid
+    return value
+
+
+def _slurm_name(value: Any) -> str:
+    if not SLURM_NAME.fullmatch(_text(value)):
+        raise Invalid
+    return value
+
+
+def _integer(name: str, value: Any) -> int:
+    low, high = INT_RANGES[name]
+    lenient = True
+    if isinstance(value, bool):
+        number = int(value)
+    elif isinstance(value, int):
+        number, lenient = value, False
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and LAX_INTEGER.fullmatch(value):
+        number = int(value.strip().replace("_", ""))
+    else:
+        raise Invalid
+    if not low <= number <= high:
+        raise Invalid
+    if lenient:
+        raise Lenient(number)
+    return number
+
+
+def array_task_count(expression: str) -> int:
+    """Tasks of a Slurm --array expression in the documented ASCII form (ValueError if malformed)."""
+    if not ARRAY.fullmatch(expression):
+        raise ValueError(expression)
+    indices: set[int] = set()
+    for part in expression.split("%", 1)[0].split(","):
+        bounds, _, step_text = part.partition(":")
+        start_text, dash, end_text = bounds.partition("-")
+        start, end, step = int(start_text), int(end_text) if dash else int(start_text), int(step_text or 1)
+        if step <= 0 or end < start or (end - start) // step + 1 > MAX_ARRAY_TASKS:
+            raise ValueError(expression)
+        indices.update(range(start, end + 1, step))
+        if len(indices) > MAX_ARRAY_TASKS:
+            raise ValueError(expression)
+    return len(indices)
+
+
+def _array(value: Any) -> str:
+    text = _text(value)
+    if len(text) > 256:
+        raise Invalid
+    try:
+        array_task_count(text)
+    except ValueError:
+        raise Invalid from None
+    return text
+
+
+def _path_text(value: str) -> str:
+    if CONTROL.search(value) or any(part in (".", "..") for part in value.split("/")):
+        raise Invalid
+    return value
+
+
+def _script(value: Any) -> str:
+    text = _text(value)
+    if not text.startswith("#!") or "\x00" in text or len(text.encode("utf-8")) > MAX_SCRIPT_BYTES:
+        raise Invalid
+    return text
+
+
+def _script_key(value: Any) -> str:
+    text = _text(value)
+    if len(text) > 1024 or not S3_KEY.fullmatch(text) or "//" in text or text.endswith("/"):
+        raise Invalid
+    return _path_text(text)
+
+
+def _working_directory(value: Any) -> str:
+    text = _text(value)
+    if len(text) > 4096 or not text.startswith("/"):
+        raise Invalid
+    return _path_text(text)
+
+
+def _outputs(value: Any) -> list[str]:
+    if not isinstance(value, list) or len(value) > 100:
+        raise Invalid
+    for path in value:
+        text = _text(path)
+        if not 1 <= len(text) <= 1024 or text.startswith("/") or "//" in text or text.endswith("/"):
+            raise Invalid
+        _path_text(text)
+    if len(set(value)) != len(value):
+        raise Invalid
+    return value
+
+
+def _environment(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or len(value) > 256:
+        raise Invalid
+    total = 0
+    for name, text in value.items():
+        if not ENV_NAME.fullmatch(name) or name.upper().startswith(RESERVED_ENV_PREFIXES):
+            raise Invalid
+        if "\x00" in _text(text):
+            raise Invalid
+        total += len(name) + len(text.encode("utf-8")) + 2
+    if total > MAX_ENVIRONMENT_BYTES:
+        raise Invalid
+    return value
+
+
+def _dependency(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not 1 <= len(value) <= 32:
+        raise Invalid
+    entries = []
+    for entry in value:
+        if not isinstance(entry, dict) or not set(entry) <= {"type", "jobId"} or "jobId" not in entry:
+            raise Invalid
+        kind = entry.get("type", "afterok")
+        if kind not in DEPENDENCY_TYPES or not isinstance(entry["jobId"], str) or not JOB_ID.fullmatch(entry["jobId"]):
+            raise Invalid
+        entries.append({"type": kind, "jobId": entry["jobId"]})
+    return entries
+
+
+CHECKS = {
+    "name": _slurm_name,
+    "partition": _slurm_name,
+    "account": _slurm_name,
+    "qos": _slurm_name,
+    "script": _script,
+    "scriptS3Key": _script_key,
+    "array": _array,
+    "dependency": _dependency,
+    "environment": _environment,
+    "workingDirectory": _working_directory,
+    "outputs": _outputs,
+}
+
+
+def judge(body: Any, *, body_bytes: int, existing_keys: set[str], my_jobs: set[str]) -> Verdict:
+    """The documented answer to POST /jobs with this JSON body (`body_bytes`: its size as sent)."""
+    if body_bytes > MAX_BODY_BYTES:
+        return Verdict(accept=False, status=413)
+    if not isinstance(body, dict):
+        return Verdict(accept=False, status=422, must_name=["body"])
+    invalid: list[str] = [name for name in body if name not in KNOWN_FIELDS]
+    lenient: dict[str, int] = {}
+    spec: dict[str, Any] = {}
+    for name, value in body.items():
+        if name not in KNOWN_FIELDS or value is None:
+            continue  # null is the same as leaving the field out
+        try:
+            spec[name] = _integer(name, value) if name in INT_RANGES else CHECKS[name](value)
+        except Invalid:
+            invalid.append(name)
+        except Lenient as lax:
+            lenient[name] = spec[name] = lax.value
+    if invalid:
+        return Verdict(accept=False, status=422, must_name=invalid, lenient=lenient)
+    if ("script" in spec) == ("scriptS3Key" in spec):
+        return Verdict(accept=False, status=422, must_name=["script", "scriptS3Key"], lenient=lenient)
+    references = []
+    if "scriptS3Key" in spec and spec["scriptS3Key"] not in existing_keys:
+        references.append("scriptS3Key")
+    for index, entry in enumerate(spec.get("dependency", [])):
+        if entry["jobId"] not in my_jobs:
+            references.append(f"dependency[{index}].jobId")
+    if references:
+        return Verdict(accept=False, status=422, must_name=references, lenient=lenient)
+    return Verdict(accept=True, status=202, lenient=lenient, spec=spec)
+
+
+def expected_sbatch_argv(
+    spec: Mapping[str, Any], *, directory: str, comment: str, slurm_ids: Mapping[str, str]
+) -> list[str]:
+    """The exact sbatch argv for an accepted spec: the options the head node owns (its job directory, the comment
+    that identifies the submission, where output goes, the environment file), one --name=value per spec field, and
+    the script. `slurm_ids`: the Slurm job id of each job the spec depends on."""
+    array = "array" in spec
+    argv = [
+        "--parsable",
+        f"--comment={comment}",
+        f"--chdir={spec.get('workingDirectory') or directory}",
+        f"--output={directory}/slurm-stdout" + (".%a" if array else ""),
+        f"--error={directory}/slurm-stderr" + (".%a" if array else ""),
+    ]
+    if spec.get("environment"):
+        argv.append(f"--export-file={directory}/environment")
+    argv.append(f"--job-name={spec.get('name') or DEFAULT_JOB_NAME}")
+    for flag, key in (
+        ("partition", "partition"),
+        ("nodes", "nodes"),
+        ("ntasks", "ntasks"),
+        ("cpus-per-task", "cpusPerTask"),
+        ("mem", "memoryMB"),
+        ("time", "timeLimitMinutes"),
+        ("array", "array"),
+        ("account", "account"),
+        ("qos", "qos"),
+    ):
+        if key in spec:
+            argv.append(f"--{flag}={spec[key]}" + ("M" if key == "memoryMB" else ""))
+    waits: dict[str, list[str]] = {}
+    for entry in spec.get("dependency", []):
+        waits.setdefault(entry["type"], []).append(slurm_ids[entry["jobId"]])
+    if waits:
+        argv.append("--dependency=" + ",".join(":".join([kind, *waits[kind]]) for kind in sorted(waits)))
+    argv.append(f"{directory}/job.sh")
+    return argv
+
+
+def environment_file_entries(environment: Mapping[str, str]) -> list[bytes]:
+    """The NAME=value entries the job's environment file must hold (NUL-terminated each)."""
+    return sorted(f"{name}={value}".encode() for name, value in environment.items())

@@ -1,0 +1,157 @@
+"""No request can run anything but the job it describes (issue 4 §1): hostile values in every job-spec field,
+through the real API, state machine, handlers and head-node program (root → runuser → cluster user) — only Slurm is a
+recording stand-in, so the exact sbatch argv and the files handed to it can be compared with what the spec says.
+
+Hypothesis explores the generator of tests/support/hostile.py deterministically (derandomized, no database); a few
+fixed cases pin down the findings that made the product change. Every check is in tests/security/harness.py.
+"""
+
+from __future__ import annotations
+
+import pwd
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from local_stack.api_gateway import LOCAL_OTHER
+from tests.conftest import USER
+from tests.security.harness import Harness, every_job_completes, wait_for_all_executions
+from tests.support.hostile import BENIGN_SCRIPT, SPEC_FIELDS, Canaries, Case, HypothesisSource, Targets
+from tests.support.scripted_slurm import CONFIG, NO_EARLIER_JOB
+from tests.support.workflow import execution_arn, submit, wait_for_execution
+
+EXAMPLES_PER_FIELD = 14  # about 0.3 s each: the whole module stays near 75 s
+PREREQUISITE_SLURM_ID = "4242"
+# A job Slurm keeps PENDING, never started (no start time): every dependency type on it is sent to Slurm.
+PENDING = {
+    "stdout": f"{PREREQUISITE_SLURM_ID}|{PREREQUISITE_SLURM_ID}|N/A|PENDING|Priority|2026-11-25T10:00:00|N/A|N/A\n"
+}
+
+
+def wait_for_status(api, job_id: str, status: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while (view := api.get(f"/jobs/{job_id}").json())["status"] != status:
+        assert time.monotonic() < deadline, view
+        time.sleep(0.1)
+    return view
+
+
+def park(cloud, jobs: list[tuple[object, str]]) -> None:
+    """Stops the workflows of jobs that Slurm holds PENDING: their records stay PENDING, with their Slurm id."""
+    for api, job_id in jobs:
+        assert wait_for_status(api, job_id, "PENDING")["slurmJobId"] == PREREQUISITE_SLURM_ID
+    sfn = cloud.client("stepfunctions")
+    for _, job_id in jobs:
+        sfn.stop_execution(executionArn=execution_arn(cloud, job_id), cause="kept as a dependency target")
+        wait_for_execution(cloud, job_id)
+    time.sleep(1.5)  # a poll in flight when an execution stopped would show here
+    for api, job_id in jobs:
+        assert api.get(f"/jobs/{job_id}").json()["status"] == "PENDING"
+
+
+@pytest.fixture(scope="module")
+def harness(cloud, slurm):
+    api, other = cloud.api_client(), cloud.api_client(LOCAL_OTHER)
+    slurm.set(
+        {
+            "sbatch": [{"stdout": f"{PREREQUISITE_SLURM_ID}\n"}],
+            "scontrol-config": [{"stdout": CONFIG}],
+            "squeue": [NO_EARLIER_JOB, PENDING],
+        }
+    )
+    mine = submit(api, {"script": BENIGN_SCRIPT, "name": "prerequisite"})
+    theirs = submit(other, {"script": BENIGN_SCRIPT, "name": "not-yours"})
+    park(cloud, [(api, mine), (other, theirs)])
+    sbatch_environment = slurm.sbatch_calls_for(mine)[0]["env"]
+    every_job_completes(slurm)
+    checked = Harness(
+        cloud=cloud,
+        api=api,
+        slurm=slurm,
+        cluster_user=pwd.getpwnam(USER),
+        canaries=Canaries(),
+        targets=Targets(mine=(mine,), foreign=(theirs,)),
+        slurm_ids={mine: PREREQUISITE_SLURM_ID},
+        sbatch_environment=sbatch_environment,
+    )
+    yield checked
+    wait_for_all_executions(checked.sfn, cloud.state_machine_arn)  # none may outlive the local cloud
+
+
+def fixed_cases(harness: Harness) -> list[Case]:
+    """Cases worth keeping whatever the generator draws: the findings of this suite, the sharpest payloads, and every
+    field both accepted and refused at least once."""
+    c = harness.canaries.path
+    mine, theirs = harness.targets.mine[0], harness.targets.foreign[0]
+    script = BENIGN_SCRIPT
+    bodies = [
+        {"script": script, "outputs": ["a\ud800"]},  # was a 502 after the execution had started
+        {"script": script, "array": "1-3\n"},  # was accepted, then refused by the head node: never reached sbatch
+        {"script": script, "array": "\u0661-\u0663"},  # was accepted: Arabic-Indic digits are digits to Python's \d
+        {"script": script, "environment": {"BASH_ENV": f"$(touch {c()})", "LD_PRELOAD": f"`touch {c()}`"}},
+        {"script": script, "environment": {"PATH": f"; touch {c()}", "IFS": f"\ntouch {c()}\n", "A": "é\u202e🚀"}},
+        {"script": script, "workingDirectory": f"/tmp/$(touch {c()})", "outputs": [f"$(touch {c()})", "--uid=0"]},
+        {"script": f"#!/bin/sh\n# $(touch {c()})\ntrue\n", "name": "_--", "partition": "debug", "qos": "uid.0"},
+        {"script": script, "dependency": [{"jobId": mine, "type": "afternotok"}, {"jobId": mine}]},
+        {"script": script, "dependency": [{"jobId": theirs}]},
+        {"script": script, "name": "--uid=0"},
+        {"script": script, "partition": "debug\n--uid=0"},
+        {"script": script, "account": f"a;touch {c()}"},
+        {"script": script, "nodes": f"1; touch {c()}"},
+        {"script": script, "nodes": "1\n", "ntasks": True},
+        {"script": script, "nodes": float("nan")},
+        {"script": script, "environment": {"SLURM_CONF": "/tmp/evil.conf"}},
+        {"script": script, "scriptS3Key": "inputs/x.sh"},
+        {"scriptS3Key": "inputs/../jobs/x/input/script.sh"},
+        {"script": script, "workingDirectory": "/tmp/../root"},
+        {"script": script, "uid": 0},
+        {"script": script, "ntasks": 0, "cpusPerTask": -1, "memoryMB": 2**64, "timeLimitMinutes": 527_041},
+        {"script": script, "qos": "normal;id", "array": "1-1001", "outputs": ["../x"]},
+        {"script": 42, "name": "ok"},
+        {"script": script, "account": "uid.0", "ntasks": 2, "cpusPerTask": 2, "memoryMB": 100, "array": "0-2%1"},
+        {"scriptS3Key": "inputs/sjapi-fixed/run'()!*.sh", "timeLimitMinutes": 527_040, "nodes": 1},
+    ]
+    cases = [Case(number, body) for number, body in enumerate(bodies, start=1)]
+    cases[-1].uploads["inputs/sjapi-fixed/run'()!*.sh"] = f"#!/bin/sh\n# $(touch {c()})\ntrue\n".encode()
+    return cases
+
+
+def test_fixed_hostile_specs(harness):
+    for case in fixed_cases(harness):
+        harness.check(case)
+
+
+@pytest.mark.parametrize("focus", SPEC_FIELDS)
+@settings(
+    max_examples=EXAMPLES_PER_FIELD,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_hostile_specs_run_nothing_but_the_job_they_describe(harness, focus, data):
+    harness.check(harness.generator.case(HypothesisSource(data), focus))
+
+
+@settings(max_examples=12, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_unknown_fields_are_refused_by_name(harness, data):
+    harness.check(harness.generator.unknown_field_case(HypothesisSource(data)))
+
+
+def test_every_accepted_job_ended_once_with_a_result_and_no_canary_fired(harness, record_property):
+    tally = harness.tally
+    print(f"\nhostile specs: {tally.summary()}")  # pytest -s or -rP shows it; --junitxml keeps it
+    record_property("hostile_specs", tally.summary())
+    assert tally.missing_fields() == []  # every field was both accepted and refused at least once
+    assert tally.rejected > len(tally.accepted) / 2
+    for job_id in tally.accepted:
+        execution = harness.wait_for_execution(job_id)
+        assert execution["status"] == "SUCCEEDED", execution
+        assert harness.result_json(job_id)["status"] == "COMPLETED"
+        assert len(harness.slurm.sbatch_calls_for(job_id)) == 1
+    assert not harness.canaries.fired()
+    assert len(harness.canaries.paths) > 100
