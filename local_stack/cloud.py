@@ -3,8 +3,9 @@
 ``LocalCloud`` reads template.yaml (:mod:`local_stack.template_model`), starts moto's ``ThreadedMotoServer`` on
 127.0.0.1 (a free port), turns on moto's Step Functions interpreter and its Docker-free Lambda, and creates what the
 template declares: the S3 bucket (with its encryption and public access block), the DynamoDB table (indexes, TTL,
-point-in-time recovery), IAM roles, the Lambda functions (a placeholder zip: the code runs in-process from CodeUri,
-see :mod:`local_stack.lambda_runtime`) and the state machine from its DefinitionUri with the substitutions applied.
+point-in-time recovery), IAM roles, the Lambda functions (a placeholder zip: the code runs from CodeUri in local
+execution environments, see :mod:`local_stack.lambda_runtime`) and the state machine from its DefinitionUri with the
+substitutions applied.
 Given a :class:`~local_stack.ssm_head_node.LocalHeadNode`, it also registers this machine as the cluster's head node:
 an EC2 instance tagged like a ParallelCluster head node of the ``ClusterName`` parameter, whose SSM commands the head
 node runs here. Finally it serves the template's REST API (:mod:`local_stack.api_gateway`).
@@ -61,7 +62,7 @@ def _placeholder_zip(code_uri: Path) -> bytes:
     """The deployment package moto stores; the handler really runs from ``code_uri``."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("LOCAL_STACK.txt", f"This function runs in-process from {code_uri}\n")
+        archive.writestr("LOCAL_STACK.txt", f"This function runs from {code_uri} (local_stack.lambda_runtime)\n")
     return buffer.getvalue()
 
 

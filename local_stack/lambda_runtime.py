@@ -1,4 +1,4 @@
-"""Our real Lambda handlers, run in this process whenever moto's Lambda is invoked.
+"""Our real Lambda handlers, run on this machine whenever moto's Lambda is invoked.
 
 moto 5.2.5 without Docker answers every Invoke from ``LambdaSimpleBackend.invoke`` with a canned payload. The local
 stack runs moto's server in this process, and the Step Functions interpreter calls Lambda through boto3 and that
@@ -10,49 +10,66 @@ function's environment, and answer the way Lambda answers:
 - an exception: header ``X-Amz-Function-Error: Unhandled`` and ``{"errorType", "errorMessage", "requestId",
   "stackTrace"}``; Step Functions takes ``errorType`` as the error name its Retry and Catch match;
 - a result that is not JSON: ``Runtime.MarshalError``; a handler that cannot be imported: ``Runtime.ImportModuleError``;
-- a handler still running after the template Timeout: ``Sandbox.Timedout`` (the handler thread cannot be killed; it
-  runs on and its outcome is discarded, as Lambda discards a frozen sandbox).
+- a handler still running after the template Timeout: ``Sandbox.Timedout``, and its execution environment is ended.
 
-Limits of running everything in one process: every handler shares ``os.environ``, so the runtime sets the union of all
-functions' template variables (two different values for one variable is an error, see
-:meth:`TemplateModel.combined_environment`), and per-invocation facts (function name, memory, request id) are in the
-context only. Top-level module names of the code and layer directories must not collide, since they share
-``sys.modules``; the handler module itself is imported under a name unique to its function.
+As in Lambda, each execution environment is a process of its own (:mod:`local_stack.lambda_worker`) that runs one
+invocation at a time and keeps its module-level state between invocations; concurrent invocations of a function get
+environments of their own, and a new environment is a cold start. So nothing a handler or a library keeps in a global
+(the event handler's current request, the logger's keys, cached clients) is shared between two requests in flight or
+between two functions, and each function sees its own environment variables only. The environments are forked from a
+``forkserver`` that has imported boto3, Pydantic and Powertools once, so a cold start costs what importing the
+handler's own code costs. The timeout clock starts once the environment is ready, as Lambda's init phase is not
+counted in the function's Timeout.
 
-Tests inject faults with :meth:`LambdaRuntime.add_interceptor` and read :attr:`LambdaRuntime.invocations`.
+Tests inject faults with :meth:`LambdaRuntime.add_interceptor` (interceptors run in this process, around the call into
+the environment) and read :attr:`LambdaRuntime.invocations`.
 """
 
-import importlib.util
 import json
 import logging
+import multiprocessing
 import os
-import sys
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from moto.awslambda.exceptions import LambdaClientError, UnknownFunctionException
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
+from local_stack import lambda_worker
 from local_stack.template_model import FunctionSpec, TemplateModel
 
 logger = logging.getLogger(__name__)
 
-LATEST = "$LATEST"
+LATEST = lambda_worker.LATEST
 # Keys present only so that boto3 in the handlers signs requests; moto accepts any.
 LOCAL_ACCESS_KEY_ID = "testing"
 LOCAL_SECRET_ACCESS_KEY = "testing"  # noqa: S105 - a placeholder for moto, not a secret
-# Variables that would point boto3 somewhere else than the local cloud while the runtime is installed.
+# Variables that would point boto3 somewhere else than the local cloud.
 _REMOVED_VARIABLES = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
 # moto's own Invoke, which answers for functions that are not the template's.
 _MOTO_INVOKE = LambdaSimpleBackend.invoke
+# Imported once by the forkserver, so that every environment starts with them loaded (modules that read no
+# environment variable when imported; a missing one is skipped).
+_PRELOADED_MODULES = (
+    "local_stack.lambda_worker",
+    "boto3",
+    "botocore.session",
+    "botocore.client",
+    "pydantic",
+    "aws_lambda_powertools.event_handler",
+    "aws_lambda_powertools.logging",
+    "aws_lambda_powertools.metrics",
+    "aws_lambda_powertools.tracing",
+)
+# Lambda's limit on the init phase (importing the handler).
+INIT_TIMEOUT_SECONDS = 10
+_FORKSERVER = multiprocessing.get_context("forkserver")
+_FORKSERVER.set_forkserver_preload(list(_PRELOADED_MODULES))
 
 Handler = Callable[[Any, "LambdaContext"], Any]
 Interceptor = Callable[[Any, "LambdaContext", Handler], Any]
@@ -61,7 +78,7 @@ Interceptor = Callable[[Any, "LambdaContext", Handler], Any]
 
 
 class LambdaContext:
-    """The context object a Python Lambda handler receives.
+    """The context object a Python Lambda handler receives; the handler gets a copy in its environment.
 
     As in the Python runtime (awslambdaric), ``memory_limit_in_mb`` is a string.
     """
@@ -80,6 +97,19 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+    def fields(self) -> dict[str, Any]:
+        """What the environment needs to build its own copy of this context."""
+        return {
+            "function_name": self.function_name,
+            "function_version": self.function_version,
+            "invoked_function_arn": self.invoked_function_arn,
+            "memory_limit_in_mb": self.memory_limit_in_mb,
+            "aws_request_id": self.aws_request_id,
+            "log_group_name": self.log_group_name,
+            "log_stream_name": self.log_stream_name,
+            "remaining_time_in_millis": self.get_remaining_time_in_millis(),
+        }
 
 
 @dataclass(frozen=True)
@@ -108,7 +138,7 @@ class InvocationResult:
 
 @dataclass
 class _Outcome:
-    """Filled in by the thread that runs the handler."""
+    """Filled in by the thread that runs the invocation."""
 
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
@@ -116,23 +146,28 @@ class _Outcome:
 
 
 class RuntimeFailure(Exception):
-    """An error the Lambda runtime itself reports (e.g. ``Runtime.ImportModuleError``), not a handler exception."""
+    """An error the Lambda runtime itself reports (e.g. ``Runtime.ExitError``), not a handler exception."""
 
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(message)
         self.error_type = error_type
 
 
+class FunctionFailure(Exception):
+    """The handler (or its import) failed in its environment; ``payload`` is what Lambda's runtime reported."""
+
+    def __init__(self, payload: Mapping[str, Any]) -> None:
+        super().__init__(payload.get("errorMessage", ""))
+        self.payload = dict(payload)
+
+
 def error_payload(error: BaseException, request_id: str) -> dict[str, Any]:
-    """The payload the Python runtime returns for an exception that escaped the handler."""
-    return {
-        "errorMessage": str(error),
-        "errorType": error.error_type if isinstance(error, RuntimeFailure) else type(error).__name__,
-        "requestId": request_id,
-        "stackTrace": traceback.format_list(
-            [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename != __file__]
-        ),
-    }
+    """The payload Lambda returns for an invocation that failed with ``error``."""
+    if isinstance(error, FunctionFailure):
+        return {**error.payload, "requestId": request_id}
+    payload = lambda_worker.error_payload(error, request_id, getattr(error, "error_type", None))
+    payload["stackTrace"] = [frame for frame in payload["stackTrace"] if f'"{__file__}"' not in frame]
+    return payload
 
 
 def _response(
@@ -158,8 +193,80 @@ def _response(
         return None, error, json.dumps(error).encode()
 
 
+class ExecutionEnvironment:
+    """One execution environment of a function: a process with the handler imported, one invocation at a time."""
+
+    def __init__(self, function: FunctionSpec, import_paths: list[str], environment: Mapping[str, str], number: int):
+        self.function = function
+        self._connection, child = _FORKSERVER.Pipe()
+        self._process = _FORKSERVER.Process(
+            target=lambda_worker.serve,
+            args=(child, function.handler, import_paths, dict(environment)),
+            name=f"lambda-{function.logical_id}-{number}",
+            daemon=True,
+        )
+        self._process.start()
+        child.close()
+        self._state_lock = threading.Lock()
+        self._busy = False
+        self._ended = False
+        try:
+            if not self._connection.poll(INIT_TIMEOUT_SECONDS):
+                raise RuntimeFailure(
+                    "Runtime.InitError", f"the handler was not imported within {INIT_TIMEOUT_SECONDS} seconds"
+                )
+            kind, payload = self._connection.recv()
+        except (EOFError, OSError) as error:
+            self.end()
+            message = f"the execution environment ended during init: {error!r}"
+            raise RuntimeFailure("Runtime.ExitError", message) from error
+        except BaseException:
+            self.end()
+            raise
+        if kind != "ready":
+            self.end()
+            raise FunctionFailure(payload)
+
+    @property
+    def usable(self) -> bool:
+        return not self._ended and self._process.is_alive()
+
+    def call(self, event: Any, context: LambdaContext) -> Any:
+        """Run the handler in the environment; its JSON result, or :class:`FunctionFailure`."""
+        with self._state_lock:
+            self._busy = True
+        try:
+            self._connection.send((event, context.fields()))
+            kind, payload = self._connection.recv()
+        except (EOFError, OSError) as error:
+            self._ended = True
+            raise RuntimeFailure("Runtime.ExitError", "the execution environment ended before it answered") from error
+        finally:
+            with self._state_lock:
+                self._busy = False
+                if self._ended:
+                    self._connection.close()
+        if kind == "result":
+            return json.loads(payload)
+        raise FunctionFailure(payload)
+
+    def end(self) -> None:
+        """Stop the process (Lambda ends the environment at a timeout; the runtime ends all when uninstalled).
+
+        A call in flight then sees the end of the connection and closes it; otherwise it is closed here.
+        """
+        with self._state_lock:
+            self._ended = True
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join(5)
+        with self._state_lock:
+            if not self._busy:
+                self._connection.close()
+
+
 class LambdaRuntime:
-    """Runs the template's functions in-process; :meth:`install` routes moto's Invoke here."""
+    """Runs the template's functions on this machine; :meth:`install` routes moto's Invoke here."""
 
     _install_lock = threading.Lock()
     _installed: "LambdaRuntime | None" = None
@@ -167,44 +274,29 @@ class LambdaRuntime:
     def __init__(self, model: TemplateModel, *, endpoint_url: str) -> None:
         self._functions = model.functions
         self._by_name = {function.name: function for function in self._functions.values()}
-        self._environment = {
-            **model.combined_environment(),
+        self._base_environment = {
             "AWS_ENDPOINT_URL": endpoint_url,
             "AWS_DEFAULT_REGION": model.region,
             "AWS_REGION": model.region,
             "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_ACCESS_KEY,
         }
-        self._import_paths = _import_paths(list(self._functions.values()))
+        self._import_paths = {logical_id: _import_paths(function) for logical_id, function in self._functions.items()}
         self._lock = threading.Lock()
         self._interceptors: dict[str, list[Interceptor]] = {}
         self._invocations: list[Invocation] = []
-        # Idle execution environments per function: Lambda runs one request at a time in each, so concurrent
-        # invocations each get their own copy of the handler module (its module-level state, e.g. the API router's
-        # current request, is never shared between two requests in flight).
-        self._idle_handlers: dict[str, list[Handler]] = {}
+        self._idle: dict[str, list[ExecutionEnvironment]] = {}
+        self._environments: list[ExecutionEnvironment] = []
         self._environments_created: dict[str, int] = {}
-        self._import_locks = {logical_id: threading.Lock() for logical_id in self._functions}
-        self._saved_environment: dict[str, str | None] = {}
-        self._added_paths: list[str] = []
+        self._accepting = True  # until uninstalled
 
     # ----- installation -----------------------------------------------------------------------------------------
 
     def install(self) -> None:
-        """Set the environment and import path, and make moto's Invoke run our handlers."""
+        """Make moto's Invoke run our handlers."""
         with LambdaRuntime._install_lock:
             if LambdaRuntime._installed is not None:
                 raise RuntimeError("a LambdaRuntime is already installed in this process; uninstall it first")
-            for name in (*self._environment, *_REMOVED_VARIABLES):
-                self._saved_environment[name] = os.environ.get(name)
-            for name in _REMOVED_VARIABLES:
-                os.environ.pop(name, None)
-            os.environ.update(self._environment)
-            _forget_modules_under(self._import_paths)  # a new runtime is a cold start: no state from an earlier one
-            for path in self._import_paths:
-                if path not in sys.path:
-                    sys.path.append(path)
-                    self._added_paths.append(path)
             runtime = self
 
             def invoke(backend: LambdaSimpleBackend, *args: Any, **kwargs: Any) -> str | bytes | None:
@@ -214,21 +306,17 @@ class LambdaRuntime:
             LambdaRuntime._installed = self
 
     def uninstall(self) -> None:
-        """Undo :meth:`install`: moto's Invoke, the environment and the import path are as they were."""
+        """Undo :meth:`install` and end every execution environment; the runtime runs nothing afterwards."""
         with LambdaRuntime._install_lock:
-            if LambdaRuntime._installed is not self:
-                return
-            LambdaSimpleBackend.invoke = _MOTO_INVOKE  # type: ignore[method-assign]
-            for name, value in self._saved_environment.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-            for path in self._added_paths:
-                if path in sys.path:
-                    sys.path.remove(path)
-            self._added_paths.clear()
-            LambdaRuntime._installed = None
+            if LambdaRuntime._installed is self:
+                LambdaSimpleBackend.invoke = _MOTO_INVOKE  # type: ignore[method-assign]
+                LambdaRuntime._installed = None
+        with self._lock:
+            self._accepting = False
+            environments, self._environments = self._environments, []
+            self._idle.clear()
+        for environment in environments:
+            environment.end()
 
     # ----- test hooks -------------------------------------------------------------------------------------------
 
@@ -256,6 +344,17 @@ class LambdaRuntime:
     def invocations_of(self, function_logical_id: str) -> tuple[Invocation, ...]:
         return tuple(entry for entry in self.invocations if entry.function_logical_id == function_logical_id)
 
+    def environments_created(self, function_logical_id: str) -> int:
+        """How many execution environments (cold starts) the function has had."""
+        with self._lock:
+            return self._environments_created.get(function_logical_id, 0)
+
+    def live_environments(self, function_logical_id: str) -> int:
+        """How many execution environments of the function are up (idle or running an invocation)."""
+        with self._lock:
+            environments = [env for env in self._environments if env.function.logical_id == function_logical_id]
+        return sum(environment.usable for environment in environments)
+
     # ----- invoking ---------------------------------------------------------------------------------------------
 
     def invoke(
@@ -267,17 +366,25 @@ class LambdaRuntime:
         request_id = str(uuid.uuid4())
         started_at = datetime.now(UTC)
         started = time.monotonic()
-        deadline = started + function.timeout
-        context = LambdaContext(function, invoked_function_arn or function.arn, request_id, deadline)
         outcome = _Outcome()
-        worker = threading.Thread(
-            target=self._run_handler,
-            args=(function, event, context, outcome),
-            name=f"lambda-{function.logical_id}-{request_id[:8]}",
-            daemon=True,
-        )
-        worker.start()
-        finished = outcome.done.wait(function.timeout)
+        environment: ExecutionEnvironment | None = None
+        try:
+            environment = self._checkout(function)
+        except Exception as error:  # noqa: BLE001 - an init failure is this invocation's error
+            outcome.error = error
+            finished = True
+        else:
+            deadline = time.monotonic() + function.timeout  # the init phase is not counted in the Timeout
+            context = LambdaContext(function, invoked_function_arn or function.arn, request_id, deadline)
+            worker = threading.Thread(
+                target=self._run,
+                args=(function, environment, event, context, outcome),
+                name=f"lambda-{function.logical_id}-{request_id[:8]}",
+                daemon=True,
+            )
+            worker.start()
+            finished = outcome.done.wait(function.timeout)
+            self._release(environment, timed_out=not finished)
         duration = time.monotonic() - started
         result, error, payload = _response(outcome if finished else None, function, request_id)
         with self._lock:
@@ -288,11 +395,16 @@ class LambdaRuntime:
             logger.info("%s %s failed: %s", function_logical_id, request_id, error["errorType"])
         return InvocationResult(payload, "Unhandled" if error is not None else None)
 
-    def _run_handler(self, function: FunctionSpec, event: Any, context: LambdaContext, outcome: _Outcome) -> None:
-        handler: Handler | None = None
+    def _run(
+        self,
+        function: FunctionSpec,
+        environment: ExecutionEnvironment,
+        event: Any,
+        context: LambdaContext,
+        outcome: _Outcome,
+    ) -> None:
         try:
-            handler = self._checkout_handler(function)
-            call: Handler = handler
+            call: Handler = environment.call
             with self._lock:
                 interceptors = list(self._interceptors.get(function.logical_id, ()))
             for interceptor in reversed(interceptors):
@@ -301,26 +413,42 @@ class LambdaRuntime:
         except BaseException as error:  # noqa: BLE001 - Lambda reports whatever escapes the handler
             outcome.error = error
         finally:
-            if handler is not None:
-                with self._lock:
-                    self._idle_handlers.setdefault(function.logical_id, []).append(handler)
             outcome.done.set()
 
-    def _checkout_handler(self, function: FunctionSpec) -> Handler:
-        """An idle execution environment's handler, or a new environment's (a cold start: its module is imported)."""
+    def _checkout(self, function: FunctionSpec) -> ExecutionEnvironment:
+        """An idle execution environment of the function, or a new one (a cold start)."""
         with self._lock:
-            idle = self._idle_handlers.get(function.logical_id)
-            if idle:
-                return idle.pop()
+            if not self._accepting:
+                raise RuntimeFailure("Runtime.Unavailable", "the local Lambda runtime is not installed")
+            idle = self._idle.get(function.logical_id)
+            while idle:
+                environment = idle.pop()
+                if environment.usable:
+                    return environment
             number = self._environments_created.get(function.logical_id, 0)
             self._environments_created[function.logical_id] = number + 1
-        with self._import_locks[function.logical_id]:
-            module_name, _, attribute = function.handler.rpartition(".")
-            module = _import_handler_module(function, module_name, number)
-            handler = getattr(module, attribute, None)
-            if not callable(handler):
-                raise RuntimeFailure("Runtime.HandlerNotFound", f"Handler '{attribute}' missing on module")
-            return handler
+        variables = {
+            **{name: value for name, value in os.environ.items() if name not in _REMOVED_VARIABLES},
+            **self._base_environment,
+            **function.environment,
+        }
+        environment = ExecutionEnvironment(function, self._import_paths[function.logical_id], variables, number)
+        with self._lock:
+            if self._accepting:
+                self._environments.append(environment)
+                return environment
+        environment.end()
+        raise RuntimeFailure("Runtime.Unavailable", "the local Lambda runtime was uninstalled")
+
+    def _release(self, environment: ExecutionEnvironment, *, timed_out: bool) -> None:
+        """After an invocation: a timed-out environment is ended (as Lambda does), a usable one waits for the next."""
+        if timed_out:
+            environment.end()
+        with self._lock:
+            if environment.usable and self._accepting:
+                self._idle.setdefault(environment.function.logical_id, []).append(environment)
+            elif environment in self._environments:
+                self._environments.remove(environment)
 
     def _function(self, logical_id: str) -> FunctionSpec:
         if logical_id not in self._functions:
@@ -387,75 +515,7 @@ def _wrap(interceptor: Interceptor, call_next: Handler) -> Handler:
     return call
 
 
-def _import_handler_module(function: FunctionSpec, module_name: str, environment: int = 0) -> ModuleType:
-    """Import the handler module from the CodeUri under a name unique to this function."""
-    if not module_name or "." in module_name or "/" in module_name:
-        raise RuntimeFailure(
-            "Runtime.ImportModuleError",
-            f"Unable to import module '{module_name}': the local runtime supports top-level handler modules only",
-        )
-    path = function.code_uri / f"{module_name}.py"
-    unique_name = f"_local_lambda_{function.logical_id}_{module_name}_{environment}"
-    spec = importlib.util.spec_from_file_location(unique_name, path)
-    if spec is None or spec.loader is None or not path.is_file():
-        raise RuntimeFailure("Runtime.ImportModuleError", f"Unable to import module '{module_name}': no {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[unique_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as error:
-        del sys.modules[unique_name]
-        raise RuntimeFailure(
-            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {error}"
-        ) from error
-    return module
-
-
-def _forget_modules_under(directories: Collection[str]) -> None:
-    """Drops already imported modules loaded from these directories, so that the next import runs them afresh.
-
-    Lambda runs each function in its own process; in one process, module-level state (cached settings, clients bound
-    to an earlier moto endpoint) would otherwise outlive the cloud it was made for.
-    """
-    roots = [Path(directory).resolve() for directory in directories]
-    for name, module in list(sys.modules.items()):
-        location = getattr(module, "__file__", None)
-        if location and any(Path(location).resolve().is_relative_to(root) for root in roots):
-            del sys.modules[name]
-
-
-def _top_level_modules(directory: Path) -> Iterator[str]:
-    for entry in directory.iterdir():
-        if entry.suffix == ".py" and entry.is_file():
-            yield entry.stem
-        elif entry.is_dir() and (entry / "__init__.py").is_file():
-            yield entry.name
-
-
-def _import_paths(functions: Collection[FunctionSpec]) -> list[str]:
-    """Layer directories, then code directories; fails if two of them define the same top-level module.
-
-    The handler modules are exempt: each is imported under a name unique to its function.
-    """
-    directories: list[Path] = []
-    handler_modules: set[str] = set()
-    for function in functions:
-        handler_modules.add(function.handler.rpartition(".")[0])
-        for layer in function.layers:
-            if layer.content_uri not in directories:
-                directories.append(layer.content_uri)
-    for function in functions:
-        if function.code_uri not in directories:
-            directories.append(function.code_uri)
-    owners: dict[str, Path] = {}
-    for directory in directories:
-        for module in _top_level_modules(directory):
-            if module in handler_modules:
-                continue
-            if module in owners:
-                raise RuntimeError(
-                    f"module {module!r} is in both {owners[module]} and {directory}; the local runtime imports all"
-                    " functions into one process and cannot tell them apart"
-                )
-            owners[module] = directory
-    return [str(directory) for directory in directories]
+def _import_paths(function: FunctionSpec) -> list[str]:
+    """The function's import path, as in Lambda: its code (/var/task) first, then its layers (/opt/python)."""
+    directories = [function.code_uri, *(layer.content_uri for layer in function.layers)]
+    return [str(directory) for directory in dict.fromkeys(directories)]

@@ -70,6 +70,7 @@ BIN = Path("/usr/bin")
 MEMORY_HEADROOM = 0.05
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
+PORT_RELEASE_GRACE = 3.0
 USABLE_NODE_STATES = frozenset({"idle", "mixed", "allocated", "completing"})
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
@@ -141,6 +142,9 @@ class _Daemon:
             os.kill(pid, signal.SIGKILL)
             _wait_for_exit(pid, STOP_TIMEOUT)
         self.pid_file.unlink(missing_ok=True)
+        if self.port is not None:
+            # A helper the daemon forked (slurmctld's slurmscriptd) can hold its socket for a moment after it ended.
+            _wait_for_free_port(self.port, STOP_TIMEOUT)
 
 
 class SlurmCluster:
@@ -587,8 +591,8 @@ def _package_installed(package: str) -> bool:
     return shown.returncode == 0 and shown.stdout.strip() == "installed"
 
 
-def _require_free_port(port: int, user: str) -> None:
-    """Fails if something else listens on the loopback port that our daemon ``user`` needs."""
+def _port_is_free(port: int) -> bool:
+    """Whether our daemon could listen on the loopback port now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the Slurm daemons do
         try:
@@ -596,10 +600,27 @@ def _require_free_port(port: int, user: str) -> None:
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-            raise ClusterError(
-                f"port {port} ({user}) is in use by a process this cluster did not start "
-                f"(see `ss -ltnp 'sport = :{port}'`); stop it first"
-            ) from None
+            return False
+    return True
+
+
+def _wait_for_free_port(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not _port_is_free(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _require_free_port(port: int, user: str) -> None:
+    """Fails if something else listens on the loopback port that our daemon ``user`` needs (after a short grace, in
+    case a daemon that just ended still releases it)."""
+    if not _wait_for_free_port(port, PORT_RELEASE_GRACE):
+        raise ClusterError(
+            f"port {port} ({user}) is in use by a process this cluster did not start "
+            f"(see `ss -ltnp 'sport = :{port}'`); stop it first"
+        )
 
 
 def _run(argv: list[str], *, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -1,5 +1,6 @@
 """The whole product on one machine: a real Slurm cluster, this machine as its head node behind SSM, and the local
-cloud (moto running our state machine, our handlers in-process, the local API Gateway) built from template.yaml.
+cloud (moto running our state machine, our handlers in local Lambda execution environments, the local API Gateway)
+built from template.yaml.
 """
 
 from __future__ import annotations

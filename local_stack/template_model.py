@@ -886,24 +886,6 @@ class TemplateModel:
     def api(self) -> ApiSpec:
         return _only(self.apis, "REST API")
 
-    def combined_environment(self) -> dict[str, str]:
-        """The union of every function's environment; a variable with two different values is an error.
-
-        The local stack runs all handlers in one process, so they share one ``os.environ``.
-        """
-        combined: dict[str, str] = {}
-        owner: dict[str, str] = {}
-        for function in self.functions.values():
-            for name, value in function.environment.items():
-                if name in combined and combined[name] != value:
-                    raise TemplateError(
-                        f"environment variable {name} is {combined[name]!r} in {owner[name]} but {value!r} in"
-                        f" {function.logical_id}; the local stack runs all handlers in one process and needs one value"
-                    )
-                combined[name] = value
-                owner.setdefault(name, function.logical_id)
-        return combined
-
     def _role_arn(self, logical_id: str) -> str:
         if self._has_property(logical_id, "Role"):
             return _scalar_to_string(self._property(logical_id, "Role"), f"Resources.{logical_id}.Properties.Role")

@@ -180,28 +180,56 @@ def test_a_result_that_is_not_json_is_a_marshal_error(cloud: LocalCloud) -> None
     assert "not JSON serializable" in payload["errorMessage"]
 
 
-def test_a_handler_past_its_timeout_is_reported_as_timed_out(cloud: LocalCloud) -> None:
+def test_a_handler_past_its_timeout_is_reported_as_timed_out_and_its_environment_ended(cloud: LocalCloud) -> None:
+    invoke(cloud, {"action": "describe"})  # a warm environment: the 1 s Timeout does not count the init phase
+    environments = cloud.runtime.live_environments("WorkerFunction")
     started = time.monotonic()
-    error, payload = invoke(cloud, {"action": "sleep", "seconds": 1.5})
-    assert time.monotonic() - started < 1.4  # answered at the 1 s Timeout, not when the handler ended
+    error, payload = invoke(cloud, {"action": "sleep", "seconds": 6})
+    assert time.monotonic() - started < 4  # answered at the 1 s Timeout, not when the handler would have ended
     assert error == "Unhandled"
     assert payload["errorType"] == "Sandbox.Timedout"
     assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
+    # Lambda ends a timed-out environment; the function goes on working.
+    assert cloud.runtime.live_environments("WorkerFunction") == environments - 1
+    assert invoke(cloud, {"action": "sleep", "seconds": 0}) == (None, {"slept": 0})
 
 
-def test_invocations_run_concurrently(cloud: LocalCloud) -> None:
-    started = time.monotonic()
+def sleep_concurrently(cloud: LocalCloud, count: int, seconds: float) -> list[tuple[str | None, Any]]:
     outcomes: list[tuple[str | None, Any]] = []
     threads = [
-        threading.Thread(target=lambda: outcomes.append(invoke(cloud, {"action": "sleep", "seconds": 0.5})))
-        for _ in range(4)
+        threading.Thread(target=lambda: outcomes.append(invoke(cloud, {"action": "sleep", "seconds": seconds})))
+        for _ in range(count)
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert outcomes == [(None, {"slept": 0.5})] * 4
+    return outcomes
+
+
+def test_invocations_run_concurrently_each_in_its_own_environment(cloud: LocalCloud) -> None:
+    sleep_concurrently(cloud, 4, 0.3)  # at least four environments exist and are warm
+    environments = cloud.runtime.environments_created("WorkerFunction")
+    started = time.monotonic()
+    assert sleep_concurrently(cloud, 4, 0.5) == [(None, {"slept": 0.5})] * 4
     assert time.monotonic() - started < 1.5
+    assert cloud.runtime.environments_created("WorkerFunction") == environments  # warm: no new cold start
+
+
+def test_concurrent_invocations_never_share_module_state(cloud: LocalCloud) -> None:
+    """Each environment is a process: a global set by one request in flight is never seen by another."""
+    keys = [f"global-{uuid.uuid4()}" for _ in range(4)]
+    outcomes: dict[str, Any] = {}
+
+    def hold(key: str) -> None:
+        outcomes[key] = invoke(cloud, {"action": "hold_global", "value": key, "seconds": 0.4})
+
+    threads = [threading.Thread(target=hold, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == {key: (None, {"held": key}) for key in keys}
 
 
 def test_event_invocations_run_in_the_background(cloud: LocalCloud) -> None:
@@ -292,17 +320,51 @@ def test_the_state_machine_catches_on_the_error_type(cloud: LocalCloud) -> None:
 # ----- import isolation ---------------------------------------------------------------------------------------------
 
 
-def test_two_code_directories_with_the_same_module_are_refused(tmp_path: Path) -> None:
+def test_each_function_imports_its_own_modules_and_sees_its_own_environment(tmp_path: Path) -> None:
     for name in ("one", "two"):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "app.py").write_text("def handler(event, context):\n    return None\n")
-        (tmp_path / name / "helpers.py").write_text("")
+        (tmp_path / name / "app.py").write_text(
+            "import os\nimport helpers\n\n"
+            "def handler(event, context):\n"
+            "    return {'helper': helpers.NAME, 'only': os.environ.get('ONLY_ONE')}\n"
+        )
+        (tmp_path / name / "helpers.py").write_text(f"NAME = {name!r}\n")
     (tmp_path / "template.yaml").write_text(
-        "Globals:\n  Function: {Runtime: python3.12, Handler: app.handler}\n"
+        "Globals:\n  Function: {Runtime: python3.12, Handler: app.handler, Timeout: 10}\n"
         "Resources:\n"
-        "  One: {Type: AWS::Serverless::Function, Properties: {CodeUri: one/}}\n"
+        "  One:\n"
+        "    Type: AWS::Serverless::Function\n"
+        "    Properties: {CodeUri: one/, Environment: {Variables: {ONLY_ONE: x}}}\n"
         "  Two: {Type: AWS::Serverless::Function, Properties: {CodeUri: two/}}\n"
     )
     model = TemplateModel(tmp_path / "template.yaml", stack_name="s")
-    with pytest.raises(RuntimeError, match=r"module 'helpers' is in both .*one and .*two"):
-        LambdaRuntime(model, endpoint_url="http://127.0.0.1:9")
+    runtime = LambdaRuntime(model, endpoint_url="http://127.0.0.1:9")
+    try:
+        assert runtime.invoke("One", {}).json() == {"helper": "one", "only": "x"}
+        assert runtime.invoke("Two", {}).json() == {"helper": "two", "only": None}
+    finally:
+        runtime.uninstall()
+    failed = runtime.invoke("One", {})
+    assert (failed.function_error, failed.json()["errorType"]) == ("Unhandled", "Runtime.Unavailable")
+
+
+def test_a_handler_that_cannot_be_imported_is_an_import_module_error(tmp_path: Path) -> None:
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "app.py").write_text("import no_such_module_anywhere\n")
+    (tmp_path / "template.yaml").write_text(
+        "Resources:\n"
+        "  Broken: {Type: AWS::Serverless::Function, Properties: {CodeUri: broken/, Runtime: python3.12,"
+        " Handler: app.handler}}\n"
+    )
+    runtime = LambdaRuntime(
+        TemplateModel(tmp_path / "template.yaml", stack_name="s"), endpoint_url="http://127.0.0.1:9"
+    )
+    try:
+        failed = runtime.invoke("Broken", {})
+    finally:
+        runtime.uninstall()
+    assert failed.function_error == "Unhandled"
+    payload = failed.json()
+    assert payload["errorType"] == "Runtime.ImportModuleError"
+    assert "Unable to import module 'app'" in payload["errorMessage"]
+    assert "no_such_module_anywhere" in payload["errorMessage"]

@@ -280,19 +280,3 @@ def test_missing_code_directory_is_reported(tmp_path: Path) -> None:
     )
     with pytest.raises(TemplateError, match=r"Resources\.F\.Properties\.CodeUri: .*missing does not exist"):
         TemplateModel(path, stack_name="s").functions  # noqa: B018
-
-
-# ----- one process, one environment ---------------------------------------------------------------------------------
-
-
-def test_combined_environment_is_the_union_of_the_functions(model: TemplateModel) -> None:
-    combined = model.combined_environment()
-    assert combined["SHARED"] == "from-globals"
-    assert combined["MACHINE_ARN"] == model.state_machine.arn  # only OneFunction has it
-    assert combined["CLUSTER_NAME"] == "local"
-
-
-def test_conflicting_environment_values_are_refused() -> None:
-    conflict = TemplateModel(FIXTURES / "conflict" / "template.yaml", stack_name=STACK)
-    with pytest.raises(TemplateError, match=r"TABLE_NAME is 'first-table' in FirstFunction but 'second-table'"):
-        conflict.combined_environment()
