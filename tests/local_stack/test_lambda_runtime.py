@@ -86,7 +86,7 @@ def test_functions_and_state_machine_are_created_from_the_template(cloud: LocalC
     )
     assert (configuration["Handler"], configuration["Timeout"], configuration["MemorySize"]) == (
         "app.lambda_handler",
-        1,
+        3,
         512,
     )
     assert configuration["Environment"]["Variables"]["GREETING"] == "bonjour"
@@ -146,7 +146,7 @@ def test_invoke_runs_our_handler_with_environment_context_and_layer(cloud: Local
     assert context["invoked_function_arn"] == function.arn
     assert (context["function_version"], context["memory_limit_in_mb"]) == ("$LATEST", "512")
     assert context["log_group_name"] == f"/aws/lambda/{function.name}"
-    assert 0 < context["remaining_time_in_millis"] <= 1000  # Timeout: 1
+    assert 0 < context["remaining_time_in_millis"] <= 3000  # Timeout: 3
     uuid.UUID(context["aws_request_id"])
     assert "AWS_LAMBDA_FUNCTION_NAME" not in os.environ  # per-invocation facts live in the context
 
@@ -181,14 +181,14 @@ def test_a_result_that_is_not_json_is_a_marshal_error(cloud: LocalCloud) -> None
 
 
 def test_a_handler_past_its_timeout_is_reported_as_timed_out_and_its_environment_ended(cloud: LocalCloud) -> None:
-    invoke(cloud, {"action": "describe"})  # a warm environment: the 1 s Timeout does not count the init phase
+    invoke(cloud, {"action": "describe"})  # a warm environment: the 3 s Timeout does not count the init phase
     environments = cloud.runtime.live_environments("WorkerFunction")
     started = time.monotonic()
-    error, payload = invoke(cloud, {"action": "sleep", "seconds": 6})
-    assert time.monotonic() - started < 4  # answered at the 1 s Timeout, not when the handler would have ended
+    error, payload = invoke(cloud, {"action": "sleep", "seconds": 10})
+    assert time.monotonic() - started < 7  # answered at the 3 s Timeout, not when the handler would have ended
     assert error == "Unhandled"
     assert payload["errorType"] == "Sandbox.Timedout"
-    assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
+    assert "Task timed out after 3.00 seconds" in payload["errorMessage"]
     # Lambda ends a timed-out environment; the function goes on working.
     assert cloud.runtime.live_environments("WorkerFunction") == environments - 1
     assert invoke(cloud, {"action": "sleep", "seconds": 0}) == (None, {"slept": 0})
