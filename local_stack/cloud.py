@@ -41,6 +41,14 @@ from local_stack.template_model import DEFAULT_REGION, TableSpec, TemplateError,
 
 logger = logging.getLogger(__name__)
 _WERKZEUG_LOGGER = logging.getLogger("werkzeug")
+# moto's ASL interpreter logs an ERROR for every JSONPath that matches nothing, even where that is the expected answer
+# (a Choice rule with IsPresent: false). A path that really fails the state shows in the execution history instead.
+_ASL_EVAL_LOGGER = logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component")
+
+
+def _not_a_missing_json_path(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Exception=NoSuchJsonPathError")
+
 
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 HEAD_NODE_INSTANCE_TYPE = "c5.xlarge"
@@ -167,6 +175,7 @@ class LocalCloud:
         if self._saved_werkzeug_level is not None:
             _WERKZEUG_LOGGER.setLevel(self._saved_werkzeug_level)
             self._saved_werkzeug_level = None
+        _ASL_EVAL_LOGGER.removeFilter(_not_a_missing_json_path)
         if self._saved_moto_config is not None:
             default_user_config.clear()
             default_user_config.update(self._saved_moto_config)
@@ -183,6 +192,7 @@ class LocalCloud:
         # moto's server logs every request through werkzeug at INFO; keep the cloud's own log readable.
         self._saved_werkzeug_level = _WERKZEUG_LOGGER.level
         _WERKZEUG_LOGGER.setLevel(logging.WARNING)
+        _ASL_EVAL_LOGGER.addFilter(_not_a_missing_json_path)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()

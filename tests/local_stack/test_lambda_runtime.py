@@ -5,6 +5,7 @@ One LocalCloud for the module, from tests/local_stack/fixtures/cloud/template.ya
 """
 
 import json
+import logging
 import os
 import threading
 import time
@@ -287,6 +288,18 @@ def test_an_interceptor_can_fail_the_function_before_the_handler_runs(cloud: Loc
         remove()
     assert (error, payload["errorType"]) == ("Unhandled", "TimeoutError")
     assert cloud.client("s3").list_objects_v2(Bucket=cloud.bucket_name, Prefix=key)["KeyCount"] == 0
+
+
+def test_only_expected_json_path_misses_are_kept_out_of_the_log(
+    cloud: LocalCloud, caplog: pytest.LogCaptureFixture
+) -> None:
+    interpreter = logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component")
+    with caplog.at_level(logging.ERROR, logger=interpreter.name):
+        interpreter.error("Exception=NoSuchJsonPathError, Details=None-Available at '$.job'")
+        interpreter.error("Exception=FailureEventException, Details=States.Runtime")
+    assert [record.getMessage() for record in caplog.records] == [
+        "Exception=FailureEventException, Details=States.Runtime"
+    ]
 
 
 # ----- from the state machine ---------------------------------------------------------------------------------------
