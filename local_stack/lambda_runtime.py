@@ -16,10 +16,11 @@ As in Lambda, each execution environment is a process of its own (:mod:`local_st
 invocation at a time and keeps its module-level state between invocations; concurrent invocations of a function get
 environments of their own, and a new environment is a cold start. So nothing a handler or a library keeps in a global
 (the event handler's current request, the logger's keys, cached clients) is shared between two requests in flight or
-between two functions, and each function sees its own environment variables only. The environments are forked from a
-``forkserver`` that has imported boto3, Pydantic and Powertools once, so a cold start costs what importing the
-handler's own code costs. The timeout clock starts once the environment is ready, as Lambda's init phase is not
-counted in the function's Timeout.
+between two functions. An environment's variables are this process's (e.g. POWERTOOLS_LOG_LEVEL), the local
+cloud's endpoint, region and placeholder keys, and the function's own template variables (not the other functions').
+The environments are forked from a ``forkserver`` that has imported boto3, Pydantic and Powertools once, so a cold
+start costs what importing the handler's own code costs. The timeout clock starts once the environment is ready, as
+Lambda's init phase is not counted in the function's Timeout.
 
 Tests inject faults with :meth:`LambdaRuntime.add_interceptor` (interceptors run in this process, around the call into
 the environment) and read :attr:`LambdaRuntime.invocations`.
