@@ -195,42 +195,37 @@ def test_a_handler_past_its_timeout_is_reported_as_timed_out_and_its_environment
     assert invoke(cloud, {"action": "sleep", "seconds": 0}) == (None, {"slept": 0})
 
 
-def sleep_concurrently(cloud: LocalCloud, count: int, seconds: float) -> list[tuple[str | None, Any]]:
-    outcomes: list[tuple[str | None, Any]] = []
-    threads = [
-        threading.Thread(target=lambda: outcomes.append(invoke(cloud, {"action": "sleep", "seconds": seconds})))
-        for _ in range(count)
-    ]
+def meet(cloud: LocalCloud, directory: Path, count: int) -> dict[str, Any]:
+    """``count`` concurrent invocations of the rendezvous action; their answers by the value each one held."""
+    values = [f"global-{uuid.uuid4()}" for _ in range(count)]
+    answers: dict[str, Any] = {}
+
+    def one(value: str) -> None:
+        answers[value] = invoke(
+            cloud, {"action": "rendezvous", "directory": str(directory), "count": count, "value": value}
+        )
+
+    threads = [threading.Thread(target=one, args=(value,)) for value in values]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return outcomes
+    return answers
 
 
-def test_invocations_run_concurrently_each_in_its_own_environment(cloud: LocalCloud) -> None:
-    sleep_concurrently(cloud, 4, 0.3)  # at least four environments exist and are warm
-    environments = cloud.runtime.environments_created("WorkerFunction")
-    started = time.monotonic()
-    assert sleep_concurrently(cloud, 4, 1.0) == [(None, {"slept": 1.0})] * 4
-    assert time.monotonic() - started < 3  # one after the other would take 4 s
-    assert cloud.runtime.environments_created("WorkerFunction") == environments  # warm: no new cold start
+def test_invocations_run_concurrently_each_in_its_own_environment(cloud: LocalCloud, tmp_path: Path) -> None:
+    """Four invocations that each wait for all four to be in flight: one after the other, none would see the others."""
+    meet(cloud, tmp_path / "warm-up", 4)  # at least four environments exist and are warm
+    answers = meet(cloud, tmp_path / "meeting", 4)
+    assert [error for error, _ in answers.values()] == [None] * 4
+    assert all(answer["met"] for _, answer in answers.values())
+    assert len({answer["pid"] for _, answer in answers.values()}) == 4
 
 
-def test_concurrent_invocations_never_share_module_state(cloud: LocalCloud) -> None:
+def test_concurrent_invocations_never_share_module_state(cloud: LocalCloud, tmp_path: Path) -> None:
     """Each environment is a process: a global set by one request in flight is never seen by another."""
-    keys = [f"global-{uuid.uuid4()}" for _ in range(4)]
-    outcomes: dict[str, Any] = {}
-
-    def hold(key: str) -> None:
-        outcomes[key] = invoke(cloud, {"action": "hold_global", "value": key, "seconds": 0.4})
-
-    threads = [threading.Thread(target=hold, args=(key,)) for key in keys]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert outcomes == {key: (None, {"held": key}) for key in keys}
+    answers = meet(cloud, tmp_path, 4)
+    assert {value: answer.get("held") for value, (_, answer) in answers.items()} == {value: value for value in answers}
 
 
 def test_event_invocations_run_in_the_background(cloud: LocalCloud) -> None:
