@@ -65,7 +65,6 @@ def ssm_throttling(place: ClusterPlace = ACCOUNTING_CLUSTER, *, rate: float = TH
             title="SSM throttling",
             fault=f"{rate:.0%} of SendCommand and GetCommandInvocation calls fail: ThrottlingException, Rate exceeded",
             jobs=run.outcomes(),
-            seconds=0.0,
             faults_injected={
                 "SendCommand throttled": injected["throttled_send_command"],
                 "GetCommandInvocation throttled": injected["throttled_get_command_invocation"],
@@ -112,7 +111,6 @@ def head_node_unreachable(
                 f"(DeliveryTimedOut) after SendCommand's TimeoutSeconds ({DELIVERY_TIMEOUT_SECONDS} s)"
             ),
             jobs=run.outcomes(timeout=240),
-            seconds=0.0,
             faults_injected={
                 "commands held while unreachable": injected["held_while_unreachable"],
                 "delivery timeouts": injected["delivery_timeouts"],
@@ -157,7 +155,6 @@ def slurmctld_outage(
             title="slurmctld stopped",
             fault=f"slurmctld stopped (SIGTERM to its pid) for {outage:.0f} s while jobs ran, then started again",
             jobs=run.outcomes(timeout=360),
-            seconds=0.0,
             faults_injected={"slurmctld stops": 1, "seconds without slurmctld": round(outage)},
             evidence={
                 "outage_seconds": outage,
@@ -201,19 +198,15 @@ def submit_crash_after_sbatch(place: ClusterPlace = ACCOUNTING_CLUSTER) -> Scena
                 raise RuntimeFailure("Sandbox.Timedout", "Task timed out after 120.00 seconds")
             return result
 
-        remove = stack.running_cloud.runtime.add_interceptor("SubmitJobFunction", crash_after_sbatch)
-        try:
+        with stack.running_cloud.runtime.intercepted("SubmitJobFunction", crash_after_sbatch):
             run.submit(JobPlan(seconds=1), count=3)
             run.submit(JobPlan(seconds=1, exit_code=3, expected_status=FAILED))
             run.wait_for_executions(timeout=120)
-        finally:
-            remove()
         result = ScenarioResult(
             key="submit-crash",
             title="Submit function dies after sbatch",
             fault="the submit Lambda fails with Sandbox.Timedout after sbatch succeeded, on each job's first attempt",
             jobs=run.outcomes(),
-            seconds=0.0,
             faults_injected={"submit attempts killed after sbatch": len(crashed)},
         )
     result.findings.append(
@@ -243,7 +236,6 @@ def missing_slurm_binaries(place: ClusterPlace = NO_ACCOUNTING_CLUSTER) -> Scena
             title="Slurm missing on the head node",
             fault=f"SlurmBinDir is {MISSING_SLURM_BIN_DIR}, which does not exist on the head node",
             jobs=run.outcomes(),
-            seconds=0.0,
             evidence={"seconds_to_end": ended_after},
         )
     codes = sorted({job.error_code or "" for job in result.jobs})

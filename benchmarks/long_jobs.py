@@ -257,15 +257,11 @@ def measure_long_job(scripted: ScriptedCloud, case: LongJobCase, *, timeout: flo
     clock = VirtualClock()
     clock.when(case.job_seconds, lambda: slurm.show(ENDED_ANSWERS))
     started = time.monotonic()
-    remove = cloud.runtime.add_interceptor("PollJobFunction", in_virtual_time(clock))
-    try:
-        with waits_on(clock):
-            job_id = submit(cloud.api_client(), {"name": "long-job", "script": "#!/bin/bash\nsleep infinity\n"})
-            executions = [count_execution(cloud, job_id, timeout)]
-            while executions[-1].continued:
-                executions.append(count_execution(cloud, f"{job_id}_{len(executions)}", timeout))
-    finally:
-        remove()
+    with cloud.runtime.intercepted("PollJobFunction", in_virtual_time(clock)), waits_on(clock):
+        job_id = submit(cloud.api_client(), {"name": "long-job", "script": "#!/bin/bash\nsleep infinity\n"})
+        executions = [count_execution(cloud, job_id, timeout)]
+        while executions[-1].continued:
+            executions.append(count_execution(cloud, f"{job_id}_{len(executions)}", timeout))
     return LongJobCost(
         label=case.label,
         job_seconds=case.job_seconds,

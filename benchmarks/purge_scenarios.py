@@ -46,20 +46,16 @@ def purged_job_read_from_accounting(place: ClusterPlace = ACCOUNTING_CLUSTER) ->
     with local_stack(place, min_job_age=ACCOUNTING_MIN_JOB_AGE) as stack:
         run = JobRun(stack, "purged-acct")
         waited: dict[str, float] = {}
-        remove = stack.running_cloud.runtime.add_interceptor("PollJobFunction", _late_first_poll(run, waited))
-        try:
+        with stack.running_cloud.runtime.intercepted("PollJobFunction", _late_first_poll(run, waited)):
             run.submit(JobPlan(seconds=0))
             run.submit(JobPlan(seconds=0, exit_code=7, expected_status=FAILED))
             run.wait_for_executions(timeout=180)
-        finally:
-            remove()
         result = ScenarioResult(
             key="purged-with-accounting",
             title="Finished job purged, with accounting",
             fault=f"each job's first poll held back until slurmctld purged the finished job (MinJobAge "
             f"{ACCOUNTING_MIN_JOB_AGE} s)",
             jobs=run.outcomes(),
-            seconds=0.0,
             faults_injected={"first polls held until the job was purged": len(waited)},
             evidence={"seconds_until_purged": waited},
         )
@@ -105,7 +101,6 @@ def capped_polling_without_accounting(place: ClusterPlace = NO_ACCOUNTING_CLUSTE
             fault=f"no accounting, MinJobAge {SHORT_MIN_JOB_AGE} s, PollFraction {fraction}, jobs running "
             f"{2 * SHORT_MIN_JOB_AGE} s: the uncapped wait grows past MinJobAge",
             jobs=run.outcomes(),
-            seconds=0.0,
             evidence={
                 "min_job_age": SHORT_MIN_JOB_AGE,
                 "longest_wait": max(waits),
@@ -126,19 +121,15 @@ def late_poll_without_accounting(place: ClusterPlace = NO_ACCOUNTING_CLUSTER) ->
     with local_stack(place, min_job_age=SHORT_MIN_JOB_AGE, parameters={"PollFraction": "1.0"}) as stack:
         run = JobRun(stack, "late-noacct")
         waited: dict[str, float] = {}
-        remove = stack.running_cloud.runtime.add_interceptor("PollJobFunction", _late_first_poll(run, waited))
-        try:
+        with stack.running_cloud.runtime.intercepted("PollJobFunction", _late_first_poll(run, waited)):
             run.submit(JobPlan(seconds=0, expected_status=UNKNOWN))
             run.wait_for_executions(timeout=180)
-        finally:
-            remove()
         result = ScenarioResult(
             key="late-poll-without-accounting",
             title="Poll too late, without accounting",
             fault=f"the first poll held back until slurmctld purged the finished job (MinJobAge {SHORT_MIN_JOB_AGE} "
             "s), on a cluster without accounting",
             jobs=run.outcomes(),
-            seconds=0.0,
             faults_injected={"first polls held until the job was purged": len(waited)},
             evidence={"seconds_until_purged": waited},
         )

@@ -110,7 +110,7 @@ class ScenarioResult:
     title: str
     fault: str
     jobs: list[JobOutcome]
-    seconds: float
+    seconds: float = 0.0  # the scenario's wall time, set by timed_from
     faults_injected: dict[str, int] = field(default_factory=dict)
     evidence: dict[str, Any] = field(default_factory=dict)  # what the scenario measured, for tests
     findings: list[str] = field(default_factory=list)  # the same, in sentences, for the report

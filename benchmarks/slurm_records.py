@@ -18,7 +18,6 @@ import os
 import pwd
 import re
 import signal
-import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -53,21 +52,12 @@ class SlurmRecords:
         self.cluster = cluster
         self.cluster_user = cluster_user
 
-    def run(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.cluster.bin_dir / tool), *args],
-            env={"PATH": "/usr/bin:/bin", **self.cluster.env()},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-
     # -- jobs by name ---------------------------------------------------------------------------------------------
 
     def slurm_jobs_named(self, name: str) -> dict[str, set[str]]:
         """Slurm job ids by API job id, of every job Slurm knows by this name (accounting, else the controller)."""
         if self.cluster.accounting:
-            done = self.run(
+            done = self.cluster.run(
                 "sacct",
                 "--noheader",
                 "--parsable2",
@@ -78,7 +68,7 @@ class SlurmRecords:
                 "--format=JobIDRaw,WorkDir",
             )
         else:
-            done = self.run("squeue", "--noheader", "--states=all", f"--name={name}", "--format=%i|%Z")
+            done = self.cluster.run("squeue", "--noheader", "--states=all", f"--name={name}", "--format=%i|%Z")
         found: dict[str, set[str]] = defaultdict(set)
         for line in done.stdout.splitlines():
             slurm_job_id, _, directory = line.partition("|")
@@ -105,7 +95,7 @@ class SlurmRecords:
     # -- the controller -------------------------------------------------------------------------------------------
 
     def known_to_controller(self, slurm_job_id: str) -> bool:
-        return self.run("squeue", "--noheader", "--states=all", f"--jobs={slurm_job_id}").returncode == 0
+        return self.cluster.run("squeue", "--noheader", "--states=all", f"--jobs={slurm_job_id}").returncode == 0
 
     def wait_until_forgotten(self, slurm_job_id: str, timeout: float = 100) -> float:
         """Waits until slurmctld no longer knows the job (MinJobAge passed and it purged it); returns the seconds."""

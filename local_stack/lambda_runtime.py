@@ -22,7 +22,7 @@ The environments are forked from a ``forkserver`` that has imported boto3, Pydan
 start costs what importing the handler's own code costs. The timeout clock starts once the environment is ready, as
 Lambda's init phase is not counted in the function's Timeout.
 
-Tests inject faults with :meth:`LambdaRuntime.add_interceptor` (interceptors run in this process, around the call into
+Tests inject faults with :meth:`LambdaRuntime.intercepted` (interceptors run in this process, around the call into
 the environment) and read :attr:`LambdaRuntime.invocations`.
 """
 
@@ -33,7 +33,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -335,6 +336,15 @@ class LambdaRuntime:
                 self._interceptors[function_logical_id].remove(interceptor)
 
         return remove
+
+    @contextmanager
+    def intercepted(self, function_logical_id: str, interceptor: Interceptor) -> Iterator[None]:
+        """:meth:`add_interceptor` for the ``with`` block only."""
+        remove = self.add_interceptor(function_logical_id, interceptor)
+        try:
+            yield
+        finally:
+            remove()
 
     @property
     def invocations(self) -> tuple[Invocation, ...]:

@@ -8,8 +8,9 @@ slurm.conf, so ``stop`` never ends anything this module did not start.
 munged runs privately as well (its own key, socket, pid and log under the state directory, named in slurm.conf by
 ``AuthInfo=socket=...``), so a system munged that happens to run is neither used nor disturbed.
 
-Client commands need the cluster's environment: ``subprocess.run([...], env={**os.environ, **cluster.env()})``.
-Without ``SLURM_CONF`` they fail with a DNS SRV lookup error.
+Client commands need the cluster's environment (``cluster.run("squeue", ...)`` gives it, or
+``subprocess.run([...], env={**os.environ, **cluster.env()})``). Without ``SLURM_CONF`` they fail with a DNS SRV lookup
+error.
 
 CLI::
 
@@ -201,6 +202,17 @@ class SlurmCluster:
     def env(self) -> dict[str, str]:
         """What every Slurm client command needs in its environment."""
         return {"SLURM_CONF": str(self.conf_path)}
+
+    def run(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """Runs a Slurm client command (``squeue``, ``sacct``, ...) of this cluster as the calling user; never raises
+        for its exit status."""
+        return subprocess.run(
+            [str(self.bin_dir / tool), *args],
+            env={"PATH": "/usr/bin:/bin", **self.env()},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
     def is_running(self) -> bool:
         """True when every daemon this configuration needs runs."""

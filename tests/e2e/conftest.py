@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 import pwd
-import subprocess
-import time
 
 import pytest
 
+from benchmarks.slurm_records import SlurmRecords
 from local_stack.stack import LocalStack
 
 MIN_JOB_AGE = 5
@@ -37,33 +36,21 @@ def api(cloud):
     return cloud.api_client()
 
 
-class SlurmView:
+class SlurmView(SlurmRecords):
     """Asks the real Slurm directly (as root), to check what the API says against Slurm's own answer."""
 
     def __init__(self, stack: LocalStack) -> None:
-        self.stack = stack
-
-    def run(self, tool: str, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(self.stack.cluster.bin_dir / tool), *args],
-            env={"PATH": "/usr/bin:/bin", **self.stack.cluster.env()},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        super().__init__(stack.cluster, stack.cluster_user)
 
     def accounted_state(self, slurm_job_id: str) -> str:
-        done = self.run(
+        done = self.cluster.run(
             "sacct", "--noheader", "--parsable2", "--allocations", f"--jobs={slurm_job_id}", "--format=State"
         )
         return done.stdout.strip()
 
-    def known_to_controller(self, slurm_job_id: str) -> bool:
-        return self.run("squeue", "--noheader", "--states=all", f"--jobs={slurm_job_id}").returncode == 0
-
     def job_ids_named(self, name: str) -> list[str]:
         """Slurm job ids (array tasks folded) of every job with this name, from accounting."""
-        done = self.run(
+        done = self.cluster.run(
             "sacct",
             "--noheader",
             "--parsable2",
@@ -74,12 +61,6 @@ class SlurmView:
             "--format=JobIDRaw,JobID",
         )
         return sorted({line.split("|")[1].split("_")[0] for line in done.stdout.splitlines() if line})
-
-    def wait_until_forgotten(self, slurm_job_id: str, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while self.known_to_controller(slurm_job_id):
-            assert time.monotonic() < deadline, f"slurmctld still remembers job {slurm_job_id}"
-            time.sleep(1)
 
 
 @pytest.fixture(scope="module")

@@ -127,11 +127,8 @@ def test_a_job_polled_after_slurmctld_forgot_it_is_read_from_accounting(cloud, a
             waited_for[job["slurmJobId"]] = slurm.known_to_controller(job["slurmJobId"])
         return call_next(event, context)
 
-    remove = cloud.runtime.add_interceptor("PollJobFunction", late_first_poll)
-    try:
+    with cloud.runtime.intercepted("PollJobFunction", late_first_poll):
         _, result, view = run_job(cloud, api, {"script": "#!/bin/bash\nexit 7\n"})
-    finally:
-        remove()
     assert waited_for == {view["slurmJobId"]: False}
     assert (view["status"], view["exitCode"], result["status"]) == ("FAILED", 7, "FAILED")
 

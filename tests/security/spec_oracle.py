@@ -38,26 +38,25 @@ INT_RANGES = {
     "timeLimitMinutes": (1, 366 * 24 * 60),
 }
 DEPENDENCY_TYPES = ("after", "afterany", "afterok", "afternotok")
-KNOWN_FIELDS = frozenset(
-    [
-        "name",
-        "script",
-        "scriptS3Key",
-        "partition",
-        "nodes",
-        "ntasks",
-        "cpusPerTask",
-        "memoryMB",
-        "timeLimitMinutes",
-        "array",
-        "dependency",
-        "environment",
-        "workingDirectory",
-        "account",
-        "qos",
-        "outputs",
-    ]
+SPEC_FIELDS = (
+    "name",
+    "script",
+    "scriptS3Key",
+    "partition",
+    "nodes",
+    "ntasks",
+    "cpusPerTask",
+    "memoryMB",
+    "timeLimitMinutes",
+    "array",
+    "dependency",
+    "environment",
+    "workingDirectory",
+    "account",
+    "qos",
+    "outputs",
 )
+KNOWN_FIELDS = frozenset(SPEC_FIELDS)
 
 
 class Invalid(Exception):

@@ -24,7 +24,7 @@ import pytest
 
 from local_stack.api_gateway import LOCAL_OTHER
 from local_stack.stack import LocalStack
-from tests.e2e.conftest import SlurmView
+from slurm_job_api.head_node_program import TERMINAL_STATUSES
 from tests.security.harness import Tally
 from tests.security.spec_oracle import DEFAULT_JOB_NAME, Verdict, judge
 from tests.support.hostile import BENIGN_SCRIPT, Canaries, Case, HostileSpecs, Targets, corpus
@@ -32,20 +32,6 @@ from tests.support.workflow import submit
 
 SEED = 20261125
 CASES = 520
-TERMINAL_STATUSES = {
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "TIMEOUT",
-    "OUT_OF_MEMORY",
-    "NODE_FAIL",
-    "PREEMPTED",
-    "BOOT_FAIL",
-    "DEADLINE",
-    "SUBMIT_FAILED",
-    "ERROR",
-    "UNKNOWN",
-}
 ALL_JOBS_END_WITHIN_SECONDS = 240
 
 
@@ -233,10 +219,9 @@ def test_every_accepted_job_ended_with_a_result(cloud, outcome):
 def accounted_jobs(stack, since: datetime, expected: int, timeout: float = 60) -> dict[str, str]:
     """Slurm job id → job name of every job submitted since `since`, from accounting (which receives records
     asynchronously: wait for the expected number)."""
-    view = SlurmView(stack)
     deadline = time.monotonic() + timeout
     while True:
-        done = view.run(
+        done = stack.cluster.run(
             "sacct",
             "--noheader",
             "--parsable2",
@@ -254,7 +239,7 @@ def accounted_jobs(stack, since: datetime, expected: int, timeout: float = 60) -
 def remembered_jobs(stack, slurm_ids: list[str]) -> dict[str, tuple[str, str]]:
     """Slurm job id → (comment, working directory) from the controller, byte for byte (accounting stores neither
     the comment nor non-ASCII text faithfully). MinJobAge keeps every job of this module in its memory."""
-    done = SlurmView(stack).run(
+    done = stack.cluster.run(
         "squeue", "--noheader", "--states=all", f"--jobs={','.join(slurm_ids)}", "--format=%F|%k|%Z"
     )
     jobs = {}

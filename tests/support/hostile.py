@@ -26,32 +26,15 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from hypothesis import strategies as st
 
+from tests.security.spec_oracle import DEPENDENCY_TYPES, INT_RANGES, SPEC_FIELDS
+
 T = TypeVar("T")
 
 CANARY_DIRECTORY = Path("/tmp")
 CANARY_PREFIX = "sjapi-canary-"
 BENIGN_SCRIPT = "#!/bin/sh\ntrue\n"
-INT_FIELDS = ("nodes", "ntasks", "cpusPerTask", "memoryMB", "timeLimitMinutes")
+INT_FIELDS = tuple(INT_RANGES)
 NAME_FIELDS = ("name", "partition", "account", "qos")
-SPEC_FIELDS = (
-    "name",
-    "script",
-    "scriptS3Key",
-    "partition",
-    "nodes",
-    "ntasks",
-    "cpusPerTask",
-    "memoryMB",
-    "timeLimitMinutes",
-    "array",
-    "dependency",
-    "environment",
-    "workingDirectory",
-    "account",
-    "qos",
-    "outputs",
-)
-DEPENDENCY_TYPES = ("after", "afterany", "afterok", "afternotok")
 
 
 # ---------------------------------------------------------------------------------------------------------- canaries

@@ -133,12 +133,9 @@ def test_submit_retried_after_sbatch_succeeded_submits_once(cloud, api, slurm):
             raise RuntimeFailure("Sandbox.Timedout", "Task timed out after 120.00 seconds")
         return result
 
-    remove = cloud.runtime.add_interceptor("SubmitJobFunction", crash_after_sbatch)
-    try:
+    with cloud.runtime.intercepted("SubmitJobFunction", crash_after_sbatch):
         job_id = submit(api)
         execution, events, result, _ = finish(cloud, api, job_id)
-    finally:
-        remove()
     assert crashed and execution["status"] == "SUCCEEDED"
     assert task_failures(events)[0] == "Sandbox.Timedout"
     assert path(events) == [*HAPPY_PATH, "JobCompleted"]  # SubmitJob entered once, retried inside the state
@@ -220,12 +217,9 @@ def test_a_broken_finish_step_still_leaves_a_record_and_result_json(cloud, api, 
     def broken(event, context, call_next):
         raise ValueError("finish handler bug")
 
-    remove = cloud.runtime.add_interceptor("FinishJobFunction", broken)
-    try:
+    with cloud.runtime.intercepted("FinishJobFunction", broken):
         job_id = submit(api)
         execution, events, result, view = finish(cloud, api, job_id)
-    finally:
-        remove()
     assert path(events)[-4:] == ["RecordFinishFailure", "BuildFallbackResult", "WriteFallbackResult", "JobErrored"]
     assert result["status"] == "ERROR" and "finish handler bug" in result["cause"]
     assert result["workflowState"]["job"]["status"] == "COMPLETED"
