@@ -322,29 +322,20 @@ class LambdaRuntime:
 
     # ----- test hooks -------------------------------------------------------------------------------------------
 
-    def add_interceptor(self, function_logical_id: str, interceptor: Interceptor) -> Callable[[], None]:
-        """Run ``interceptor`` around every later invocation of the function; returns a function that removes it.
+    @contextmanager
+    def intercepted(self, function_logical_id: str, interceptor: Interceptor) -> Iterator[None]:
+        """Run ``interceptor`` around every invocation of the function that starts inside the ``with`` block.
 
-        The first interceptor added is the outermost.
+        Interceptors nest: the one whose block was entered first is the outermost.
         """
         self._function(function_logical_id)
         with self._lock:
             self._interceptors.setdefault(function_logical_id, []).append(interceptor)
-
-        def remove() -> None:
-            with self._lock:
-                self._interceptors[function_logical_id].remove(interceptor)
-
-        return remove
-
-    @contextmanager
-    def intercepted(self, function_logical_id: str, interceptor: Interceptor) -> Iterator[None]:
-        """:meth:`add_interceptor` for the ``with`` block only."""
-        remove = self.add_interceptor(function_logical_id, interceptor)
         try:
             yield
         finally:
-            remove()
+            with self._lock:
+                self._interceptors[function_logical_id].remove(interceptor)
 
     @property
     def invocations(self) -> tuple[Invocation, ...]:

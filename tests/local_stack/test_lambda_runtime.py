@@ -258,11 +258,8 @@ def test_an_interceptor_can_crash_the_function_after_the_handler_did_its_work(cl
         seen.append(call_next(event, context))
         raise CrashAfterHandler("the sandbox died after the handler returned")
 
-    remove = cloud.runtime.add_interceptor("WorkerFunction", crash_after)
-    try:
+    with cloud.runtime.intercepted("WorkerFunction", crash_after):
         error, payload = invoke(cloud, {"action": "put", "key": key})
-    finally:
-        remove()
     assert seen == [{"written": key}]
     assert (error, payload["errorType"]) == ("Unhandled", "CrashAfterHandler")
     # The handler's side effect happened although the caller saw a failure.
@@ -276,11 +273,8 @@ def test_an_interceptor_can_fail_the_function_before_the_handler_runs(cloud: Loc
     def fail_first(event: Any, context: LambdaContext, call_next: Any) -> Any:
         raise TimeoutError("injected before the handler")
 
-    remove = cloud.runtime.add_interceptor("WorkerFunction", fail_first)
-    try:
+    with cloud.runtime.intercepted("WorkerFunction", fail_first):
         error, payload = invoke(cloud, {"action": "put", "key": key})
-    finally:
-        remove()
     assert (error, payload["errorType"]) == ("Unhandled", "TimeoutError")
     assert cloud.client("s3").list_objects_v2(Bucket=cloud.bucket_name, Prefix=key)["KeyCount"] == 0
 
