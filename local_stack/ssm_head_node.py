@@ -4,7 +4,7 @@ moto 5.2.5 answers SendCommand with an immediate ``Success`` and empty output, a
 ListCommandInvocations. The local stack runs moto's server in this Python process, so patching moto's SSM classes here
 changes what every client of that server sees. :class:`LocalHeadNode` does that: AWS-RunShellScript commands sent to an
 instance id registered with it run on this machine the way the SSM agent runs them, with the statuses, limits and
-quirks that clients meet on AWS (see docs/architecture.md and NOTES.md "SSM Run Command"):
+quirks that clients meet on AWS (see docs/architecture.md and docs/facts.md, "AWS Systems Manager Run Command"):
 
 - an invocation is ``Pending`` until a worker picks it up, then ``InProgress``, then ``Success`` (exit 0), ``Failed``
   (non-zero exit), ``TimedOut`` (the document's ``executionTimeout`` passed: the process group is killed) or

@@ -13,9 +13,10 @@ read as one):
 - in a fenced code block, a token that starts with a top-level directory of the repository and a ``/``
   (``events/submit-job.json`` in a command line).
 
-Not repository paths, and not checked: URLs (``scheme://``), absolute paths and home-relative paths (``/opt/slurm/bin``,
-``~/.slurm-job-api/...``: paths on the head node or this machine), and any name with a ``<placeholder>``, a ``*`` glob
-or ``...`` (S3 keys such as ``jobs/<jobId>/result.json``, ``inputs/...``). Paths under a directory that .gitignore
+Not repository paths, and not checked: absolute paths and home-relative paths (``/opt/slurm/bin``,
+``~/.slurm-job-api/...``: paths on the head node or this machine); names with a ``:`` or ``=`` (URLs, ARNs,
+``Key=plugin/name`` settings); and any name with a ``<placeholder>``, a ``*`` glob or ``...`` (S3 keys such as
+``jobs/<jobId>/result.json``, ``inputs/...``). Paths under a directory that .gitignore
 lists (``.local-stack/``) are the project's generated state: they need not exist in a fresh clone.
 """
 
@@ -49,7 +50,7 @@ _CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.DOTALL)
 _LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _BRACES = re.compile(r"\{([^{}]*,[^{}]*)\}")
-_NOT_A_PATH = re.compile(r"[<>*\s]|\.\.\.|://|^[/~]|^\$")
+_NOT_A_PATH = re.compile(r"[<>*:=\s]|\.\.\.|^[/~]|^\$")
 
 
 def _repository_files() -> list[Path]:
@@ -165,7 +166,15 @@ def test_the_path_rule_tells_paths_from_other_names() -> None:
     assert _is_path_span("functions/shared/slurm_job_api/spec.py")
     assert _is_path_span("local_stack/")
     assert _is_path_span("spec.py")
-    for not_a_path in ("jobs/<jobId>/result.json", "inputs/...", "/opt/slurm/bin", "~/.slurm-job-api", "GET /jobs"):
+    for not_a_path in (
+        "jobs/<jobId>/result.json",
+        "inputs/...",
+        "/opt/slurm/bin",
+        "~/.slurm-job-api",
+        "GET /jobs",
+        "arn:aws:sts::1:assumed-role/R/S",
+        "AccountingStorageType=accounting_storage/none",
+    ):
         assert not _is_path_span(not_a_path), not_a_path
     assert _expand_braces("functions/{api,submit}/app.py") == ["functions/api/app.py", "functions/submit/app.py"]
     assert _missing("functions/no_such_module.py", REPO_ROOT / "functions" / "no_such_module.py")
