@@ -1,9 +1,9 @@
 """Fault scenarios on the real local stack: jobs through the HTTP API, a fault injected while they run, every job
-checked (benchmarks/reliability.py). The tests in tests/faults and ``make reliability-report`` both run these.
-The scenarios about finished jobs that slurmctld forgets are in benchmarks/purge_scenarios.py.
+checked (harness/reliability.py). The tests in tests/faults and ``make reliability-report`` both run these.
+The scenarios about finished jobs that slurmctld forgets are in harness/purge_scenarios.py.
 
 Each scenario starts its own local stack (fresh cloud, interceptors, fault switches and counters) over one of the two
-fault clusters (benchmarks/fault_stacks.py), uses a unique Slurm job name, and clears its fault in ``finally``.
+fault clusters (harness/fault_stacks.py), uses a unique Slurm job name, and clears its fault in ``finally``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.fault_stacks import (
+from harness.fault_stacks import (
     ACCOUNTING_CLUSTER,
     ACCOUNTING_MIN_JOB_AGE,
     DEFAULT_MIN_JOB_AGE,
@@ -25,7 +25,7 @@ from benchmarks.fault_stacks import (
     head_node,
     local_stack,
 )
-from benchmarks.reliability import JobPlan, JobRun, ScenarioResult
+from harness.reliability import JobPlan, JobRun, ScenarioResult
 from local_stack.lambda_runtime import RuntimeFailure
 from local_stack.ssm_head_node import FaultCounters
 from slurm_job_api.head_node import DELIVERY_TIMEOUT_SECONDS

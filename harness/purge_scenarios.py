@@ -1,8 +1,8 @@
 """Scenarios about finished jobs that slurmctld has forgotten (purged after MinJobAge): read back from accounting,
 the poll wait capped below MinJobAge/2 without accounting, and a poll late anyway (UNKNOWN, said honestly).
 
-Like benchmarks/fault_scenarios.py: each starts its own local stack, uses a unique job name, and every job is
-checked by benchmarks/reliability.py.
+Like harness/fault_scenarios.py: each starts its own local stack, uses a unique job name, and every job is
+checked by harness/reliability.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from benchmarks.fault_stacks import (
+from harness.fault_stacks import (
     ACCOUNTING_CLUSTER,
     ACCOUNTING_MIN_JOB_AGE,
     NO_ACCOUNTING_CLUSTER,
@@ -21,11 +21,11 @@ from benchmarks.fault_stacks import (
     ClusterPlace,
     local_stack,
 )
-from benchmarks.reliability import JobPlan, JobRun, ScenarioResult
+from harness.reliability import JobPlan, JobRun, ScenarioResult
+from harness.workflow import execution_arn, history
 from local_stack.lambda_runtime import Interceptor
 from slurm_job_api.head_node_program import FAILED, PENDING, RUNNING, UNKNOWN
 from slurm_job_api.poll_schedule import PollSchedule
-from tests.support.workflow import execution_arn, history
 
 
 def _late_first_poll(run: JobRun, waited: dict[str, float]) -> Interceptor:
