@@ -70,14 +70,15 @@ def _progress(message: str) -> None:
 
 
 def run_fault_scenarios() -> list[ScenarioResult]:
-    results = []
+    results: list[ScenarioResult] = []
+    count = sum(len(scenarios) for _, _, scenarios in SCENARIOS)
     for place, min_job_age, scenarios in SCENARIOS:
         with cluster_kept_running(place, min_job_age=min_job_age):
             for scenario in scenarios:
-                _progress(f"{scenario.__name__} on {place.name} ...")
+                _progress(f"scenario {len(results) + 1} of {count} on {place.name} ...")
                 result = scenario(place)
                 _progress(
-                    f"{scenario.__name__}: {len(result.jobs)} jobs, lost {result.lost}, duplicated "
+                    f"{result.key}: {len(result.jobs)} jobs, lost {result.lost}, duplicated "
                     f"{result.duplicated}, wrong {result.wrong_state} ({result.seconds:.0f} s)"
                 )
                 results.append(result)

@@ -3,7 +3,9 @@ checked (harness/reliability.py). The tests in tests/faults and ``make reliabili
 The scenarios about finished jobs that slurmctld forgets are in harness/purge_scenarios.py.
 
 Each scenario starts its own local stack (fresh cloud, interceptors, fault switches and counters) over one of the two
-fault clusters (harness/fault_stacks.py), uses a unique Slurm job name, and clears its fault in ``finally``.
+fault clusters (harness/fault_stacks.py), uses a unique Slurm job name, and clears its fault in ``finally``. The two
+outages (the head node unreachable, slurmctld stopped) are one scenario with different faults, jobs and timings:
+rows of :class:`Outage`.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.fault_stacks import (
     ACCOUNTING_CLUSTER,
@@ -28,6 +30,7 @@ from harness.fault_stacks import (
 from harness.reliability import JobPlan, JobRun, ScenarioResult
 from local_stack.lambda_runtime import RuntimeFailure
 from local_stack.ssm_head_node import FaultCounters
+from local_stack.stack import LocalStack
 from slurm_job_api.head_node import DELIVERY_TIMEOUT_SECONDS
 from slurm_job_api.head_node_program import FAILED, RUNNING, SUBMIT_FAILED
 
@@ -79,103 +82,187 @@ def ssm_throttling(place: ClusterPlace = ACCOUNTING_CLUSTER, *, rate: float = TH
     return result.timed_from(started)
 
 
-# ----- b. head node unreachable -------------------------------------------------------------------------------------
+# ----- b, c. outages: the head node unreachable, slurmctld stopped ------------------------------------------------
+
+Jobs = tuple[tuple[JobPlan, int], ...]  # plans, each with how many jobs of it to submit
 
 
-def head_node_unreachable(
-    place: ClusterPlace = NO_ACCOUNTING_CLUSTER, *, seconds: float = UNREACHABLE_SECONDS
-) -> ScenarioResult:
-    """The head node takes no command for ``seconds`` (longer than the delivery timeout), then is back."""
-    started = time.monotonic()
-    with local_stack(place, min_job_age=DEFAULT_MIN_JOB_AGE) as stack:
-        run = JobRun(stack, "unreachable")
-        faults = head_node(stack).faults
-        running = run.submit(JobPlan(seconds=20), count=3)
-        running += run.submit(JobPlan(seconds=20, exit_code=3, expected_status=FAILED))
-        run.wait_for_status(running, RUNNING)
-        before = faults.counters()
-        outage_started = time.monotonic()
-        faults.unreachable = True
-        try:
-            submitted_during = run.submit(JobPlan(seconds=2), count=3)
-            time.sleep(max(0.0, outage_started + seconds - time.monotonic()))
-        finally:
-            faults.unreachable = False
-        outage = time.monotonic() - outage_started
-        injected = _counter_delta(before, faults.counters())
-        result = ScenarioResult(
-            key="head-node-unreachable",
-            title="Head node unreachable",
-            fault=(
-                f"the head node takes no SSM command for {outage:.0f} s: commands stay Pending and end TimedOut "
-                f"(DeliveryTimedOut) after SendCommand's TimeoutSeconds ({DELIVERY_TIMEOUT_SECONDS} s)"
-            ),
-            jobs=run.outcomes(timeout=240),
-            faults_injected={
-                "commands held while unreachable": injected["held_while_unreachable"],
-                "delivery timeouts": injected["delivery_timeouts"],
-            },
-            evidence={"outage_seconds": outage, "submitted_during_outage": submitted_during, "running": running},
+def _submit(run: JobRun, jobs: Jobs) -> list[str]:
+    return [job_id for plan, count in jobs for job_id in run.submit(plan, count=count)]
+
+
+class OutageFault(Protocol):
+    """What an outage scenario breaks: started once the first jobs run, ended ``Outage.seconds`` later."""
+
+    def start(self) -> None: ...
+
+    def end(self) -> None: ...
+
+    def description(self, seconds: float) -> str: ...
+
+    def injected(self, seconds: float) -> dict[str, int]: ...
+
+    def evidence(self) -> dict[str, Any]: ...
+
+    def conclude(self, result: ScenarioResult) -> None:
+        """Adds to the result what the outcomes show: the findings, and evidence drawn from the outcomes."""
+        ...
+
+
+class HeadNodeTakesNoCommand:
+    """The head node takes no SSM command: commands stay Pending and end DeliveryTimedOut, then it is back."""
+
+    def __init__(self, stack: LocalStack, run: JobRun) -> None:
+        self._faults = head_node(stack).faults
+        self._before = self._faults.counters()
+
+    def start(self) -> None:
+        self._faults.unreachable = True
+
+    def end(self) -> None:
+        self._faults.unreachable = False
+        self._injected = _counter_delta(self._before, self._faults.counters())
+
+    def description(self, seconds: float) -> str:
+        return (
+            f"the head node takes no SSM command for {seconds:.0f} s: commands stay Pending and end TimedOut "
+            f"(DeliveryTimedOut) after SendCommand's TimeoutSeconds ({DELIVERY_TIMEOUT_SECONDS} s)"
         )
-    retried = result.retried_errors()
-    result.findings.append(
-        f"{len(running)} jobs were running when the head node went away and ended during the outage; "
-        f"{len(submitted_during)} more were accepted during it. Step Functions retried "
-        f"{retried.get('HeadNodeUnreachable', 0)} task attempts that ended HeadNodeUnreachable; once the head node "
-        "was back, the held commands ran and every job was read from Slurm. The product's delivery timeout was "
-        "not shortened for the test: the outage outlasts it."
-    )
-    return result.timed_from(started)
 
+    def injected(self, seconds: float) -> dict[str, int]:
+        return {
+            "commands held while unreachable": self._injected["held_while_unreachable"],
+            "delivery timeouts": self._injected["delivery_timeouts"],
+        }
 
-# ----- c. slurmctld stopped ------------------------------------------------------------------------------------------
+    def evidence(self) -> dict[str, Any]:
+        return {}
 
-
-def slurmctld_outage(
-    place: ClusterPlace = ACCOUNTING_CLUSTER, *, seconds: float = CONTROLLER_OUTAGE_SECONDS
-) -> ScenarioResult:
-    """slurmctld stops for ``seconds`` while jobs run (some end meanwhile), and jobs are submitted during the outage."""
-    started = time.monotonic()
-    with local_stack(place, min_job_age=ACCOUNTING_MIN_JOB_AGE) as stack:
-        run = JobRun(stack, "ctld-outage")
-        ending_during = run.submit(JobPlan(seconds=15), count=2)
-        ending_during += run.submit(JobPlan(seconds=15, exit_code=3, expected_status=FAILED))
-        outlasting = run.submit(JobPlan(seconds=seconds + 15))
-        run.wait_for_status([*ending_during, *outlasting], RUNNING)
-        old_pid = run.slurm.stop_controller()
-        outage_started = time.monotonic()
-        try:
-            submitted_during = run.submit(JobPlan(seconds=2), count=3)
-            time.sleep(max(0.0, outage_started + seconds - time.monotonic()))
-        finally:
-            new_pid = run.slurm.start_controller()
-        outage = time.monotonic() - outage_started
-        result = ScenarioResult(
-            key="slurmctld-outage",
-            title="slurmctld stopped",
-            fault=f"slurmctld stopped (SIGTERM to its pid) for {outage:.0f} s while jobs ran, then started again",
-            jobs=run.outcomes(timeout=360),
-            faults_injected={"slurmctld stops": 1, "seconds without slurmctld": round(outage)},
-            evidence={
-                "outage_seconds": outage,
-                "controller_pids": (old_pid, new_pid),
-                "ending_during_outage": ending_during,
-                "outlasting_outage": outlasting,
-                "submitted_during_outage": submitted_during,
-            },
+    def conclude(self, result: ScenarioResult) -> None:
+        evidence, retried = result.evidence, result.retried_errors()
+        result.findings.append(
+            f"{len(evidence['ending_during_outage'])} jobs were running when the head node went away and ended during "
+            f"the outage; {len(evidence['submitted_during_outage'])} more were accepted during it. Step Functions "
+            f"retried {retried.get('HeadNodeUnreachable', 0)} task attempts that ended HeadNodeUnreachable; once the "
+            "head node was back, the held commands ran and every job was read from Slurm. The product's delivery "
+            "timeout was not shortened for the test: the outage outlasts it."
         )
-    retried = result.retried_errors()
-    submits_retried = sum(
-        "SlurmControllerUnavailable" in job.task_failures for job in result.jobs if job.job_id in submitted_during
-    )
-    result.evidence["submitted_during_outage_retried"] = submits_retried
-    result.findings.append(
-        f"{len(ending_during)} jobs ended while slurmctld was down and {len(outlasting)} ran on past its restart; "
-        f"{len(submitted_during)} were submitted during the outage, {submits_retried} of them retried after "
-        f"SlurmControllerUnavailable. Step Functions retried {retried.get('SlurmControllerUnavailable', 0)} task "
-        "attempts in all."
-    )
-    return result.timed_from(started)
+
+
+class ControllerStopped:
+    """slurmctld stopped (SIGTERM to its pid), then started again."""
+
+    def __init__(self, stack: LocalStack, run: JobRun) -> None:
+        self._slurm = run.slurm
+
+    def start(self) -> None:
+        self._old_pid = self._slurm.stop_controller()
+
+    def end(self) -> None:
+        self._new_pid = self._slurm.start_controller()
+
+    def description(self, seconds: float) -> str:
+        return f"slurmctld stopped (SIGTERM to its pid) for {seconds:.0f} s while jobs ran, then started again"
+
+    def injected(self, seconds: float) -> dict[str, int]:
+        return {"slurmctld stops": 1, "seconds without slurmctld": round(seconds)}
+
+    def evidence(self) -> dict[str, Any]:
+        return {"controller_pids": (self._old_pid, self._new_pid)}
+
+    def conclude(self, result: ScenarioResult) -> None:
+        evidence, retried = result.evidence, result.retried_errors()
+        submitted_during = evidence["submitted_during_outage"]
+        submits_retried = sum(
+            "SlurmControllerUnavailable" in job.task_failures for job in result.jobs if job.job_id in submitted_during
+        )
+        evidence["submitted_during_outage_retried"] = submits_retried
+        result.findings.append(
+            f"{len(evidence['ending_during_outage'])} jobs ended while slurmctld was down and "
+            f"{len(evidence['outlasting_outage'])} ran on past its restart; {len(submitted_during)} were submitted "
+            f"during the outage, {submits_retried} of them retried after SlurmControllerUnavailable. Step Functions "
+            f"retried {retried.get('SlurmControllerUnavailable', 0)} task attempts in all."
+        )
+
+
+@dataclass(frozen=True)
+class Outage:
+    """An outage scenario: jobs are started and run; the fault holds for ``seconds`` while more jobs are submitted;
+    then it ends and every job is checked. Call it with the cluster to run it on."""
+
+    key: str
+    title: str
+    name_prefix: str
+    place: ClusterPlace
+    min_job_age: int
+    seconds: float
+    ending_during: Jobs  # running when the fault starts, ending while it holds
+    outlasting: Jobs  # running when the fault starts, running on past its end
+    submitted_during: Jobs
+    outcomes_timeout: float
+    fault: Callable[[LocalStack, JobRun], OutageFault]
+
+    def __call__(self, place: ClusterPlace | None = None) -> ScenarioResult:
+        started = time.monotonic()
+        with local_stack(place or self.place, min_job_age=self.min_job_age) as stack:
+            run = JobRun(stack, self.name_prefix)
+            ending_during = _submit(run, self.ending_during)
+            outlasting = _submit(run, self.outlasting)
+            run.wait_for_status([*ending_during, *outlasting], RUNNING)
+            fault = self.fault(stack, run)
+            fault.start()
+            outage_started = time.monotonic()
+            try:
+                submitted_during = _submit(run, self.submitted_during)
+                time.sleep(max(0.0, outage_started + self.seconds - time.monotonic()))
+            finally:
+                fault.end()
+            outage = time.monotonic() - outage_started
+            result = ScenarioResult(
+                key=self.key,
+                title=self.title,
+                fault=fault.description(outage),
+                jobs=run.outcomes(timeout=self.outcomes_timeout),
+                faults_injected=fault.injected(outage),
+                evidence={
+                    "outage_seconds": outage,
+                    "ending_during_outage": ending_during,
+                    "outlasting_outage": outlasting,
+                    "submitted_during_outage": submitted_during,
+                    **fault.evidence(),
+                },
+            )
+        fault.conclude(result)
+        return result.timed_from(started)
+
+
+head_node_unreachable = Outage(
+    key="head-node-unreachable",
+    title="Head node unreachable",
+    name_prefix="unreachable",
+    place=NO_ACCOUNTING_CLUSTER,
+    min_job_age=DEFAULT_MIN_JOB_AGE,
+    seconds=UNREACHABLE_SECONDS,  # longer than the delivery timeout
+    ending_during=((JobPlan(seconds=20), 3), (JobPlan(seconds=20, exit_code=3, expected_status=FAILED), 1)),
+    outlasting=(),
+    submitted_during=((JobPlan(seconds=2), 3),),
+    outcomes_timeout=240,
+    fault=HeadNodeTakesNoCommand,
+)
+slurmctld_outage = Outage(
+    key="slurmctld-outage",
+    title="slurmctld stopped",
+    name_prefix="ctld-outage",
+    place=ACCOUNTING_CLUSTER,
+    min_job_age=ACCOUNTING_MIN_JOB_AGE,
+    seconds=CONTROLLER_OUTAGE_SECONDS,
+    ending_during=((JobPlan(seconds=15), 2), (JobPlan(seconds=15, exit_code=3, expected_status=FAILED), 1)),
+    outlasting=((JobPlan(seconds=CONTROLLER_OUTAGE_SECONDS + 15), 1),),
+    submitted_during=((JobPlan(seconds=2), 3),),
+    outcomes_timeout=360,
+    fault=ControllerStopped,
+)
+OUTAGES = (head_node_unreachable, slurmctld_outage)
 
 
 # ----- d. submit crashes after sbatch --------------------------------------------------------------------------------
