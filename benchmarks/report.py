@@ -2,7 +2,7 @@
 
     make reliability-report        # or: .venv/bin/python -m benchmarks.report [--output PATH]
 
-Needs root (Slurm daemons, switching users) and the fault clusters (benchmarks/fault_stacks.py) to itself: do not
+Needs root (Slurm daemons, switching users) and the fault clusters (harness/fault_stacks.py) to itself: do not
 run it while tests/faults run. The long-job measurements run in a second process meanwhile (one local cloud per
 process). The whole takes 7 to 11 minutes on 2 CPUs, depending on what else runs. Exits 1 if any job was lost,
 duplicated or ended in a wrong state.
@@ -22,8 +22,10 @@ import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from benchmarks import fault_scenarios, purge_scenarios
-from benchmarks.fault_stacks import (
+from benchmarks.report_markdown import render
+from benchmarks.run_environment import describe_environment
+from harness import fault_scenarios, purge_scenarios
+from harness.fault_stacks import (
     ACCOUNTING_CLUSTER,
     ACCOUNTING_MIN_JOB_AGE,
     NO_ACCOUNTING_CLUSTER,
@@ -31,10 +33,8 @@ from benchmarks.fault_stacks import (
     ClusterPlace,
     cluster_kept_running,
 )
-from benchmarks.long_jobs import CASES, LongJobCost
-from benchmarks.reliability import ScenarioResult
-from benchmarks.report_markdown import render
-from benchmarks.run_environment import describe_environment
+from harness.long_jobs import CASES, LongJobCost
+from harness.reliability import ScenarioResult
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "reliability.md"
@@ -70,14 +70,15 @@ def _progress(message: str) -> None:
 
 
 def run_fault_scenarios() -> list[ScenarioResult]:
-    results = []
+    results: list[ScenarioResult] = []
+    count = sum(len(scenarios) for _, _, scenarios in SCENARIOS)
     for place, min_job_age, scenarios in SCENARIOS:
         with cluster_kept_running(place, min_job_age=min_job_age):
             for scenario in scenarios:
-                _progress(f"{scenario.__name__} on {place.name} ...")
+                _progress(f"scenario {len(results) + 1} of {count} on {place.name} ...")
                 result = scenario(place)
                 _progress(
-                    f"{scenario.__name__}: {len(result.jobs)} jobs, lost {result.lost}, duplicated "
+                    f"{result.key}: {len(result.jobs)} jobs, lost {result.lost}, duplicated "
                     f"{result.duplicated}, wrong {result.wrong_state} ({result.seconds:.0f} s)"
                 )
                 results.append(result)
@@ -85,10 +86,10 @@ def run_fault_scenarios() -> list[ScenarioResult]:
 
 
 def start_long_jobs(output: Path, log: Path) -> subprocess.Popen[bytes]:
-    """The long-job measurements, in their own process (python -m benchmarks.long_jobs --json OUTPUT)."""
+    """The long-job measurements, in their own process (python -m harness.long_jobs --json OUTPUT)."""
     with log.open("wb") as stream:
         return subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.long_jobs", "--json", str(output), *CASES],
+            [sys.executable, "-m", "harness.long_jobs", "--json", str(output), *CASES],
             cwd=REPO_ROOT,
             stdout=stream,
             stderr=subprocess.STDOUT,

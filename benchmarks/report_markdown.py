@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from benchmarks.long_jobs import (
+from harness.long_jobs import (
     CASES,
     EXECUTION_EVENT_LIMIT,
     JOB_LENGTHS,
@@ -13,7 +13,7 @@ from benchmarks.long_jobs import (
     LongJobCost,
     predicted_polls,
 )
-from benchmarks.reliability import JobOutcome, ScenarioResult
+from harness.reliability import JobOutcome, ScenarioResult
 
 DEFAULT_MAX_POLLS_PER_EXECUTION = 2000
 
@@ -22,8 +22,8 @@ How the product holds up when things go wrong, measured on the local stack (READ
 Slurm cluster, the real state machine executed by moto, the real Lambda handlers, this machine as the head node
 behind SSM, requests signed and sent through the local API Gateway. Nothing here is estimated unless it says so.
 
-Each fault scenario (`benchmarks/fault_scenarios.py`) submits jobs through the HTTP API, injects its fault while
-they run, and then checks every accepted job against independent sources (`benchmarks/reliability.py`):
+Each fault scenario (`harness/fault_scenarios.py`) submits jobs through the HTTP API, injects its fault while
+they run, and then checks every accepted job against independent sources (`harness/reliability.py`):
 
 - **lost**: the workflow did not end with a terminal job record (GET /jobs/{id}) *and* a
   `jobs/<jobId>/result.json`, or a job that should have run never ran;
@@ -139,7 +139,7 @@ def long_job_section(costs: Sequence[LongJobCost]) -> list[str]:
         "## Long jobs",
         "",
         "What one job costs in Step Functions with the template's default poll schedule (PollMinSeconds 10,",
-        "PollMaxSeconds 21600, PollFraction 0.1) and accounting available, measured by `benchmarks/long_jobs.py`: the",
+        "PollMaxSeconds 21600, PollFraction 0.1) and accounting available, measured by `harness/long_jobs.py`: the",
         "real state machine in moto with the real handlers and head-node program over scripted Slurm, time compressed",
         "(moto's Wait states advance a virtual clock instead of sleeping, the poll step sees the virtual elapsed time,",
         "Slurm answers RUNNING until the virtual clock passes the job's length). Events are counted with",

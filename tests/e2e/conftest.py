@@ -8,7 +8,7 @@ import pwd
 
 import pytest
 
-from benchmarks.slurm_records import SlurmRecords
+from harness.slurm_records import SlurmRecords
 from local_stack.stack import LocalStack
 
 MIN_JOB_AGE = 5

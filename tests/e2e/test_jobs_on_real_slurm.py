@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.workflow import finish, submit, wait_for_execution
+from harness.workflow import finish, submit, wait_for_execution
 
 
 def run_job(cloud, api, spec: dict, **headers) -> tuple[dict, dict, dict]:

@@ -1,4 +1,4 @@
-"""The two real Slurm clusters of the fault scenarios (benchmarks/fault_stacks.py), kept up for a test module.
+"""The two real Slurm clusters of the fault scenarios (harness/fault_stacks.py), kept up for a test module.
 
 Each cluster belongs to one test module (a module runs whole on one xdist worker), since a scenario may stop its
 slurmctld or change its MinJobAge.
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from benchmarks.fault_stacks import (
+from harness.fault_stacks import (
     ACCOUNTING_CLUSTER,
     ACCOUNTING_MIN_JOB_AGE,
     NO_ACCOUNTING_CLUSTER,

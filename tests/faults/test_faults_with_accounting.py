@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.fault_scenarios import (
+from harness.fault_scenarios import (
     CONTROLLER_OUTAGE_SECONDS,
     slurmctld_outage,
     ssm_throttling,
     submit_crash_after_sbatch,
 )
-from benchmarks.purge_scenarios import purged_job_read_from_accounting
-from benchmarks.reliability import ScenarioResult
+from harness.purge_scenarios import purged_job_read_from_accounting
+from harness.reliability import ScenarioResult
 
 pytestmark = pytest.mark.slurm
 

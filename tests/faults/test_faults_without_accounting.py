@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.fault_scenarios import (
+from harness.fault_scenarios import (
     MISSING_SLURM_BIN_DIR,
     head_node_unreachable,
     missing_slurm_binaries,
 )
-from benchmarks.purge_scenarios import capped_polling_without_accounting, late_poll_without_accounting
-from benchmarks.reliability import ScenarioResult
+from harness.purge_scenarios import capped_polling_without_accounting, late_poll_without_accounting
+from harness.reliability import ScenarioResult
 from slurm_job_api.head_node import DELIVERY_TIMEOUT_SECONDS
 
 pytestmark = pytest.mark.slurm

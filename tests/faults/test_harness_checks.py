@@ -6,10 +6,10 @@ from __future__ import annotations
 import subprocess
 from dataclasses import replace
 
-from benchmarks.long_jobs import VirtualClock
-from benchmarks.reliability import JobOutcome, JobPlan
-from benchmarks.slurm_records import api_job_of
-from benchmarks.state_slurm import ENDED_ANSWERS, StateSlurm, slurm_config
+from harness.long_jobs import VirtualClock
+from harness.reliability import JobOutcome, JobPlan
+from harness.slurm_records import api_job_of
+from harness.state_slurm import ENDED_ANSWERS, StateSlurm, slurm_config
 from slurm_job_api.head_node_program import parse_sacct, parse_scontrol_jobs, parse_slurm_config, parse_squeue
 
 JOB_ID = "0b6e4a52-58a8-4f36-9f2c-1d1c5e0e7a11"

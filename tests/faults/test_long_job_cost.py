@@ -1,5 +1,5 @@
 """What a day-long job costs with the template's default poll schedule, on the real state machine with time
-compressed (benchmarks/long_jobs.py): a change to the schedule that makes long jobs expensive fails here."""
+compressed (harness/long_jobs.py): a change to the schedule that makes long jobs expensive fails here."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from benchmarks.long_jobs import CASES, ScriptedCloud, measure_long_job
+from harness.long_jobs import CASES, ScriptedCloud, measure_long_job
 
 # A fixed 60 s poll would cost a day-long job about 13,000 events; the growing wait keeps it to a few hundred.
 DAY_EVENT_BUDGET = 1_000

@@ -12,9 +12,9 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from harness.scripted_slurm import CONFIG, NO_EARLIER_JOB, scontrol_line, squeue_line
+from harness.workflow import SCRIPT, execution_arn, submit, wait_for_execution
 from local_stack.api_gateway import LOCAL_OTHER
-from tests.support.scripted_slurm import CONFIG, NO_EARLIER_JOB, scontrol_line, squeue_line
-from tests.support.workflow import SCRIPT, execution_arn, submit, wait_for_execution
 
 FULL_SPEC = {
     "name": "full",

@@ -19,11 +19,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from harness.scripted_slurm import CONFIG, scontrol_line
 from local_stack.cloud import LocalCloud
 from tests.security.spec_oracle import environment_file_entries, expected_sbatch_argv, judge
 from tests.support.fake_slurm import FakeSlurm
 from tests.support.hostile import SPEC_FIELDS, Canaries, Case, HostileSpecs, Targets
-from tests.support.scripted_slurm import CONFIG, scontrol_line
 
 SBATCH_WAIT_SECONDS = 45
 FIRST_SLURM_ID = 5000

@@ -22,13 +22,13 @@ from datetime import datetime
 
 import pytest
 
+from harness.workflow import submit
 from local_stack.api_gateway import LOCAL_OTHER
 from local_stack.stack import LocalStack
 from slurm_job_api.head_node_program import TERMINAL_STATUSES
 from tests.security.harness import Tally
 from tests.security.spec_oracle import DEFAULT_JOB_NAME, Verdict, judge
 from tests.support.hostile import BENIGN_SCRIPT, Canaries, Case, HostileSpecs, Targets, corpus
-from tests.support.workflow import submit
 
 SEED = 20261125
 CASES = 520

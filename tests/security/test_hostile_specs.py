@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.scripted_slurm import CONFIG, NO_EARLIER_JOB
+from harness.workflow import execution_arn, submit, wait_for_execution
 from local_stack.api_gateway import LOCAL_OTHER
 from tests.conftest import USER
 from tests.security.harness import Harness, every_job_completes, wait_for_all_executions
 from tests.support.hostile import BENIGN_SCRIPT, SPEC_FIELDS, Canaries, Case, HypothesisSource, Targets
-from tests.support.scripted_slurm import CONFIG, NO_EARLIER_JOB
-from tests.support.workflow import execution_arn, submit, wait_for_execution
 
 EXAMPLES_PER_FIELD = 14  # about 0.3 s each: the whole module stays near 75 s
 PREREQUISITE_SLURM_ID = "4242"

@@ -21,11 +21,11 @@ from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from harness.workflow import execution_arn, submit
 from local_stack.api_gateway import LOCAL_DEVELOPER, LOCAL_OTHER
 from local_stack.sigv4 import Principal
 from tests.security.harness import every_job_completes, wait_for_all_executions, wait_for_execution
 from tests.support.hostile import BENIGN_SCRIPT
-from tests.support.workflow import execution_arn, submit
 
 SPEC = json.dumps({"script": BENIGN_SCRIPT}).encode()
 JSON = {"Content-Type": "application/json"}

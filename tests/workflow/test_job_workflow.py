@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 
+from harness.scripted_slurm import CONFIG, INVALID_JOB, NO_EARLIER_JOB, scontrol_line, squeue_line
+from harness.workflow import SCRIPT, failure, finish, path, submit, task_failures
 from local_stack.lambda_runtime import RuntimeFailure
-from tests.support.scripted_slurm import CONFIG, INVALID_JOB, NO_EARLIER_JOB, scontrol_line, squeue_line
-from tests.support.workflow import SCRIPT, failure, finish, path, submit, task_failures
 
 HAPPY_PATH = [
     "IsContinuation",

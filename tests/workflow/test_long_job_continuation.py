@@ -1,7 +1,7 @@
 """A job polled more often than one execution may hold goes on in a new execution (continue-as-new)."""
 
-from tests.support.scripted_slurm import CONFIG, NO_EARLIER_JOB, scontrol_line, squeue_line
-from tests.support.workflow import history, path, result_json, submit, wait_for_execution
+from harness.scripted_slurm import CONFIG, NO_EARLIER_JOB, scontrol_line, squeue_line
+from harness.workflow import history, path, result_json, submit, wait_for_execution
 
 
 def test_long_polling_continues_in_a_new_execution(slurm, make_cloud):

@@ -1,7 +1,7 @@
 """What a long job costs in Step Functions history events and state transitions, measured with time compressed.
 
 The real state machine (statemachine/job.asl.json) runs in moto with the real handlers and the real head-node program
-(through SSM on this machine) over scripted Slurm (benchmarks/state_slurm.py). Time is compressed, not computed:
+(through SSM on this machine) over scripted Slurm (harness/state_slurm.py). Time is compressed, not computed:
 
 - moto's Wait state does not sleep: it advances a virtual clock by the seconds it would have waited;
 - the poll step sees the virtual elapsed time: its event's ``job.submittedAt`` is moved back by the virtual time, so
@@ -32,13 +32,13 @@ from typing import Any
 
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
-from benchmarks.state_slurm import ENDED_ANSWERS, RUNNING_ANSWERS, StateSlurm, slurm_config
+from harness.state_slurm import ENDED_ANSWERS, RUNNING_ANSWERS, StateSlurm, slurm_config
+from harness.workflow import execution_arn, history, submit
 from local_stack.cloud import LocalCloud
 from local_stack.lambda_runtime import Interceptor
 from local_stack.slurm_cluster import ensure_cluster_user
 from local_stack.ssm_head_node import LocalHeadNode
 from slurm_job_api.poll_schedule import PollSchedule
-from tests.support.workflow import execution_arn, history, submit
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 # The user the scripted head node runs jobs as; its own, so that no other test's clean-up removes its job directories.
@@ -289,7 +289,7 @@ def measure(cases: Iterable[LongJobCase]) -> list[LongJobCost]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.long_jobs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.long_jobs", description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="*", default=list(CASES), choices=list(CASES), metavar="CASE")
     parser.add_argument("--json", type=Path, help="write the costs to this file as JSON")
     args = parser.parse_args(argv)

@@ -4,7 +4,7 @@ The long-job benchmark polls a job a hundred times and more. tests/support/fake_
 answers consumed call by call, through a Python interpreter per call; here each command is a ``cat`` of the answer
 for the job's state now, so a poll costs what the product costs, and the state changes when the virtual clock says
 so (:meth:`StateSlurm.show`), whatever the number of calls before. The answers are in the formats the head-node
-program reads (tests/support/scripted_slurm.py).
+program reads (harness/scripted_slurm.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.support.scripted_slurm import scontrol_line, squeue_line
+from harness.scripted_slurm import scontrol_line, squeue_line
 
 SLURM_JOB_ID = "101"
 _TIMES = "2026-11-25T10:00:00|2026-11-25T10:00:01|2026-11-25T10:05:00"

@@ -12,7 +12,8 @@ SCRIPT = "#!/bin/bash\necho hello\n"
 
 def submit(api, spec: dict | None = None, headers: dict | None = None) -> str:
     answer = api.post("/jobs", json=spec or {"script": SCRIPT, "name": "wf"}, headers=headers or {})
-    assert answer.status_code == 202, answer.text
+    if answer.status_code != 202:
+        raise AssertionError(answer.text)
     return answer.json()["jobId"]
 
 

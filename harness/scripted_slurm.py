@@ -1,5 +1,6 @@
-"""Answers for the recording Slurm stand-ins (tests/support/fake_slurm.py), in the formats the head-node program
-reads: the exact squeue/scontrol command lines of head_node_program."""
+"""Answers for Slurm stand-ins, in the formats the head-node program reads: the exact squeue/scontrol command lines
+of head_node_program. The tests' recording stand-ins (tests/support/fake_slurm.py) and the long-job benchmark's
+(harness/state_slurm.py) both answer with them."""
 
 CONFIG = "MinJobAge = 300 sec\nAccountingStorageType = accounting_storage/none\n"
 TIMES = "2026-11-25T10:00:00|2026-11-25T10:00:01|2026-11-25T10:05:00"

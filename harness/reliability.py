@@ -1,13 +1,13 @@
 """The reliability harness: run jobs through the HTTP API of a running local stack, then check how each one ended.
 
-A scenario (benchmarks/fault_scenarios.py) submits jobs with :class:`JobRun`, injects its fault, and calls
+A scenario (harness/fault_scenarios.py) submits jobs with :class:`JobRun`, injects its fault, and calls
 :meth:`JobRun.outcomes`. Every accepted job is then checked against four facts, each from its own source:
 
 - the workflow ended and the job record (GET /jobs/{id}) holds a terminal status;
 - ``jobs/<jobId>/result.json`` exists in the results bucket and says the same status;
 - the status (and exit code) is the one the job's plan expects;
 - Slurm took and ran it exactly once (or never, for a job that must not reach Slurm): Slurm's own records of the
-  scenario's unique job name and the jobs' run ledger (benchmarks/slurm_records.py).
+  scenario's unique job name and the jobs' run ledger (harness/slurm_records.py).
 
 A job is *lost* if it did not end with a record and a result.json (or never ran though it should have),
 *duplicated* if Slurm took or ran it more often than once, and in a *wrong final state* otherwise if its status is not
@@ -24,10 +24,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from benchmarks.slurm_records import SlurmRecords, job_script
+from harness.slurm_records import SlurmRecords, job_script
+from harness.workflow import execution_arn, history, result_json, task_failures
 from local_stack.stack import LocalStack
 from slurm_job_api.head_node_program import COMPLETED, FAILED, TERMINAL_STATUSES
-from tests.support.workflow import execution_arn, history, result_json, task_failures
 
 ACCOUNTING_RECORD_WAIT_SECONDS = 30  # slurmctld sends job records to slurmdbd asynchronously
 EXECUTION_RUNNING = "RUNNING"
