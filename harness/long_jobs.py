@@ -44,7 +44,7 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 # The user the scripted head node runs jobs as; its own, so that no other test's clean-up removes its job directories.
 BENCHMARK_USER = "sjapi-bench"
 JOB_LENGTHS: Mapping[str, int] = {"1 h": 3_600, "24 h": 86_400, "7 d": 604_800}
-# Step Functions fails an execution at this many history events (NOTES.md, "Step Functions").
+# Step Functions fails an execution at this many history events (docs/facts.md, "AWS Step Functions").
 EXECUTION_EVENT_LIMIT = 25_000
 CONTINUED = "ContinuedAsNewExecution"
 
