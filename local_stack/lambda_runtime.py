@@ -346,6 +346,7 @@ class LambdaRuntime:
         self._environments_created: dict[str, int] = {}
         self._init_faults: dict[str, list[str]] = {}  # error types the next cold starts of a function fail with
         self._init_faults_injected: dict[str, int] = {}
+        self._inits_retried: dict[str, int] = {}
         self._accepting = True  # until uninstalled
 
     # ----- installation -----------------------------------------------------------------------------------------
@@ -414,6 +415,11 @@ class LambdaRuntime:
         finally:
             with self._lock:
                 self._init_faults.pop(function_logical_id, None)
+
+    def inits_retried(self, function_logical_id: str) -> int:
+        """How many cold starts of the function outlasted the init limit and had their init retried."""
+        with self._lock:
+            return self._inits_retried.get(function_logical_id, 0)
 
     def init_faults_injected(self, function_logical_id: str) -> int:
         """How many cold starts of the function :meth:`failing_inits` has failed."""
@@ -536,6 +542,8 @@ class LambdaRuntime:
             init_failure=init_failure,
         )
         with self._lock:
+            if environment.suppressed_init_seconds:
+                self._inits_retried[function.logical_id] = self._inits_retried.get(function.logical_id, 0) + 1
             if self._accepting:
                 self._environments.append(environment)
                 return environment

@@ -407,6 +407,7 @@ def test_an_init_over_the_init_limit_is_retried_within_the_timeout_as_lambda_doe
     assert (first.function_error, second.function_error) == (None, None), (first.json(), second.json())
     # One environment, reused; its first invocation had the retried init counted against its Timeout.
     assert first.json()["pid"] == second.json()["pid"] and runtime.environments_created("Slow") == 1
+    assert runtime.inits_retried("Slow") == 1
     assert first.json()["remaining"] <= 4600 < second.json()["remaining"]
 
 
