@@ -9,11 +9,13 @@ default MinJobAge, so that slurmctld still knows every job when the outcomes are
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 
 from benchmarks.fault_stacks import DEFAULT_MIN_JOB_AGE, ClusterPlace, local_stack
 from benchmarks.reliability import JobPlan, JobRun, ScenarioResult
 from local_stack.lambda_runtime import INIT_ERROR
+from local_stack.stack import LocalStack
 
 LAMBDA_FAULTS_CLUSTER = ClusterPlace(name="faults-lambda", port_base=13817, accounting=False)
 WORKFLOW_FUNCTIONS = ("SubmitJobFunction", "PollJobFunction", "FinishJobFunction")
@@ -21,18 +23,27 @@ WORKFLOW_FUNCTIONS = ("SubmitJobFunction", "PollJobFunction", "FinishJobFunction
 STORM_INIT_LIMIT_SECONDS = 0.01
 
 
+def _jobs_run_to_their_end(stack: LocalStack, name_prefix: str, jobs: int) -> JobRun:
+    run = JobRun(stack, name_prefix)
+    run.submit(JobPlan(seconds=1), count=jobs)
+    run.wait_for_executions(timeout=300)
+    return run
+
+
+def _per_function(counter: Callable[[str], int]) -> dict[str, int]:
+    return {function: counter(function) for function in WORKFLOW_FUNCTIONS}
+
+
 def failing_inits(place: ClusterPlace = LAMBDA_FAULTS_CLUSTER, *, jobs: int = 3) -> ScenarioResult:
     """The first ``jobs`` cold starts of each workflow function fail with Runtime.InitError while ``jobs`` jobs run."""
     started = time.monotonic()
     with local_stack(place, min_job_age=DEFAULT_MIN_JOB_AGE) as stack:
         runtime = stack.running_cloud.runtime
-        run = JobRun(stack, "init-error")
         with ExitStack() as faults:
             for function in WORKFLOW_FUNCTIONS:
                 faults.enter_context(runtime.failing_inits(function, jobs))
-            run.submit(JobPlan(seconds=1), count=jobs)
-            run.wait_for_executions(timeout=300)
-        injected = {function: runtime.init_faults_injected(function) for function in WORKFLOW_FUNCTIONS}
+            run = _jobs_run_to_their_end(stack, "init-error", jobs)
+        injected = _per_function(runtime.init_faults_injected)
         result = ScenarioResult(
             key="lambda-init-errors",
             title="Lambda inits fail",
@@ -53,10 +64,8 @@ def cold_start_storm(place: ClusterPlace = LAMBDA_FAULTS_CLUSTER, *, jobs: int =
     with local_stack(place, min_job_age=DEFAULT_MIN_JOB_AGE) as stack:
         runtime = stack.running_cloud.runtime
         runtime.init_timeout_seconds = STORM_INIT_LIMIT_SECONDS
-        run = JobRun(stack, "cold-storm")
-        run.submit(JobPlan(seconds=1), count=jobs)
-        run.wait_for_executions(timeout=300)
-        retried = {function: runtime.inits_retried(function) for function in WORKFLOW_FUNCTIONS}
+        run = _jobs_run_to_their_end(stack, "cold-storm", jobs)
+        retried = _per_function(runtime.inits_retried)
         result = ScenarioResult(
             key="cold-start-storm",
             title="Cold-start storm over the init limit",
@@ -66,7 +75,7 @@ def cold_start_storm(place: ClusterPlace = LAMBDA_FAULTS_CLUSTER, *, jobs: int =
             ),
             jobs=run.outcomes(),
             faults_injected={f"{function} inits retried": count for function, count in retried.items()},
-            evidence={"cold_starts": {function: runtime.environments_created(function) for function in retried}},
+            evidence={"cold_starts": _per_function(runtime.environments_created)},
         )
     result.findings.append(
         f"{sum(retried.values())} inits outlasted the init limit and were retried within the function's Timeout, "
