@@ -10,7 +10,19 @@ function's environment, and answer the way Lambda answers:
 - an exception: header ``X-Amz-Function-Error: Unhandled`` and ``{"errorType", "errorMessage", "requestId",
   "stackTrace"}``; Step Functions takes ``errorType`` as the error name its Retry and Catch match;
 - a result that is not JSON: ``Runtime.MarshalError``; a handler that cannot be imported: ``Runtime.ImportModuleError``;
-- a handler still running after the template Timeout: ``Sandbox.Timedout``, and its execution environment is ended.
+- a handler still running after the template Timeout: ``Sandbox.Timedout``, and its execution environment is ended;
+- an environment whose process dies (during init or an invocation): ``Runtime.ExitError``.
+
+An init that takes longer than Lambda's init limit (10 s) is not an error in Lambda: "The Init phase is limited to 10
+seconds. If all three tasks do not complete within 10 seconds, Lambda retries the Init phase at the time of the first
+function invocation with the configured function timeout" (AWS Lambda Developer Guide, "Understanding the Lambda
+execution environment lifecycle", https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html). So
+here too: the environment is started again and its init gets the function's Timeout, which the retried init then
+counts against; only if the init and the handler together outlast the Timeout does the invocation fail, with
+``Sandbox.Timedout``. Step Functions names a failed Lambda task by the payload's ``errorType`` (``Lambda.Unknown``
+when there is none), and the Invoke call's own failures ``Lambda.<Exception>`` ("Handle Lambda service exceptions",
+https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html); the state machine retries
+those platform errors (slurm_job_api.errors.LAMBDA_PLATFORM_ERROR_NAMES).
 
 As in Lambda, each execution environment is a process of its own (:mod:`local_stack.lambda_worker`) that runs one
 invocation at a time and keeps its module-level state between invocations; concurrent invocations of a function get
@@ -23,7 +35,8 @@ start costs what importing the handler's own code costs. The timeout clock start
 Lambda's init phase is not counted in the function's Timeout.
 
 Tests inject faults with :meth:`LambdaRuntime.intercepted` (interceptors run in this process, around the call into
-the environment) and read :attr:`LambdaRuntime.invocations`.
+the environment) and :meth:`LambdaRuntime.failing_inits` (the next cold starts of a function fail in the environment,
+as a runtime reports a failed init: ``Runtime.InitError``), and read :attr:`LambdaRuntime.invocations`.
 """
 
 import json
@@ -68,8 +81,10 @@ _PRELOADED_MODULES = (
     "aws_lambda_powertools.metrics",
     "aws_lambda_powertools.tracing",
 )
-# Lambda's limit on the init phase (importing the handler).
+# Lambda's limit on the init phase (importing the handler); an init still running then is retried with the Timeout.
 INIT_TIMEOUT_SECONDS = 10
+# What a runtime reports when its init fails for a reason of its own (the Runtime API's /runtime/init/error).
+INIT_ERROR = "Runtime.InitError"
 _FORKSERVER = multiprocessing.get_context("forkserver")
 _FORKSERVER.set_forkserver_preload(list(_PRELOADED_MODULES))
 
@@ -155,6 +170,10 @@ class RuntimeFailure(Exception):
         self.error_type = error_type
 
 
+class InitTimedOut(Exception):
+    """The retried init did not finish within the function's Timeout: the invocation timed out (Sandbox.Timedout)."""
+
+
 class FunctionFailure(Exception):
     """The handler (or its import) failed in its environment; ``payload`` is what Lambda's runtime reported."""
 
@@ -196,27 +215,53 @@ def _response(
 
 
 class ExecutionEnvironment:
-    """One execution environment of a function: a process with the handler imported, one invocation at a time."""
+    """One execution environment of a function: a process with the handler imported, one invocation at a time.
 
-    def __init__(self, function: FunctionSpec, import_paths: list[str], environment: Mapping[str, str], number: int):
+    ``suppressed_init_seconds``: how long an init that outlasted ``init_timeout`` took when retried; the first
+    invocation counts it against the function's Timeout (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        function: FunctionSpec,
+        import_paths: list[str],
+        environment: Mapping[str, str],
+        number: int,
+        *,
+        init_timeout: float = INIT_TIMEOUT_SECONDS,
+        init_failure: str | None = None,
+    ):
         self.function = function
-        self._connection, child = _FORKSERVER.Pipe()
-        self._process = _FORKSERVER.Process(
-            target=lambda_worker.serve,
-            args=(child, function.handler, import_paths, dict(environment)),
-            name=f"lambda-{function.logical_id}-{number}",
-            daemon=True,
-        )
-        self._process.start()
-        child.close()
+        self.suppressed_init_seconds = 0.0
+        self._worker_args = (function.handler, import_paths, dict(environment), init_failure)
+        self._name = f"lambda-{function.logical_id}-{number}"
         self._state_lock = threading.Lock()
         self._busy = False
         self._ended = False
+        self._start()
+        if self._initialized(init_timeout):
+            return
+        self._stop_process()  # Lambda retries the init at the first invocation, with the function's Timeout
+        retried_at = time.monotonic()
+        self._start()
+        if not self._initialized(function.timeout):
+            self.end()
+            raise InitTimedOut(f"the init did not finish within the function's Timeout ({function.timeout} s)")
+        self.suppressed_init_seconds = time.monotonic() - retried_at
+
+    def _start(self) -> None:
+        self._connection, child = _FORKSERVER.Pipe()
+        self._process = _FORKSERVER.Process(
+            target=lambda_worker.serve, args=(child, *self._worker_args), name=self._name, daemon=True
+        )
+        self._process.start()
+        child.close()
+
+    def _initialized(self, timeout: float) -> bool:
+        """Waits up to ``timeout`` for the init; False if it is still running; raises if it failed."""
         try:
-            if not self._connection.poll(INIT_TIMEOUT_SECONDS):
-                raise RuntimeFailure(
-                    "Runtime.InitError", f"the handler was not imported within {INIT_TIMEOUT_SECONDS} seconds"
-                )
+            if not self._connection.poll(timeout):
+                return False
             kind, payload = self._connection.recv()
         except (EOFError, OSError) as error:
             self.end()
@@ -228,6 +273,12 @@ class ExecutionEnvironment:
         if kind != "ready":
             self.end()
             raise FunctionFailure(payload)
+        return True
+
+    def _stop_process(self) -> None:
+        self._process.kill()
+        self._process.join(5)
+        self._connection.close()
 
     @property
     def usable(self) -> bool:
@@ -273,7 +324,10 @@ class LambdaRuntime:
     _install_lock = threading.Lock()
     _installed: "LambdaRuntime | None" = None
 
-    def __init__(self, model: TemplateModel, *, endpoint_url: str) -> None:
+    def __init__(
+        self, model: TemplateModel, *, endpoint_url: str, init_timeout_seconds: float = INIT_TIMEOUT_SECONDS
+    ) -> None:
+        self.init_timeout_seconds = init_timeout_seconds
         self._functions = model.functions
         self._by_name = {function.name: function for function in self._functions.values()}
         self._base_environment = {
@@ -290,6 +344,9 @@ class LambdaRuntime:
         self._idle: dict[str, list[ExecutionEnvironment]] = {}
         self._environments: list[ExecutionEnvironment] = []
         self._environments_created: dict[str, int] = {}
+        self._init_faults: dict[str, list[str]] = {}  # error types the next cold starts of a function fail with
+        self._init_faults_injected: dict[str, int] = {}
+        self._inits_retried: dict[str, int] = {}
         self._accepting = True  # until uninstalled
 
     # ----- installation -----------------------------------------------------------------------------------------
@@ -337,6 +394,29 @@ class LambdaRuntime:
             with self._lock:
                 self._interceptors[function_logical_id].remove(interceptor)
 
+    @contextmanager
+    def failing_inits(self, function_logical_id: str, count: int, error_type: str = INIT_ERROR) -> Iterator[None]:
+        """In the ``with`` block, the next ``count`` cold starts of the function fail in their new environment, as a
+        runtime reports a failed init (the invocation that needed the environment fails with ``error_type``)."""
+        self._function(function_logical_id)
+        with self._lock:
+            self._init_faults[function_logical_id] = [error_type] * count
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._init_faults.pop(function_logical_id, None)
+
+    def inits_retried(self, function_logical_id: str) -> int:
+        """How many cold starts of the function outlasted the init limit and had their init retried."""
+        with self._lock:
+            return self._inits_retried.get(function_logical_id, 0)
+
+    def init_faults_injected(self, function_logical_id: str) -> int:
+        """How many cold starts of the function :meth:`failing_inits` has failed."""
+        with self._lock:
+            return self._init_faults_injected.get(function_logical_id, 0)
+
     @property
     def invocations(self) -> tuple[Invocation, ...]:
         """The finished invocations, in the order they finished."""
@@ -372,11 +452,16 @@ class LambdaRuntime:
         environment: ExecutionEnvironment | None = None
         try:
             environment = self._checkout(function)
+        except InitTimedOut:
+            finished = False  # the retried init used up the function's Timeout
         except Exception as error:  # noqa: BLE001 - an init failure is this invocation's error
             outcome.error = error
             finished = True
         else:
-            deadline = time.monotonic() + function.timeout  # the init phase is not counted in the Timeout
+            # The init phase is not counted in the Timeout, except an init retried after it outlasted the init limit.
+            budget = function.timeout - environment.suppressed_init_seconds
+            environment.suppressed_init_seconds = 0.0
+            deadline = time.monotonic() + budget
             context = LambdaContext(function, invoked_function_arn or function.arn, request_id, deadline)
             worker = threading.Thread(
                 target=self._run,
@@ -385,7 +470,7 @@ class LambdaRuntime:
                 daemon=True,
             )
             worker.start()
-            finished = outcome.done.wait(function.timeout)
+            finished = outcome.done.wait(budget)
             self._release(environment, timed_out=not finished)
         duration = time.monotonic() - started
         result, error, payload = _response(outcome if finished else None, function, request_id)
@@ -429,13 +514,27 @@ class LambdaRuntime:
                     return environment
             number = self._environments_created.get(function.logical_id, 0)
             self._environments_created[function.logical_id] = number + 1
+            faults = self._init_faults.get(function.logical_id)
+            init_failure = faults.pop() if faults else None
+            if init_failure:
+                injected = self._init_faults_injected
+                injected[function.logical_id] = injected.get(function.logical_id, 0) + 1
         variables = {
             **{name: value for name, value in os.environ.items() if name not in _REMOVED_VARIABLES},
             **self._base_environment,
             **function.environment,
         }
-        environment = ExecutionEnvironment(function, self._import_paths[function.logical_id], variables, number)
+        environment = ExecutionEnvironment(
+            function,
+            self._import_paths[function.logical_id],
+            variables,
+            number,
+            init_timeout=self.init_timeout_seconds,
+            init_failure=init_failure,
+        )
         with self._lock:
+            if environment.suppressed_init_seconds:
+                self._inits_retried[function.logical_id] = self._inits_retried.get(function.logical_id, 0) + 1
             if self._accepting:
                 self._environments.append(environment)
                 return environment

@@ -5,7 +5,8 @@ between the invocations it serves. :class:`~local_stack.lambda_runtime.LambdaRun
 per environment (through a ``forkserver`` that has the heavy libraries imported already) and talks to it over a
 ``multiprocessing`` connection:
 
-- the process first answers ``("ready", None)``, or ``("init_error", payload)`` if the handler cannot be imported;
+- the process first answers ``("ready", None)``, or ``("init_error", payload)`` if the handler cannot be imported
+  (or a test made the init fail: ``init_failure`` names the error type a runtime reports, then the process ends);
 - then, per invocation, it receives ``(event, context_fields)`` and answers ``("result", json_text)`` or
   ``("error", payload)`` with the payload Lambda's Python runtime returns for a failed invocation.
 
@@ -60,10 +61,15 @@ def serve(
     handler_path: str,
     import_paths: Sequence[str],
     environment: Mapping[str, str],
+    init_failure: str | None = None,
 ) -> None:
     """The environment's main loop: import ``module.function`` from ``handler_path``, then run invocations."""
     os.environ.clear()
     os.environ.update(environment)
+    if init_failure:
+        message = f"the runtime failed to initialize ({init_failure}, injected by a test)"
+        connection.send(("init_error", {"errorType": init_failure, "errorMessage": message, "stackTrace": []}))
+        return
     sys.path[:0] = [path for path in import_paths if path not in sys.path]
     module_name, _, attribute = handler_path.rpartition(".")
     try:

@@ -370,3 +370,63 @@ def test_a_handler_that_cannot_be_imported_is_an_import_module_error(tmp_path: P
     assert payload["errorType"] == "Runtime.ImportModuleError"
     assert "Unable to import module 'app'" in payload["errorMessage"]
     assert "no_such_module_anywhere" in payload["errorMessage"]
+
+
+# ----- the init phase -------------------------------------------------------------------------------------------------
+
+
+def slow_init_runtime(tmp_path: Path, *, import_seconds: float, timeout: int, init_limit: float) -> LambdaRuntime:
+    """A runtime with one function, Slow, whose import takes ``import_seconds``."""
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "app.py").write_text(
+        f"import os, time\ntime.sleep({import_seconds})\nPID = os.getpid()\n\n"
+        "def handler(event, context):\n    return {'pid': PID, 'remaining': context.get_remaining_time_in_millis()}\n"
+    )
+    (tmp_path / "template.yaml").write_text(
+        "Resources:\n"
+        "  Slow: {Type: AWS::Serverless::Function, Properties: {CodeUri: slow/, Runtime: python3.12,"
+        f" Handler: app.handler, Timeout: {timeout}}}}}\n"
+    )
+    model = TemplateModel(tmp_path / "template.yaml", stack_name="s")
+    return LambdaRuntime(model, endpoint_url="http://127.0.0.1:9", init_timeout_seconds=init_limit)
+
+
+def test_an_init_over_the_init_limit_is_retried_within_the_timeout_as_lambda_does(tmp_path: Path) -> None:
+    runtime = slow_init_runtime(tmp_path, import_seconds=0.5, timeout=5, init_limit=0.1)
+    try:
+        first = runtime.invoke("Slow", {})
+        second = runtime.invoke("Slow", {})
+    finally:
+        runtime.uninstall()
+    assert (first.function_error, second.function_error) == (None, None), (first.json(), second.json())
+    # One environment, reused; its first invocation had the retried init counted against its Timeout.
+    assert first.json()["pid"] == second.json()["pid"] and runtime.environments_created("Slow") == 1
+    assert runtime.inits_retried("Slow") == 1
+    assert first.json()["remaining"] <= 4600 < second.json()["remaining"]
+
+
+def test_an_init_that_outlasts_the_timeout_too_is_a_timed_out_invocation(tmp_path: Path) -> None:
+    runtime = slow_init_runtime(tmp_path, import_seconds=30, timeout=1, init_limit=0.1)
+    try:
+        failed = runtime.invoke("Slow", {})
+        assert runtime.live_environments("Slow") == 0  # the environment was ended
+    finally:
+        runtime.uninstall()
+    assert (failed.function_error, failed.json()["errorType"]) == ("Unhandled", "Sandbox.Timedout")
+    assert "Task timed out after 1.00 seconds" in failed.json()["errorMessage"]
+    assert runtime.invocations_of("Slow")[0].duration_seconds < 5
+
+
+def test_failing_inits_fail_the_next_cold_starts_with_runtime_init_error(tmp_path: Path) -> None:
+    runtime = slow_init_runtime(tmp_path, import_seconds=0, timeout=5, init_limit=10)
+    try:
+        with runtime.failing_inits("Slow", 2):
+            answers = [runtime.invoke("Slow", {}) for _ in range(3)]
+        assert runtime.init_faults_injected("Slow") == 2
+        assert runtime.environments_created("Slow") == 3
+    finally:
+        runtime.uninstall()
+    assert [answer.function_error for answer in answers] == ["Unhandled", "Unhandled", None]
+    for failed in answers[:2]:
+        payload = failed.json()
+        assert payload["errorType"] == "Runtime.InitError" and payload["requestId"], payload

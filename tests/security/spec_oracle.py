@@ -293,6 +293,7 @@ def expected_sbatch_argv(
         f"--chdir={spec.get('workingDirectory') or directory}",
         f"--output={directory}/slurm-stdout" + (".%a" if array else ""),
         f"--error={directory}/slurm-stderr" + (".%a" if array else ""),
+        "--kill-on-invalid-dep=yes",
     ]
     if spec.get("environment"):
         argv.append(f"--export-file={directory}/environment")

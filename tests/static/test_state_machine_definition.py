@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from local_stack.template_model import load_template_document
+from slurm_job_api.errors import LAMBDA_PLATFORM_ERROR_NAMES
 
 from .template_rules import role_statements
 from .tools import ASL_VALIDATOR, REPO_ROOT, TEMPLATE, describe, require_tool, run_offline
@@ -93,16 +94,65 @@ def test_definition_is_valid_asl(definition_text: str, tmp_path: Path) -> None:
     assert result.returncode == 0, describe(result)
 
 
-def task_resources(states: dict[str, Any]) -> Iterator[str]:
-    """The Resource of every Task state, including those inside Map and Parallel states."""
-    for state in states.values():
+def task_states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, state) of every Task state, including those inside Map and Parallel states."""
+    for name, state in states.items():
         if state.get("Type") == "Task":
-            yield state["Resource"]
+            yield name, state
         for branch in state.get("Branches", []):
-            yield from task_resources(branch["States"])
+            yield from task_states(branch["States"])
         processor = state.get("ItemProcessor") or state.get("Iterator")
         if processor:
-            yield from task_resources(processor["States"])
+            yield from task_states(processor["States"])
+
+
+def task_resources(states: dict[str, Any]) -> Iterator[str]:
+    """The Resource of every Task state, including those inside Map and Parallel states."""
+    for _, state in task_states(states):
+        yield state["Resource"]
+
+
+# A Lambda hiccup is retried with backoff, a bounded number of times, and within this long in all.
+MAX_PLATFORM_RETRY_SECONDS = 15 * 60
+
+
+def worst_case_retry_seconds(retrier: dict[str, Any]) -> float:
+    """The longest a retrier waits over all its attempts (before jitter, which only shortens the waits)."""
+    interval, rate = retrier.get("IntervalSeconds", 1), retrier.get("BackoffRate", 2.0)
+    cap = retrier.get("MaxDelaySeconds", float("inf"))
+    return sum(min(interval * rate**attempt, cap) for attempt in range(retrier.get("MaxAttempts", 3)))
+
+
+def platform_retry_problems(states: dict[str, Any]) -> list[str]:
+    """Lambda tasks (anywhere in the definition) without one Retry entry for exactly LAMBDA_PLATFORM_ERROR_NAMES,
+    with backoff, bounded, and followed by a Catch of everything."""
+    problems = []
+    for name, state in task_states(states):
+        if iam_action_for(state["Resource"]) != "lambda:InvokeFunction":
+            continue
+        entries = [
+            retrier
+            for retrier in state.get("Retry", [])
+            if sorted(retrier["ErrorEquals"]) == sorted(LAMBDA_PLATFORM_ERROR_NAMES)
+        ]
+        if len(entries) != 1:
+            problems.append(f"{name}: {len(entries)} Retry entries for the Lambda platform errors, not 1")
+            continue
+        (retrier,) = entries
+        if retrier.get("BackoffRate", 2.0) <= 1 or retrier.get("IntervalSeconds", 1) < 1:
+            problems.append(f"{name}: the platform retrier has no backoff")
+        if worst_case_retry_seconds(retrier) > MAX_PLATFORM_RETRY_SECONDS:
+            problems.append(f"{name}: the platform retrier may wait over {MAX_PLATFORM_RETRY_SECONDS} s")
+        if not any(catch["ErrorEquals"] == ["States.ALL"] for catch in state.get("Catch", [])):
+            problems.append(f"{name}: no Catch of States.ALL after the retries")
+    return problems
+
+
+def test_every_lambda_task_retries_the_platform_errors_with_backoff(definition_text: str) -> None:
+    states = json.loads(definition_text)["States"]
+    assert any(iam_action_for(state["Resource"]) == "lambda:InvokeFunction" for _, state in task_states(states))
+    problems = platform_retry_problems(states)
+    assert problems == [], "\n".join(problems)
 
 
 def iam_action_for(resource: str) -> str:
@@ -162,6 +212,22 @@ def test_validator_rejects_a_dangling_transition(tmp_path: Path) -> None:
     result = validate(broken, tmp_path)
     assert result.returncode != 0, describe(result)
     assert "MISSING_TRANSITION_TARGET" in result.stdout + result.stderr, describe(result)
+
+
+def test_a_lambda_task_without_the_platform_retrier_is_reported() -> None:
+    states = json.loads(MINIMAL_DEFINITION)["States"]
+    assert platform_retry_problems(states) == ["Submit: 0 Retry entries for the Lambda platform errors, not 1"]
+    retrier = {"ErrorEquals": list(LAMBDA_PLATFORM_ERROR_NAMES), "IntervalSeconds": 2, "MaxAttempts": 40}
+    states["Submit"]["Retry"] = [{**retrier, "BackoffRate": 1}]
+    assert platform_retry_problems(states) == [
+        "Submit: the platform retrier has no backoff",
+        "Submit: no Catch of States.ALL after the retries",
+    ]
+    states["Submit"]["Retry"] = [{**retrier, "BackoffRate": 2}]
+    states["Submit"]["Catch"] = [{"ErrorEquals": ["States.ALL"], "Next": "Write"}]
+    assert platform_retry_problems(states) == [
+        f"Submit: the platform retrier may wait over {MAX_PLATFORM_RETRY_SECONDS} s"
+    ]
 
 
 def test_mismatched_placeholders_are_reported_both_ways() -> None:

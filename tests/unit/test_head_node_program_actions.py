@@ -113,6 +113,7 @@ def test_submit_runs_sbatch_as_the_cluster_user_with_exact_argv(files, slurm, jo
         f"--chdir={directory}",
         f"--output={directory}/slurm-stdout",
         f"--error={directory}/slurm-stderr",
+        "--kill-on-invalid-dep=yes",
         f"--export-file={directory}/environment",
         "--job-name=x",
         "--partition=debug;$(touch /tmp/canary-option)",

@@ -35,6 +35,15 @@ def test_the_jobs_own_end(job, status, words):
     assert got_status == status and words in cause and "7" in cause
 
 
+def test_a_job_slurm_cancelled_for_a_dependency_says_why():
+    status, cause = final_status(ended("CANCELLED", reason="DependencyNeverSatisfied"), None)
+    assert status == "CANCELLED"
+    assert cause == (
+        "Slurm job 7 was cancelled by Slurm: a job it depends on ended in a way that can never satisfy its dependency "
+        "(DependencyNeverSatisfied)"
+    )
+
+
 def lambda_error(name, message):
     return {"Error": name, "Cause": json.dumps({"errorType": name, "errorMessage": message, "stackTrace": []})}
 

@@ -127,6 +127,13 @@ def test_status_from_real_slurm_output(name, moment, expected):
     assert {key: result.get(key) for key in expected} == expected
 
 
+def test_an_ended_job_keeps_only_the_reason_slurm_ended_it_for():
+    never = program.TaskRecord(None, "CANCELLED", reason="DependencyNeverSatisfied")
+    stale = program.TaskRecord(None, "CANCELLED", reason="Priority")
+    assert program.summarize([never], False)["reason"] == "DependencyNeverSatisfied"
+    assert program.summarize([stale], False)["reason"] is None
+
+
 def test_timestamps_are_utc_iso():
     result = status_at("completed", "ended")
     assert result["startTime"].endswith("Z") and result["endTime"] >= result["startTime"]

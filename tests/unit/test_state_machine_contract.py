@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_job_api.errors import TRANSIENT_ERROR_NAMES
+from slurm_job_api.errors import LAMBDA_PLATFORM_ERROR_NAMES, TRANSIENT_ERROR_NAMES
 
 ASL = json.loads((Path(__file__).resolve().parents[2] / "statemachine" / "job.asl.json").read_text())
 STATES = ASL["States"]
@@ -27,10 +27,17 @@ def successors(name: str) -> set[str]:
 def test_every_lambda_task_retries_exactly_the_transient_errors_and_catches_the_rest():
     assert sorted(LAMBDA_TASKS) == ["FinishJob", "PollJob", "SubmitJob"]
     for name in LAMBDA_TASKS:
-        retried = [set(retry["ErrorEquals"]) for retry in STATES[name]["Retry"]]
-        assert set(TRANSIENT_ERROR_NAMES) in retried, name
-        assert any("Lambda.ServiceException" in errors for errors in retried), name
+        retried = [retry["ErrorEquals"] for retry in STATES[name]["Retry"]]
+        # Two entries of their own: Lambda's platform failures first, then the product's transient errors.
+        assert retried == [list(LAMBDA_PLATFORM_ERROR_NAMES), list(TRANSIENT_ERROR_NAMES)], name
         assert any(catch["ErrorEquals"] == ["States.ALL"] for catch in STATES[name]["Catch"]), name
+
+
+def test_platform_errors_are_not_the_products_own():
+    assert set(LAMBDA_PLATFORM_ERROR_NAMES).isdisjoint(TRANSIENT_ERROR_NAMES)
+    # A handler that cannot be imported is a broken deploy, not a hiccup: caught at once, not retried.
+    assert "Runtime.ImportModuleError" not in LAMBDA_PLATFORM_ERROR_NAMES
+    assert {"Runtime.InitError", "Sandbox.Timedout", "Lambda.ServiceException"} <= set(LAMBDA_PLATFORM_ERROR_NAMES)
 
 
 @pytest.mark.parametrize("start", ["SubmitJob", "PollJob", "WaitBeforePoll"])

@@ -75,6 +75,29 @@ def _subclasses(cls: type) -> list[type]:
 
 TRANSIENT_ERROR_NAMES = tuple(sorted(cls.__name__ for cls in _subclasses(TransientError)))
 
+# Failures of Lambda itself, not of the product's code, by the names Step Functions gives them: the Invoke call's
+# transient service errors ("Lambda.<Exception>": AWS's recommended retrier in "Handle Lambda service exceptions",
+# https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html, plus the Invoke API's
+# throttling and not-ready errors), an error Lambda returned without a type (Lambda.Unknown, e.g. out of memory), a
+# function timeout (Sandbox.Timedout), and an execution environment that failed to start or died (Runtime.InitError,
+# Runtime.ExitError: a cold-start storm, a crashed process). Every Lambda task of the state machine retries them in a
+# Retry entry of their own, with backoff and a bounded number of attempts, then its Catch ends the job with a record
+# and result.json (a broken deploy is retried that many times, no more). A test checks the definition against this.
+# Runtime.ImportModuleError and Runtime.HandlerNotFound are left out: a handler that cannot be imported stays so.
+LAMBDA_PLATFORM_ERROR_NAMES = (
+    "Lambda.AWSLambdaException",
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.EC2ThrottledException",
+    "Lambda.ResourceNotReadyException",
+    "Lambda.SdkClientException",
+    "Lambda.ServiceException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.Unknown",
+    "Runtime.ExitError",
+    "Runtime.InitError",
+    "Sandbox.Timedout",
+)
+
 # The head-node program reports errors by name; these are the Lambda-side classes they become.
 HEAD_NODE_ERRORS: dict[str, type[SlurmJobApiError]] = {
     "SlurmControllerUnavailable": SlurmControllerUnavailable,

@@ -386,6 +386,12 @@ def _first(values):
     return None
 
 
+# Slurm's reason for a job it ended itself (submitted with --kill-on-invalid-dep=yes): kept with the terminal status,
+# so that the cause can say why. Other reasons an ended job still carries are stale.
+DEPENDENCY_NEVER_SATISFIED = "DependencyNeverSatisfied"
+ENDING_REASONS = frozenset([DEPENDENCY_NEVER_SATISFIED])
+
+
 def summarize(records, is_array):
     """The job's state from its records (one for a plain job, one per task or task range for an array)."""
     if not records:
@@ -407,7 +413,11 @@ def summarize(records, is_array):
     return {
         "status": status,
         "slurmState": normalize_slurm_state(representative.slurm_state),
-        "reason": representative.reason if status in (PENDING, SUSPENDED) or not terminal else None,
+        "reason": (
+            representative.reason
+            if status in (PENDING, SUSPENDED) or not terminal or representative.reason in ENDING_REASONS
+            else None
+        ),
         "exitCode": (max(exit_codes) if exit_codes else None) if terminal else None,
         "signal": (signals[0] if signals else None) if terminal else None,
         "submitTime": submits[0] if submits else None,
@@ -717,6 +727,9 @@ def submit(request, slurm):
             "--chdir=" + (working_directory or directory),
             "--output=" + (output_path(directory, "stdout") + (".%a" if is_array else "")),
             "--error=" + (output_path(directory, "stderr") + (".%a" if is_array else "")),
+            # A dependency that can never be satisfied (afterok on a job that failed or was cancelled) ends the job
+            # (CANCELLED, reason DependencyNeverSatisfied) instead of leaving it pending forever (sbatch(1)).
+            "--kill-on-invalid-dep=yes",
         ]
         if environment_url:
             try:

@@ -11,6 +11,7 @@ from slurm_job_api.head_node_program import (
     CANCELLED,
     COMPLETED,
     DEADLINE,
+    DEPENDENCY_NEVER_SATISFIED,
     ERROR,
     FAILED,
     NODE_FAIL,
@@ -34,6 +35,10 @@ _ENDINGS = {
     BOOT_FAIL: "ended because its nodes failed to boot",
     DEADLINE: "missed its deadline",
     UNKNOWN: "ended in a way that cannot be told",
+}
+# Why Slurm itself cancelled a job, by its reason.
+_CANCELLED_BY_SLURM = {
+    DEPENDENCY_NEVER_SATISFIED: "a job it depends on ended in a way that can never satisfy its dependency",
 }
 
 
@@ -73,6 +78,9 @@ def final_status(progress: JobProgress | None, error: Mapping[str, Any] | None) 
             return status, f"{subject} completed with exit code {progress.exit_code or 0}"
         if status == UNKNOWN and progress.reason:
             return status, progress.reason
+        if status == CANCELLED and progress.reason in _CANCELLED_BY_SLURM:
+            why = _CANCELLED_BY_SLURM[progress.reason]
+            return status, f"{subject} was cancelled by Slurm: {why} ({progress.reason})"
         ending = _ENDINGS.get(status, f"ended {status}")
         reason = f" ({progress.reason})" if status == CANCELLED and progress.reason else ""
         return status, f"{subject} {ending}{reason}"
