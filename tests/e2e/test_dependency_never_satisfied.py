@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from tests.support.workflow import finish, submit
+from harness.workflow import finish, submit
 
 SLEEPER = "#!/bin/bash\nsleep 300\n"
 

@@ -10,14 +10,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from benchmarks.fault_stacks import DEFAULT_MIN_JOB_AGE, ClusterPlace, cluster_kept_running
-from benchmarks.lambda_platform_scenarios import (
+from harness.fault_stacks import DEFAULT_MIN_JOB_AGE, ClusterPlace, cluster_kept_running
+from harness.lambda_platform_scenarios import (
     LAMBDA_FAULTS_CLUSTER,
     WORKFLOW_FUNCTIONS,
     cold_start_storm,
     failing_inits,
 )
-from benchmarks.reliability import ScenarioResult
+from harness.reliability import ScenarioResult
 
 pytestmark = pytest.mark.slurm
 

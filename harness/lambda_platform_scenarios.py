@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from benchmarks.fault_stacks import DEFAULT_MIN_JOB_AGE, ClusterPlace, local_stack
-from benchmarks.reliability import JobPlan, JobRun, ScenarioResult
+from harness.fault_stacks import DEFAULT_MIN_JOB_AGE, ClusterPlace, local_stack
+from harness.reliability import JobPlan, JobRun, ScenarioResult
 from local_stack.lambda_runtime import INIT_ERROR
 from local_stack.stack import LocalStack
 
