@@ -29,7 +29,7 @@ from benchmarks.reliability import JobPlan, JobRun, ScenarioResult
 from local_stack.lambda_runtime import RuntimeFailure
 from local_stack.ssm_head_node import FaultCounters
 from slurm_job_api.head_node import DELIVERY_TIMEOUT_SECONDS
-from slurm_job_api.head_node_program import FAILED, RUNNING, SUBMIT_FAILED
+from slurm_job_api.statuses import FAILED, RUNNING, SUBMIT_FAILED
 
 # Longer than SendCommand's delivery timeout (the product's 60 s), so that held commands end DeliveryTimedOut.
 UNREACHABLE_SECONDS = DELIVERY_TIMEOUT_SECONDS + 10

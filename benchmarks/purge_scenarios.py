@@ -23,8 +23,8 @@ from benchmarks.fault_stacks import (
 )
 from benchmarks.reliability import JobPlan, JobRun, ScenarioResult
 from local_stack.lambda_runtime import Interceptor
-from slurm_job_api.head_node_program import FAILED, PENDING, RUNNING, UNKNOWN
 from slurm_job_api.poll_schedule import PollSchedule
+from slurm_job_api.statuses import FAILED, PENDING, RUNNING, UNKNOWN
 from tests.support.workflow import execution_arn, history
 
 

@@ -174,6 +174,7 @@ def test_invalid_instance_forgets_the_cached_head_node(ec2):
     ("error_type", "expected"),
     [
         ("SlurmControllerUnavailable", errors.SlurmControllerUnavailable),
+        ("SlurmAccountingUnavailable", errors.SlurmAccountingUnavailable),
         ("SbatchRejected", errors.SbatchRejected),
         ("HeadNodeSetupError", errors.HeadNodeSetupError),
         ("ClusterUserInvalid", errors.ClusterUserInvalid),

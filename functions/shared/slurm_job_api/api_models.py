@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from slurm_job_api.head_node_program import ALL_STATUSES
-
-Status = Literal[tuple(sorted(ALL_STATUSES))]  # type: ignore[valid-type]
+from slurm_job_api.statuses import Status
 
 
 class _Out(BaseModel):

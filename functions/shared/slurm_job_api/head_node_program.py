@@ -423,9 +423,17 @@ def summarize(records, is_array):
 
 
 class ProgramError(Exception):
-    """An error reported to the Lambda as {"type": <class name>, "message": ..., "retryable": ...}."""
+    """An error reported to the Lambda as {"type": <class name>, "message": ..., "retryable": ...}.
+
+    Each subclass has a Lambda-side class of the same name in slurm_job_api/errors.py, transient exactly when
+    `retryable` is true here (errors.py derives its mapping from these classes and refuses a mismatch).
+    """
 
     retryable = False
+
+
+# The type reported for an exception that is not a ProgramError: the program itself failed.
+INTERNAL_ERROR = "InternalError"
 
 
 class BadRequest(ProgramError):
@@ -930,7 +938,7 @@ def _reply(action, result=None, error=None):
         document["result"] = result
     else:
         document["error"] = {
-            "type": type(error).__name__ if isinstance(error, ProgramError) else "InternalError",
+            "type": type(error).__name__ if isinstance(error, ProgramError) else INTERNAL_ERROR,
             "message": str(error)[:4000],
             "retryable": bool(getattr(error, "retryable", False)),
         }

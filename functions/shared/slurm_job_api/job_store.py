@@ -9,7 +9,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from slurm_job_api.head_node_program import ACTIVE_STATUSES, TERMINAL_STATUSES
+from slurm_job_api.statuses import ACTIVE_STATUSES, TERMINAL_STATUSES
 
 OWNER_INDEX = "OwnerCreatedAtIndex"
 

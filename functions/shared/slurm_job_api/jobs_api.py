@@ -31,13 +31,13 @@ from slurm_job_api.api_models import (
 )
 from slurm_job_api.clock import iso, utc_now
 from slurm_job_api.head_node import HeadNode
-from slurm_job_api.head_node_program import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
 from slurm_job_api.job_store import JobStore
 from slurm_job_api.observability import logger
 from slurm_job_api.progress import job_id_of_execution_name
 from slurm_job_api.results import PRESIGNED_URL_SECONDS, ResultsBucket
 from slurm_job_api.settings import Settings
 from slurm_job_api.spec import JobSpec
+from slurm_job_api.statuses import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
 from slurm_job_api.workflow import new_record
 
 # Job ids derived from (owner, Idempotency-Key) live in their own UUID namespace.

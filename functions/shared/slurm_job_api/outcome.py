@@ -6,7 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from slurm_job_api.head_node_program import (
+from slurm_job_api.progress import JobProgress
+from slurm_job_api.statuses import (
     BOOT_FAIL,
     CANCELLED,
     COMPLETED,
@@ -20,7 +21,6 @@ from slurm_job_api.head_node_program import (
     TIMEOUT,
     UNKNOWN,
 )
-from slurm_job_api.progress import JobProgress
 
 RESULT_FORMAT_VERSION = 1
 

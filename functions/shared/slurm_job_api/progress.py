@@ -7,8 +7,8 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from slurm_job_api.head_node_program import CANCELLED, PENDING, SUBMITTING, TERMINAL_STATUSES, UNKNOWN
 from slurm_job_api.poll_schedule import PollSchedule
+from slurm_job_api.statuses import CANCELLED, PENDING, SUBMITTING, TERMINAL_STATUSES, UNKNOWN
 
 # A job Slurm has no record of, on this many polls in a row, has ended in a way nobody can tell.
 NOT_FOUND_POLL_LIMIT = 3

@@ -18,7 +18,6 @@ from slurm_job_api import errors, outcome, progress, results
 from slurm_job_api.clock import iso, utc_now
 from slurm_job_api.dependencies import DependencyTarget, resolve
 from slurm_job_api.head_node import HeadNode
-from slurm_job_api.head_node_program import ACTIVE_STATUSES, SUBMITTING
 from slurm_job_api.job_store import JobStore
 from slurm_job_api.observability import MetricUnit, logger, metrics
 from slurm_job_api.progress import JobProgress
@@ -27,6 +26,7 @@ from slurm_job_api.sbatch import sbatch_options
 from slurm_job_api.settings import Settings
 from slurm_job_api.spec import JobSpec
 from slurm_job_api.ssm_command import command_size, shell_commands
+from slurm_job_api.statuses import ACTIVE_STATUSES, SUBMITTING
 
 # Bytes of one SSM command we aim to stay under (SendCommand requests are limited; see ../shared/NOTES.md).
 COMMAND_BUDGET_BYTES = 48 * 1024
