@@ -12,14 +12,11 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from slurm_job_api.head_node import HeadNode
-from slurm_job_api.poll_schedule import PollSchedule
-from slurm_job_api.progress import JobProgress
+from slurm_job_api.head_node import COMMAND_BUDGET_BYTES, HeadNode
 from slurm_job_api.results import ResultsBucket, planned_uploads
-from slurm_job_api.settings import Settings
 from slurm_job_api.spec import MAX_ARRAY_TASKS, JobSpec
 from slurm_job_api.ssm_command import command_size, shell_commands
-from slurm_job_api.workflow import COMMAND_BUDGET_BYTES, Workflow, submit_request_fields
+from slurm_job_api.workflow import submit_request_fields
 
 LIMIT = 64 * 1024
 JOB_ID = str(uuid.uuid4())
@@ -89,27 +86,24 @@ def test_status_and_cancel_commands_are_small(head_node, action):
 
 def test_collect_batches_stay_within_the_budget_for_the_largest_array_and_outputs(bucket, head_node):
     spec = largest_spec().model_copy(update={"array": f"1-{MAX_ARRAY_TASKS}"})
-    settings = Settings(
-        jobs_table_name="t",
-        results_bucket_name=bucket.name,
-        cluster_name="c",
-        cluster_user="u",
-        slurm_bin_dir="/opt/slurm/bin",
-        poll_schedule=PollSchedule(),
-        max_polls_per_execution=2000,
-        result_retention_days=30,
-        state_machine_arn=None,
-    )
-    workflow = Workflow(settings=settings, store=None, bucket=bucket, head_node=head_node)
-    job = JobProgress(job_id=JOB_ID, submission_id=SUBMISSION_ID, slurm_job_id="4294967295", is_array=True)
     planned = planned_uploads(JOB_ID, array_task_ids=spec.array_task_ids, outputs=spec.outputs or [])
-    batches = workflow._batches(job, spec, planned)
     base = {
         "jobId": JOB_ID,
         "submissionId": SUBMISSION_ID,
-        "slurmJobId": job.slurm_job_id,
+        "slurmJobId": "4294967295",
         "workingDirectory": spec.working_directory,
     }
+    uploads = [
+        {
+            "name": upload.name,
+            "source": upload.source,
+            "taskId": upload.task_id,
+            "path": upload.path,
+            "url": bucket.presigned_put(upload.key),
+        }
+        for upload in planned
+    ]
+    batches = head_node.collect_batches(base, uploads)
     sizes = [command_size(shell_commands(head_node.request("collect", **base, uploads=batch))) for batch in batches]
     print(f"{len(planned)} uploads in {len(batches)} commands, the largest {max(sizes)} bytes")
     assert sum(len(batch) for batch in batches) == len(planned) == 2 * MAX_ARRAY_TASKS + 100

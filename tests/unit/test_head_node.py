@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from slurm_job_api import errors
-from slurm_job_api.head_node import HeadNode
+from slurm_job_api.head_node import SAFETY_MARGIN_SECONDS, SSM_WAIT_CAP_SECONDS, HeadNode, ssm_wait_seconds
 
 REGION = "us-east-1"
 AMI = "ami-03cf127a"  # one of the images moto ships
@@ -207,3 +207,16 @@ def test_request_names_the_configured_user_and_slurm_directory(ec2):
         "slurmBinDir": "/opt/slurm/bin",
         "slurmJobId": "9",
     }
+
+
+@pytest.mark.parametrize(
+    ("remaining", "expected"), [(900.0, SSM_WAIT_CAP_SECONDS), (60.0, 60.0 - SAFETY_MARGIN_SECONDS), (8.0, 5.0)]
+)
+def test_the_ssm_wait_ends_before_the_lambda_does(remaining, expected):
+    assert ssm_wait_seconds(remaining) == expected
+
+
+def test_the_ssm_wait_takes_the_callers_own_bounds():
+    assert ssm_wait_seconds(30.0, cap=20, margin=5, minimum=1.0) == 20
+    assert ssm_wait_seconds(15.0, cap=20, margin=5, minimum=1.0) == 10
+    assert ssm_wait_seconds(3.0, cap=20, margin=5, minimum=1.0) == 1.0

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from slurm_job_api import errors
 from slurm_job_api.head_node_program import PROTOCOL
-from slurm_job_api.ssm_command import shell_commands
+from slurm_job_api.ssm_command import command_size, shell_commands
 
 DOCUMENT_NAME = "AWS-RunShellScript"
 CLUSTER_NAME_TAG = "parallelcluster:cluster-name"
@@ -26,6 +26,24 @@ DELIVERY_TIMEOUT_SECONDS = 60  # SendCommand TimeoutSeconds: how long SSM tries 
 WAITING_STATUSES = frozenset(["Pending", "InProgress", "Delayed"])
 UNREACHABLE_STATUSES = frozenset(["TimedOut", "Cancelled", "Cancelling", "Undeliverable", "Terminated"])
 _THROTTLING_CODES = frozenset(["ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"])
+# Bytes of one SSM command we aim to stay under (SendCommand requests are limited; see docs/facts.md).
+COMMAND_BUDGET_BYTES = 48 * 1024
+# How long a Lambda waits for one command: at most the cap, and ending the margin before the Lambda itself times out.
+SSM_WAIT_CAP_SECONDS = 90
+SAFETY_MARGIN_SECONDS = 10
+SSM_WAIT_MIN_SECONDS = 5.0
+
+
+def ssm_wait_seconds(
+    remaining_seconds: float,
+    *,
+    cap: float = SSM_WAIT_CAP_SECONDS,
+    margin: float = SAFETY_MARGIN_SECONDS,
+    minimum: float = SSM_WAIT_MIN_SECONDS,
+) -> float:
+    """How long to wait for an SSM command when the Lambda has `remaining_seconds` left: at most `cap`, ending
+    `margin` seconds before the Lambda's own timeout, and never less than `minimum`."""
+    return max(minimum, min(cap, remaining_seconds - margin))
 
 
 @dataclass(frozen=True)
@@ -113,6 +131,20 @@ class HeadNode:
             "slurmBinDir": self.slurm_bin_dir,
             **fields,
         }
+
+    def collect_batches(self, fields: dict[str, Any], uploads: list[dict]) -> list[list[dict]]:
+        """The uploads of one collect request split so that every collect command stays within the command budget."""
+        base = self.request("collect", **fields)
+        batches: list[list[dict]] = []
+        current: list[dict] = []
+        for entry in uploads:
+            if current and command_size(shell_commands({**base, "uploads": [*current, entry]})) > COMMAND_BUDGET_BYTES:
+                batches.append(current)
+                current = []
+            current.append(entry)
+        if current:
+            batches.append(current)
+        return batches
 
     def run(self, action: str, *, wait_seconds: float, execution_timeout: int = 600, **fields: Any) -> dict:
         """Runs one action and returns its result; raises a named error for every kind of failure."""

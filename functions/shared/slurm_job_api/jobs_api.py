@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from slurm_job_api import errors
+from slurm_job_api import arns, errors
 from slurm_job_api.api_models import (
     CancelAccepted,
     ErrorBody,
@@ -30,7 +30,7 @@ from slurm_job_api.api_models import (
     ResultsView,
 )
 from slurm_job_api.clock import iso, utc_now
-from slurm_job_api.head_node import HeadNode
+from slurm_job_api.head_node import HeadNode, ssm_wait_seconds
 from slurm_job_api.job_store import JobStore
 from slurm_job_api.observability import logger
 from slurm_job_api.progress import job_id_of_execution_name
@@ -45,7 +45,9 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d3c52-6a43-4c8e-9f57-5b0f5d1c2a77")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 JOB_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 NEXT_TOKEN_CREATED_AT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+# DELETE waits for scancel within API Gateway's 29 s integration timeout.
 CANCEL_WAIT_SECONDS = 20
+CANCEL_MARGIN_SECONDS = 5
 
 
 class ApiError(Exception):
@@ -140,7 +142,7 @@ class JobsApi:
         return self.settings.state_machine_arn
 
     def execution_arn(self, name: str) -> str:
-        return self.state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
+        return arns.execution_arn(self.state_machine_arn, name)
 
     def job_id_of(self, reference: str) -> str:
         """A job id from a job id or an (URL-encoded) execution ARN of this API's state machine."""
@@ -339,7 +341,9 @@ class JobsApi:
             try:
                 self.head_node.run(
                     "cancel",
-                    wait_seconds=max(1.0, min(CANCEL_WAIT_SECONDS, remaining_seconds - 5)),
+                    wait_seconds=ssm_wait_seconds(
+                        remaining_seconds, cap=CANCEL_WAIT_SECONDS, margin=CANCEL_MARGIN_SECONDS, minimum=1.0
+                    ),
                     jobId=marked["jobId"],
                     slurmJobId=marked["slurmJobId"],
                 )

@@ -11,13 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
-
-from slurm_job_api import errors, outcome, progress, results
+from slurm_job_api import arns, errors, outcome, progress, results
 from slurm_job_api.clock import iso, utc_now
 from slurm_job_api.dependencies import DependencyTarget, resolve
-from slurm_job_api.head_node import HeadNode
+from slurm_job_api.head_node import HeadNode, ssm_wait_seconds
 from slurm_job_api.job_store import JobStore
 from slurm_job_api.observability import MetricUnit, logger, metrics
 from slurm_job_api.progress import JobProgress
@@ -25,40 +22,10 @@ from slurm_job_api.results import ResultsBucket
 from slurm_job_api.sbatch import sbatch_options
 from slurm_job_api.settings import Settings
 from slurm_job_api.spec import JobSpec
-from slurm_job_api.ssm_command import command_size, shell_commands
 from slurm_job_api.statuses import ACTIVE_STATUSES, SUBMITTING
+from slurm_job_api.workflow_events import FinishJobEvent, PollJobEvent, SubmitJobEvent
 
-# Bytes of one SSM command we aim to stay under (SendCommand requests are limited; see ../shared/NOTES.md).
-COMMAND_BUDGET_BYTES = 48 * 1024
-SSM_WAIT_CAP_SECONDS = 90
-SAFETY_MARGIN_SECONDS = 10
 FINISH_COLLECT_ATTEMPTS = 3  # transient collection errors are retried this many times before results go without
-
-
-class _Event(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-class SubmitJobEvent(_Event):
-    job_id: str
-    submission_id: str
-    owner: str
-    created_at: str
-    spec: dict
-    execution_arn: str
-
-
-class PollJobEvent(_Event):
-    job_id: str
-    job: JobProgress
-    state_machine_arn: str
-    execution_arn: str
-
-
-class FinishJobEvent(_Event):
-    state: dict = Field(description="The whole workflow state: jobId, owner, createdAt, spec, job?, error?")
-    execution_arn: str
-    retry_count: int = 0
 
 
 def new_record(
@@ -139,7 +106,7 @@ class Workflow:
     now: Callable[[], datetime] = utc_now
 
     def _ssm_wait(self) -> float:
-        return max(5.0, min(SSM_WAIT_CAP_SECONDS, self.remaining_seconds() - SAFETY_MARGIN_SECONDS))
+        return ssm_wait_seconds(self.remaining_seconds())
 
     def _record(self, state: SubmitJobEvent, spec: JobSpec) -> dict:
         """The job's record; recreated from the workflow input if the API stopped before writing it."""
@@ -248,7 +215,7 @@ class Workflow:
         metrics.add_metric(name="Polls", unit=MetricUnit.Count, value=1)
         changes = _status_fields(advanced, iso(now))
         if advanced.continue_as_new:
-            changes["executionArn"] = _execution_arn(event.state_machine_arn, advanced.next_execution_name or "")
+            changes["executionArn"] = arns.execution_arn(event.state_machine_arn, advanced.next_execution_name or "")
         if any(record.get(key) != value for key, value in changes.items() if key != "updatedAt"):
             self.store.update(event.job_id, changes)
             logger.info("job state changed", extra={"status": advanced.status, "slurm_state": advanced.slurm_state})
@@ -305,17 +272,26 @@ class Workflow:
         planned = results.planned_uploads(job.job_id, array_task_ids=spec.array_task_ids, outputs=spec.outputs or [])
         by_name = {upload.name: upload for upload in planned}
         reported: list[dict] = []
+        fields = {
+            "jobId": job.job_id,
+            "submissionId": job.submission_id,
+            "slurmJobId": job.slurm_job_id,
+            "workingDirectory": spec.working_directory,
+        }
+        uploads = [
+            {
+                "name": upload.name,
+                "source": upload.source,
+                "taskId": upload.task_id,
+                "path": upload.path,
+                "url": self.bucket.presigned_put(upload.key),
+            }
+            for upload in planned
+        ]
         try:
-            for batch in self._batches(job, spec, planned):
+            for batch in self.head_node.collect_batches(fields, uploads):
                 reply = self.head_node.run(
-                    "collect",
-                    wait_seconds=self._ssm_wait(),
-                    execution_timeout=3600,
-                    jobId=job.job_id,
-                    submissionId=job.submission_id,
-                    slurmJobId=job.slurm_job_id,
-                    workingDirectory=spec.working_directory,
-                    uploads=batch,
+                    "collect", wait_seconds=self._ssm_wait(), execution_timeout=3600, **fields, uploads=batch
                 )
                 reported.extend(reply["files"])
         except errors.TransientError as error:
@@ -336,38 +312,6 @@ class Workflow:
             for item in reported
             if item["status"] == "uploaded" and item["name"] in by_name
         ]
-
-    def _batches(self, job: JobProgress, spec: JobSpec, planned: list[results.PlannedUpload]) -> list[list[dict]]:
-        """The uploads split so that every collect command stays within the command budget."""
-        base = self.head_node.request(
-            "collect",
-            jobId=job.job_id,
-            submissionId=job.submission_id,
-            slurmJobId=job.slurm_job_id,
-            workingDirectory=spec.working_directory,
-        )
-        batches: list[list[dict]] = []
-        current: list[dict] = []
-        for upload in planned:
-            entry = {
-                "name": upload.name,
-                "source": upload.source,
-                "taskId": upload.task_id,
-                "path": upload.path,
-                "url": self.bucket.presigned_put(upload.key),
-            }
-            if current and command_size(shell_commands({**base, "uploads": [*current, entry]})) > COMMAND_BUDGET_BYTES:
-                batches.append(current)
-                current = []
-            current.append(entry)
-        if current:
-            batches.append(current)
-        return batches
-
-
-def _execution_arn(state_machine_arn: str, name: str) -> str:
-    """arn:aws:states:R:A:stateMachine:M → arn:aws:states:R:A:execution:M:name."""
-    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
 
 
 def workflow_for(remaining_seconds: Callable[[], float]) -> Workflow:
