@@ -13,10 +13,11 @@ import pytest
 from botocore.config import Config
 
 from slurm_job_api.head_node import COMMAND_BUDGET_BYTES, HeadNode
+from slurm_job_api.head_node_protocol import CancelRequest, CollectRequest, StatusRequest, Upload
 from slurm_job_api.results import ResultsBucket, planned_uploads
 from slurm_job_api.spec import MAX_ARRAY_TASKS, JobSpec
 from slurm_job_api.ssm_command import command_size, shell_commands
-from slurm_job_api.workflow import submit_request_fields
+from slurm_job_api.workflow import submit_request
 
 LIMIT = 64 * 1024
 JOB_ID = str(uuid.uuid4())
@@ -65,7 +66,7 @@ def largest_spec() -> JobSpec:
 
 def test_the_largest_submit_command_is_well_under_the_limit(bucket, head_node):
     spec = largest_spec()
-    fields = submit_request_fields(
+    request = submit_request(
         job_id=JOB_ID,
         submission_id=SUBMISSION_ID,
         spec=spec,
@@ -73,38 +74,45 @@ def test_the_largest_submit_command_is_well_under_the_limit(bucket, head_node):
         script_url=bucket.presigned_get(f"jobs/{JOB_ID}/input/script.sh"),
         environment_url=bucket.presigned_get(f"jobs/{JOB_ID}/input/environment.json"),
     )
-    size = command_size(shell_commands(head_node.request("submit", **fields)))
+    size = command_size(shell_commands(head_node.document(request)))
     print(f"largest submit command: {size} bytes")
     assert size < LIMIT // 2
 
 
-@pytest.mark.parametrize("action", ["status", "cancel"])
-def test_status_and_cancel_commands_are_small(head_node, action):
-    size = command_size(shell_commands(head_node.request(action, jobId=JOB_ID, slurmJobId="4294967295", isArray=True)))
+@pytest.mark.parametrize(
+    "request_",
+    [
+        StatusRequest(job_id=JOB_ID, slurm_job_id="4294967295", is_array=True),
+        CancelRequest(job_id=JOB_ID, slurm_job_id="4294967295"),
+    ],
+    ids=["status", "cancel"],
+)
+def test_status_and_cancel_commands_are_small(head_node, request_):
+    size = command_size(shell_commands(head_node.document(request_)))
     assert size < LIMIT // 2
 
 
 def test_collect_batches_stay_within_the_budget_for_the_largest_array_and_outputs(bucket, head_node):
     spec = largest_spec().model_copy(update={"array": f"1-{MAX_ARRAY_TASKS}"})
     planned = planned_uploads(JOB_ID, array_task_ids=spec.array_task_ids, outputs=spec.outputs or [])
-    base = {
-        "jobId": JOB_ID,
-        "submissionId": SUBMISSION_ID,
-        "slurmJobId": "4294967295",
-        "workingDirectory": spec.working_directory,
-    }
-    uploads = [
-        {
-            "name": upload.name,
-            "source": upload.source,
-            "taskId": upload.task_id,
-            "path": upload.path,
-            "url": bucket.presigned_put(upload.key),
-        }
-        for upload in planned
-    ]
-    batches = head_node.collect_batches(base, uploads)
-    sizes = [command_size(shell_commands(head_node.request("collect", **base, uploads=batch))) for batch in batches]
+    request = CollectRequest(
+        job_id=JOB_ID,
+        submission_id=SUBMISSION_ID,
+        slurm_job_id="4294967295",
+        working_directory=spec.working_directory,
+        uploads=[
+            Upload(
+                name=upload.name,
+                source=upload.source,
+                task_id=upload.task_id,
+                path=upload.path,
+                url=bucket.presigned_put(upload.key),
+            )
+            for upload in planned
+        ],
+    )
+    batches = head_node.collect_batches(request)
+    sizes = [command_size(shell_commands(head_node.document(batch))) for batch in batches]
     print(f"{len(planned)} uploads in {len(batches)} commands, the largest {max(sizes)} bytes")
-    assert sum(len(batch) for batch in batches) == len(planned) == 2 * MAX_ARRAY_TASKS + 100
+    assert sum(len(batch.uploads) for batch in batches) == len(planned) == 2 * MAX_ARRAY_TASKS + 100
     assert max(sizes) <= COMMAND_BUDGET_BYTES < LIMIT

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from slurm_job_api import errors
 from slurm_job_api.head_node_program import PROTOCOL
+from slurm_job_api.head_node_protocol import CollectRequest, Reply, Request, Upload
+from slurm_job_api.observability import logger
 from slurm_job_api.ssm_command import command_size, shell_commands
 
 DOCUMENT_NAME = "AWS-RunShellScript"
@@ -122,40 +125,48 @@ class HeadNode:
 
     # -- running actions ------------------------------------------------------------------------------------------
 
-    def request(self, action: str, **fields: Any) -> dict:
+    def document(self, request: Request) -> dict[str, Any]:
         """The full request document for the head-node program."""
         return {
             "protocol": PROTOCOL,
-            "action": action,
+            "action": request.ACTION,
             "clusterUser": self.cluster_user,
             "slurmBinDir": self.slurm_bin_dir,
-            **fields,
+            **request.fields(),
         }
 
-    def collect_batches(self, fields: dict[str, Any], uploads: list[dict]) -> list[list[dict]]:
-        """The uploads of one collect request split so that every collect command stays within the command budget."""
-        base = self.request("collect", **fields)
-        batches: list[list[dict]] = []
-        current: list[dict] = []
-        for entry in uploads:
-            if current and command_size(shell_commands({**base, "uploads": [*current, entry]})) > COMMAND_BUDGET_BYTES:
-                batches.append(current)
+    def collect_batches(self, request: CollectRequest) -> list[CollectRequest]:
+        """The collect request split into requests whose commands each stay within the command budget."""
+        batches: list[CollectRequest] = []
+        current: list[Upload] = []
+        for upload in request.uploads:
+            candidate = request.model_copy(update={"uploads": [*current, upload]})
+            if current and command_size(shell_commands(self.document(candidate))) > COMMAND_BUDGET_BYTES:
+                batches.append(request.model_copy(update={"uploads": current}))
                 current = []
-            current.append(entry)
+            current.append(upload)
         if current:
-            batches.append(current)
+            batches.append(request.model_copy(update={"uploads": current}))
         return batches
 
-    def run(self, action: str, *, wait_seconds: float, execution_timeout: int = 600, **fields: Any) -> dict:
-        """Runs one action and returns its result; raises a named error for every kind of failure."""
-        request = self.request(action, **fields)
+    def run[ReplyT: Reply](
+        self, request: Request[ReplyT], *, wait_seconds: float, execution_timeout: int = 600
+    ) -> ReplyT:
+        """Runs one action and returns its reply; raises a named error for every kind of failure."""
+        action = request.ACTION
         outcome = self.run_command(
-            shell_commands(request),
+            shell_commands(self.document(request)),
             wait_seconds=wait_seconds,
             execution_timeout=execution_timeout,
-            comment=f"slurm-job-api {action} {fields.get('jobId', '')}".strip(),
+            comment=f"slurm-job-api {action} {request.job_id or ''}".strip(),
         )
-        return self.parse_reply(action, outcome)
+        result = self.parse_reply(action, outcome)
+        try:
+            return request.reply_type().model_validate(result)  # type: ignore[return-value]
+        except ValidationError as error:
+            raise errors.HeadNodeProtocolError(
+                f"the head-node program's {action} reply does not fit the protocol: {error}"
+            ) from None
 
     def run_command(
         self, commands: list[str], *, wait_seconds: float, execution_timeout: int, comment: str
@@ -233,5 +244,10 @@ class HeadNode:
         if reply.get("ok"):
             return reply["result"]
         error = reply.get("error") or {}
+        # `retryable` is a diagnostic: the error's class decides (errors.py checks it against the program's).
+        logger.warning(
+            "the head-node program reported an error",
+            extra={"action": action, "error_type": error.get("type"), "retryable": error.get("retryable")},
+        )
         error_class = errors.HEAD_NODE_ERRORS.get(error.get("type"), errors.HeadNodeProtocolError)
         raise error_class(error.get("message") or f"{action} failed on the head node")

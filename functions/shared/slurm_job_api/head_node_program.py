@@ -920,6 +920,38 @@ def collect(request, slurm):
 
 ACTIONS = {"submit": submit, "status": status, "cancel": cancel, "collect": collect}
 
+# The protocol's fields, declared once. The Lambda side types them in slurm_job_api/head_node_protocol.py, and
+# tests/unit/test_head_node_protocol.py keeps both equal to these (and the program's reads and replies within them).
+REQUEST_FIELDS = ("protocol", "action", "clusterUser", "slurmBinDir")  # in every request
+ACTION_REQUEST_FIELDS = {  # each action's own; optional ones may be absent or null
+    "submit": ("jobId", "submissionId", "scriptUrl", "sbatchOptions", "workingDirectory", "environmentUrl"),
+    "status": ("jobId", "slurmJobId", "isArray"),  # jobId only names the job in the command's comment
+    "cancel": ("jobId", "slurmJobId"),
+    "collect": ("jobId", "submissionId", "slurmJobId", "workingDirectory", "uploads"),
+}
+UPLOAD_FIELDS = ("name", "source", "taskId", "path", "url")  # one entry of collect's uploads
+SUMMARY_FIELDS = (  # what summarize() reports of a job Slurm knows
+    "status",
+    "slurmState",
+    "reason",
+    "exitCode",
+    "signal",
+    "submitTime",
+    "startTime",
+    "endTime",
+    "arrayTaskCounts",
+)
+REPLY_FIELDS = {  # the "result" of each action
+    "submit": ("slurmJobId", "alreadySubmitted", "jobDirectory"),
+    "status": ("slurmJobId", "found", "source", "accountingAvailable", "minJobAge", *SUMMARY_FIELDS),
+    "cancel": ("slurmJobId", "requested"),
+    "collect": ("files",),
+}
+FILE_REPORT_FIELDS = ("name", "status", "bytes", "message")  # one entry of collect's files
+ERROR_FIELDS = ("type", "message", "retryable")
+# Reply fields for people: the Lambdas log them and never act on them.
+DIAGNOSTIC_REPLY_FIELDS = {"submit": ("jobDirectory",), "status": ("source", "submitTime")}
+
 
 # --------------------------------------------------------------------------------------------------------------------
 # Entry point: root stage (drop to the cluster user) and user stage (do the work)
