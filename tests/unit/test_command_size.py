@@ -13,11 +13,12 @@ import pytest
 from botocore.config import Config
 
 from slurm_job_api.head_node import COMMAND_BUDGET_BYTES, HeadNode
-from slurm_job_api.head_node_protocol import CancelRequest, CollectRequest, StatusRequest, Upload
+from slurm_job_api.head_node_protocol import CancelRequest, StatusRequest
+from slurm_job_api.progress import JobProgress
 from slurm_job_api.results import ResultsBucket, planned_uploads
 from slurm_job_api.spec import MAX_ARRAY_TASKS, JobSpec
 from slurm_job_api.ssm_command import command_size, shell_commands
-from slurm_job_api.workflow import submit_request
+from slurm_job_api.workflow import collect_request, submit_request
 
 LIMIT = 64 * 1024
 JOB_ID = str(uuid.uuid4())
@@ -95,22 +96,8 @@ def test_status_and_cancel_commands_are_small(head_node, request_):
 def test_collect_batches_stay_within_the_budget_for_the_largest_array_and_outputs(bucket, head_node):
     spec = largest_spec().model_copy(update={"array": f"1-{MAX_ARRAY_TASKS}"})
     planned = planned_uploads(JOB_ID, array_task_ids=spec.array_task_ids, outputs=spec.outputs or [])
-    request = CollectRequest(
-        job_id=JOB_ID,
-        submission_id=SUBMISSION_ID,
-        slurm_job_id="4294967295",
-        working_directory=spec.working_directory,
-        uploads=[
-            Upload(
-                name=upload.name,
-                source=upload.source,
-                task_id=upload.task_id,
-                path=upload.path,
-                url=bucket.presigned_put(upload.key),
-            )
-            for upload in planned
-        ],
-    )
+    job = JobProgress(job_id=JOB_ID, submission_id=SUBMISSION_ID, slurm_job_id="4294967295", is_array=True)
+    request = collect_request(job, spec, planned, bucket.presigned_put)
     batches = head_node.collect_batches(request)
     sizes = [command_size(shell_commands(head_node.document(batch))) for batch in batches]
     print(f"{len(planned)} uploads in {len(batches)} commands, the largest {max(sizes)} bytes")

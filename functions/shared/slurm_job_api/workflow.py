@@ -58,6 +58,28 @@ def submit_request(
     )
 
 
+def collect_request(
+    job: JobProgress, spec: JobSpec, planned: list[results.PlannedUpload], presigned_put: Callable[[str], str]
+) -> CollectRequest:
+    """The collect request for every planned upload (HeadNode.collect_batches splits it under the command budget)."""
+    return CollectRequest(
+        job_id=job.job_id,
+        submission_id=job.submission_id,
+        slurm_job_id=job.slurm_job_id,
+        working_directory=spec.working_directory,
+        uploads=[
+            Upload(
+                name=upload.name,
+                source=upload.source,
+                task_id=upload.task_id,
+                path=upload.path,
+                url=presigned_put(upload.key),
+            )
+            for upload in planned
+        ],
+    )
+
+
 @dataclass
 class Workflow:
     settings: Settings
@@ -246,22 +268,7 @@ class Workflow:
             return [], {"status": "skipped", "message": "the job never reached Slurm"}
         planned = results.planned_uploads(job.job_id, array_task_ids=spec.array_task_ids, outputs=spec.outputs or [])
         by_name = {upload.name: upload for upload in planned}
-        request = CollectRequest(
-            job_id=job.job_id,
-            submission_id=job.submission_id,
-            slurm_job_id=job.slurm_job_id,
-            working_directory=spec.working_directory,
-            uploads=[
-                Upload(
-                    name=upload.name,
-                    source=upload.source,
-                    task_id=upload.task_id,
-                    path=upload.path,
-                    url=self.bucket.presigned_put(upload.key),
-                )
-                for upload in planned
-            ],
-        )
+        request = collect_request(job, spec, planned, self.bucket.presigned_put)
         reported: list[FileReport] = []
         try:
             for batch in self.head_node.collect_batches(request):
