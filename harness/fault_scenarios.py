@@ -32,7 +32,7 @@ from local_stack.lambda_runtime import RuntimeFailure
 from local_stack.ssm_head_node import FaultCounters
 from local_stack.stack import LocalStack
 from slurm_job_api.head_node import DELIVERY_TIMEOUT_SECONDS
-from slurm_job_api.head_node_program import FAILED, RUNNING, SUBMIT_FAILED
+from slurm_job_api.statuses import FAILED, RUNNING, SUBMIT_FAILED
 
 # Longer than SendCommand's delivery timeout (the product's 60 s), so that held commands end DeliveryTimedOut.
 UNREACHABLE_SECONDS = DELIVERY_TIMEOUT_SECONDS + 10

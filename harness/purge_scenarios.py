@@ -26,8 +26,8 @@ from harness.fault_stacks import (
 from harness.reliability import JobPlan, JobRun, ScenarioResult
 from harness.workflow import execution_arn, history
 from local_stack.lambda_runtime import Interceptor
-from slurm_job_api.head_node_program import FAILED, PENDING, RUNNING, UNKNOWN
 from slurm_job_api.poll_schedule import PollSchedule
+from slurm_job_api.statuses import FAILED, PENDING, RUNNING, UNKNOWN
 
 
 def _late_first_poll(run: JobRun, waited: dict[str, float]) -> Interceptor:

@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 from harness.slurm_records import SlurmRecords, job_script
 from harness.workflow import execution_arn, history, result_json, task_failures
 from local_stack.stack import LocalStack
-from slurm_job_api.head_node_program import COMPLETED, FAILED, TERMINAL_STATUSES
+from slurm_job_api.statuses import COMPLETED, FAILED, TERMINAL_STATUSES
 
 ACCOUNTING_RECORD_WAIT_SECONDS = 30  # slurmctld sends job records to slurmdbd asynchronously
 EXECUTION_RUNNING = "RUNNING"

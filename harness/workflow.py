@@ -6,6 +6,7 @@ import json
 import time
 
 from local_stack.cloud import LocalCloud
+from slurm_job_api import arns
 
 SCRIPT = "#!/bin/bash\necho hello\n"
 
@@ -18,7 +19,7 @@ def submit(api, spec: dict | None = None, headers: dict | None = None) -> str:
 
 
 def execution_arn(cloud: LocalCloud, name: str) -> str:
-    return cloud.state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
+    return arns.execution_arn(cloud.state_machine_arn, name)
 
 
 def wait_for_execution(cloud: LocalCloud, name: str, timeout: float = 90) -> dict:

@@ -4,7 +4,8 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from slurm_job_api.observability import logger, metrics, tracer
-from slurm_job_api.workflow import PollJobEvent, workflow_for
+from slurm_job_api.workflow import workflow_for
+from slurm_job_api.workflow_events import PollJobEvent
 
 
 @tracer.capture_lambda_handler

@@ -25,7 +25,7 @@ import pytest
 from harness.workflow import submit
 from local_stack.api_gateway import LOCAL_OTHER
 from local_stack.stack import LocalStack
-from slurm_job_api.head_node_program import TERMINAL_STATUSES
+from slurm_job_api.statuses import TERMINAL_STATUSES
 from tests.security.harness import Tally
 from tests.security.spec_oracle import DEFAULT_JOB_NAME, Verdict, judge
 from tests.support.hostile import BENIGN_SCRIPT, Canaries, Case, HostileSpecs, Targets, corpus

@@ -12,14 +12,13 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from slurm_job_api.head_node import HeadNode
-from slurm_job_api.poll_schedule import PollSchedule
+from slurm_job_api.head_node import COMMAND_BUDGET_BYTES, HeadNode
+from slurm_job_api.head_node_protocol import CancelRequest, StatusRequest
 from slurm_job_api.progress import JobProgress
 from slurm_job_api.results import ResultsBucket, planned_uploads
-from slurm_job_api.settings import Settings
 from slurm_job_api.spec import MAX_ARRAY_TASKS, JobSpec
 from slurm_job_api.ssm_command import command_size, shell_commands
-from slurm_job_api.workflow import COMMAND_BUDGET_BYTES, Workflow, submit_request_fields
+from slurm_job_api.workflow import collect_request, submit_request
 
 LIMIT = 64 * 1024
 JOB_ID = str(uuid.uuid4())
@@ -68,7 +67,7 @@ def largest_spec() -> JobSpec:
 
 def test_the_largest_submit_command_is_well_under_the_limit(bucket, head_node):
     spec = largest_spec()
-    fields = submit_request_fields(
+    request = submit_request(
         job_id=JOB_ID,
         submission_id=SUBMISSION_ID,
         spec=spec,
@@ -76,41 +75,31 @@ def test_the_largest_submit_command_is_well_under_the_limit(bucket, head_node):
         script_url=bucket.presigned_get(f"jobs/{JOB_ID}/input/script.sh"),
         environment_url=bucket.presigned_get(f"jobs/{JOB_ID}/input/environment.json"),
     )
-    size = command_size(shell_commands(head_node.request("submit", **fields)))
+    size = command_size(shell_commands(head_node.document(request)))
     print(f"largest submit command: {size} bytes")
     assert size < LIMIT // 2
 
 
-@pytest.mark.parametrize("action", ["status", "cancel"])
-def test_status_and_cancel_commands_are_small(head_node, action):
-    size = command_size(shell_commands(head_node.request(action, jobId=JOB_ID, slurmJobId="4294967295", isArray=True)))
+@pytest.mark.parametrize(
+    "request_",
+    [
+        StatusRequest(job_id=JOB_ID, slurm_job_id="4294967295", is_array=True),
+        CancelRequest(job_id=JOB_ID, slurm_job_id="4294967295"),
+    ],
+    ids=["status", "cancel"],
+)
+def test_status_and_cancel_commands_are_small(head_node, request_):
+    size = command_size(shell_commands(head_node.document(request_)))
     assert size < LIMIT // 2
 
 
 def test_collect_batches_stay_within_the_budget_for_the_largest_array_and_outputs(bucket, head_node):
     spec = largest_spec().model_copy(update={"array": f"1-{MAX_ARRAY_TASKS}"})
-    settings = Settings(
-        jobs_table_name="t",
-        results_bucket_name=bucket.name,
-        cluster_name="c",
-        cluster_user="u",
-        slurm_bin_dir="/opt/slurm/bin",
-        poll_schedule=PollSchedule(),
-        max_polls_per_execution=2000,
-        result_retention_days=30,
-        state_machine_arn=None,
-    )
-    workflow = Workflow(settings=settings, store=None, bucket=bucket, head_node=head_node)
-    job = JobProgress(job_id=JOB_ID, submission_id=SUBMISSION_ID, slurm_job_id="4294967295", is_array=True)
     planned = planned_uploads(JOB_ID, array_task_ids=spec.array_task_ids, outputs=spec.outputs or [])
-    batches = workflow._batches(job, spec, planned)
-    base = {
-        "jobId": JOB_ID,
-        "submissionId": SUBMISSION_ID,
-        "slurmJobId": job.slurm_job_id,
-        "workingDirectory": spec.working_directory,
-    }
-    sizes = [command_size(shell_commands(head_node.request("collect", **base, uploads=batch))) for batch in batches]
+    job = JobProgress(job_id=JOB_ID, submission_id=SUBMISSION_ID, slurm_job_id="4294967295", is_array=True)
+    request = collect_request(job, spec, planned, bucket.presigned_put)
+    batches = head_node.collect_batches(request)
+    sizes = [command_size(shell_commands(head_node.document(batch))) for batch in batches]
     print(f"{len(planned)} uploads in {len(batches)} commands, the largest {max(sizes)} bytes")
-    assert sum(len(batch) for batch in batches) == len(planned) == 2 * MAX_ARRAY_TASKS + 100
+    assert sum(len(batch.uploads) for batch in batches) == len(planned) == 2 * MAX_ARRAY_TASKS + 100
     assert max(sizes) <= COMMAND_BUDGET_BYTES < LIMIT

@@ -8,9 +8,12 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from slurm_job_api import errors
-from slurm_job_api.head_node import HeadNode
+from slurm_job_api.head_node import SAFETY_MARGIN_SECONDS, SSM_WAIT_CAP_SECONDS, HeadNode, ssm_wait_seconds
+from slurm_job_api.head_node_protocol import CancelRequest, StatusReply, StatusRequest
 
 REGION = "us-east-1"
+STATUS = StatusRequest(job_id="j", slurm_job_id="5")
+FOUND = {"slurmJobId": "5", "found": True, "source": "squeue", "accountingAvailable": False, "minJobAge": 300}
 AMI = "ami-03cf127a"  # one of the images moto ships
 
 
@@ -128,10 +131,11 @@ def test_waits_through_not_yet_existing_pending_and_in_progress(ec2):
             client_error("ThrottlingException", "Rate exceeded"),
             {"Status": "InProgress"},
             {"Status": "Delayed"},
-            reply({"found": True}),
+            reply(FOUND),
         ]
     )
-    assert head_node(ec2, ssm).run("status", wait_seconds=30, jobId="j", slurmJobId="5") == {"found": True}
+    answer = head_node(ec2, ssm).run(StatusRequest(job_id="j", slurm_job_id="5"), wait_seconds=30)
+    assert answer == StatusReply.model_validate(FOUND)
     sent = ssm.sent[0]
     assert sent["InstanceIds"] == [instance] and sent["DocumentName"] == "AWS-RunShellScript"
     assert sent["Parameters"]["executionTimeout"] == ["600"] and sent["Comment"] == "slurm-job-api status j"
@@ -141,7 +145,7 @@ def test_never_finishing_command_is_unreachable_head_node(ec2):
     launch(ec2, "prod")
     clock = FakeClock()
     with pytest.raises(errors.HeadNodeUnreachable, match="still Pending"):
-        head_node(ec2, ScriptedSsm([{"Status": "Pending"}]), clock=clock).run("status", wait_seconds=20)
+        head_node(ec2, ScriptedSsm([{"Status": "Pending"}]), clock=clock).run(STATUS, wait_seconds=20)
     assert 18 <= clock.now <= 20
 
 
@@ -150,7 +154,7 @@ def test_undelivered_commands_are_unreachable_head_node(ec2, status):
     launch(ec2, "prod")
     with pytest.raises(errors.HeadNodeUnreachable, match=status):
         head_node(ec2, ScriptedSsm([{"Status": status, "StatusDetails": "DeliveryTimedOut"}])).run(
-            "status", wait_seconds=5
+            STATUS, wait_seconds=5
         )
 
 
@@ -158,7 +162,7 @@ def test_throttled_send_is_a_named_transient_error(ec2):
     launch(ec2, "prod")
     with pytest.raises(errors.AwsThrottled):
         head_node(ec2, ScriptedSsm([], send_error=client_error("ThrottlingException", "Rate exceeded"))).run(
-            "status", wait_seconds=5
+            STATUS, wait_seconds=5
         )
 
 
@@ -166,7 +170,7 @@ def test_invalid_instance_forgets_the_cached_head_node(ec2):
     launch(ec2, "prod")
     node = head_node(ec2, ScriptedSsm([], send_error=client_error("InvalidInstanceId")))
     with pytest.raises(errors.HeadNodeUnreachable):
-        node.run("status", wait_seconds=5)
+        node.run(STATUS, wait_seconds=5)
     assert "prod" not in HeadNode._instance_cache
 
 
@@ -174,6 +178,7 @@ def test_invalid_instance_forgets_the_cached_head_node(ec2):
     ("error_type", "expected"),
     [
         ("SlurmControllerUnavailable", errors.SlurmControllerUnavailable),
+        ("SlurmAccountingUnavailable", errors.SlurmAccountingUnavailable),
         ("SbatchRejected", errors.SbatchRejected),
         ("HeadNodeSetupError", errors.HeadNodeSetupError),
         ("ClusterUserInvalid", errors.ClusterUserInvalid),
@@ -187,18 +192,18 @@ def test_program_errors_become_named_exceptions(ec2, error_type, expected):
     launch(ec2, "prod")
     answer = reply(error={"type": error_type, "message": "it broke", "retryable": False})
     with pytest.raises(expected, match="it broke"):
-        head_node(ec2, ScriptedSsm([answer])).run("status", wait_seconds=5)
+        head_node(ec2, ScriptedSsm([answer])).run(STATUS, wait_seconds=5)
 
 
 def test_output_without_a_reply_is_a_protocol_error_with_stderr(ec2):
     launch(ec2, "prod")
     crashed = {"Status": "Failed", "ResponseCode": 1, "StandardOutputContent": "", "StandardErrorContent": "Traceback"}
     with pytest.raises(errors.HeadNodeProtocolError, match="Traceback"):
-        head_node(ec2, ScriptedSsm([crashed])).run("status", wait_seconds=5)
+        head_node(ec2, ScriptedSsm([crashed])).run(STATUS, wait_seconds=5)
 
 
 def test_request_names_the_configured_user_and_slurm_directory(ec2):
-    request = head_node(ec2, ScriptedSsm([])).request("cancel", slurmJobId="9")
+    request = head_node(ec2, ScriptedSsm([])).document(CancelRequest(slurm_job_id="9"))
     assert request == {
         "protocol": 1,
         "action": "cancel",
@@ -206,3 +211,16 @@ def test_request_names_the_configured_user_and_slurm_directory(ec2):
         "slurmBinDir": "/opt/slurm/bin",
         "slurmJobId": "9",
     }
+
+
+@pytest.mark.parametrize(
+    ("remaining", "expected"), [(900.0, SSM_WAIT_CAP_SECONDS), (60.0, 60.0 - SAFETY_MARGIN_SECONDS), (8.0, 5.0)]
+)
+def test_the_ssm_wait_ends_before_the_lambda_does(remaining, expected):
+    assert ssm_wait_seconds(remaining) == expected
+
+
+def test_the_ssm_wait_takes_the_callers_own_bounds():
+    assert ssm_wait_seconds(30.0, cap=20, margin=5, minimum=1.0) == 20
+    assert ssm_wait_seconds(15.0, cap=20, margin=5, minimum=1.0) == 10
+    assert ssm_wait_seconds(3.0, cap=20, margin=5, minimum=1.0) == 1.0

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from local_stack.slurm_cluster import ensure_cluster_user
+from slurm_job_api.head_node_program import REPLY_FIELDS, SUMMARY_FIELDS
+from slurm_job_api.head_node_protocol import StatusReply
 from slurm_job_api.ssm_command import shell_commands
 from tests.support.fake_slurm import FakeSlurm
 from tests.support.http_files import FileServer
@@ -287,6 +289,22 @@ def test_job_unknown_everywhere_is_reported_not_found(slurm):
         slurm, scontrol=[invalid], squeue=[invalid], **{"scontrol-config": [{"stdout": CONFIG.format("none")}]}
     )
     assert result["found"] is False and result["source"] == "none" and "status" not in result
+
+
+def test_status_replies_carry_exactly_the_declared_fields(slurm):
+    """The program's real replies, found and not found, against its own declaration and the Lambda's reply type."""
+    found = status_of(
+        slurm,
+        **{"scontrol-config": [{"stdout": CONFIG.format("none")}]},
+        squeue=[{"stdout": "31|31|N/A|RUNNING|None|2026-11-25T10:00:00|2026-11-25T10:00:01|2026-11-25T11:00:01\n"}],
+    )
+    assert set(found) == set(REPLY_FIELDS["status"])
+    invalid = {"rc": 1, "stderr": "slurm_load_jobs error: Invalid job id specified\n"}
+    missing = status_of(
+        slurm, scontrol=[invalid], squeue=[invalid], **{"scontrol-config": [{"stdout": CONFIG.format("none")}]}
+    )
+    assert set(missing) == set(REPLY_FIELDS["status"]) - set(SUMMARY_FIELDS)
+    assert StatusReply.model_validate(found).found and not StatusReply.model_validate(missing).found
 
 
 def test_controller_down_during_status_is_retryable(slurm):

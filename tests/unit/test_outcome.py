@@ -4,10 +4,12 @@ import json
 
 import pytest
 
+from slurm_job_api.job_record import JobRecord
 from slurm_job_api.outcome import error_details, final_status, result_document
 from slurm_job_api.progress import JobProgress
 
 JOB = "0b6f1c9e-3f7a-4c1e-9a53-2a8f6f2b9d10"
+OTHER_RECORD_FIELDS = {"owner": "o", "status": "RUNNING", "executionArn": "arn:x"}
 
 
 def ended(status, **extra):
@@ -70,7 +72,9 @@ def test_error_details_of_plain_causes():
 def test_result_document_has_everything_a_client_needs():
     job = ended("COMPLETED", exit_code=0, submitted_at="s", started_at="t", ended_at="e")
     document = result_document(
-        record={"jobId": JOB, "name": "n", "createdAt": "c", "spec": {"script": "#!"}},
+        record=JobRecord.model_validate(
+            {"jobId": JOB, "name": "n", "createdAt": "c", "spec": {"script": "#!"}} | OTHER_RECORD_FIELDS
+        ),
         progress=job,
         status="COMPLETED",
         cause="done",

@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+from slurm_job_api.head_node_protocol import StatusReply
 from slurm_job_api.poll_schedule import PollSchedule
 from slurm_job_api.progress import (
     NOT_FOUND_POLL_LIMIT,
@@ -34,9 +35,11 @@ def running(**extra):
 
 
 def step(job, observation, *, minutes=0, cancel=False, max_polls=2000):
+    """One poll; `observation` holds the status reply's fields that matter to the test."""
+    reply = {"slurmJobId": "42", "source": "squeue" if observation["found"] else "none", "accountingAvailable": False}
     return observe(
         job,
-        observation,
+        StatusReply.model_validate(reply | observation),
         now=T0 + timedelta(minutes=minutes),
         schedule=SCHEDULE,
         max_polls_per_execution=max_polls,

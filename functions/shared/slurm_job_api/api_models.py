@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from slurm_job_api.head_node_program import ALL_STATUSES
-
-Status = Literal[tuple(sorted(ALL_STATUSES))]  # type: ignore[valid-type]
+from slurm_job_api.job_record import JobRecord, JobState, StoredResults
+from slurm_job_api.statuses import Status
 
 
 class _Out(BaseModel):
@@ -34,37 +31,39 @@ class ExecutionView(_Out):
     status: str = Field(description="RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED; UNKNOWN if it could not be read")
 
 
-class ResultsView(_Out):
+class ResultsView(StoredResults, _Out):
     available: bool = Field(description="True once result.json has been written")
-    bucket: str
-    prefix: str
-    result_key: str
-    file_count: int | None = None
-    collection: str | None = Field(default=None, description="complete, partial, failed or skipped")
 
 
-class JobView(_Out):
+class JobView(JobState, _Out):
     job_id: str
     name: str | None = None
-    status: Status
     cause: str | None = Field(default=None, description="Why the job ended as it did")
-    slurm_job_id: str | None = None
-    slurm_state: str | None = Field(default=None, description="Slurm's own state name, e.g. PENDING or COMPLETING")
-    reason: str | None = Field(default=None, description="Slurm's pending reason, e.g. Resources or Priority")
-    exit_code: int | None = None
-    signal: int | None = Field(default=None, description="Signal that ended the job, if any")
     created_at: str
-    submitted_at: str | None = None
-    started_at: str | None = None
-    ended_at: str | None = None
     finished_at: str | None = Field(default=None, description="When the results were collected")
     updated_at: str | None = None
-    array_task_counts: dict[str, int] | None = Field(default=None, description="Tasks of an array job per status")
     cancel_requested: bool = False
     execution: ExecutionView
     results: ResultsView | None = None
     error: ErrorBody | None = None
     spec: dict
+
+    @classmethod
+    def from_record(cls, record: JobRecord, execution_status: str) -> JobView:
+        """The API's view of a record; its results count as available once the execution has ended."""
+        own = set(cls.model_fields) - {"execution", "results", "error"}
+        return cls.model_validate(
+            {
+                **record.model_dump(include=own),
+                "execution": ExecutionView(arn=record.execution_arn, status=execution_status),
+                "results": ResultsView(
+                    available=execution_status not in ("RUNNING", "UNKNOWN"), **record.results.model_dump()
+                )
+                if record.results
+                else None,
+                "error": ErrorBody(**record.error) if record.error else None,
+            }
+        )
 
 
 class JobSummary(_Out):
@@ -75,6 +74,10 @@ class JobSummary(_Out):
     exit_code: int | None = None
     created_at: str
     updated_at: str | None = None
+
+    @classmethod
+    def from_record(cls, record: JobRecord) -> JobSummary:
+        return cls.model_validate(record.model_dump(include=set(cls.model_fields)))
 
 
 class JobList(_Out):

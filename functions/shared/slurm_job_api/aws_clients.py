@@ -10,7 +10,7 @@ import boto3
 from botocore.config import Config
 
 # Adaptive mode adds client-side rate limiting to the standard retries: SSM throttles polling callers with
-# "Rate exceeded" and publishes no TPS figures (see ../shared/NOTES.md).
+# "Rate exceeded" and publishes no TPS figures (see docs/facts.md).
 CLIENT_CONFIG = Config(
     retries={"mode": "adaptive", "max_attempts": 8},
     connect_timeout=5,

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from slurm_job_api.errors import DependencyNotSubmitted, DependencyUnsatisfiable
-from slurm_job_api.head_node_program import COMPLETED, TERMINAL_STATUSES
 from slurm_job_api.spec import Dependency
+from slurm_job_api.statuses import COMPLETED, TERMINAL_STATUSES
 
 
 @dataclass(frozen=True)

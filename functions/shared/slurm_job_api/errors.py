@@ -4,6 +4,12 @@ Step Functions sees the class name as the error name: the state machine retries 
 (its Retry lists are checked against TRANSIENT_ERROR_NAMES by a test) and catches everything else.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from slurm_job_api import head_node_program as program
+
 
 class SlurmJobApiError(Exception):
     """Base class of the product's own errors."""
@@ -98,13 +104,42 @@ LAMBDA_PLATFORM_ERROR_NAMES = (
     "Sandbox.Timedout",
 )
 
+
+def _error_classes_by_name() -> dict[str, type[SlurmJobApiError]]:
+    return {cls.__name__: cls for cls in _subclasses(SlurmJobApiError)}
+
+
+# The program's BadRequest (it refused our request) and InternalError (it failed itself) mean that the Lambda and the
+# program do not understand each other: both become HeadNodeProtocolError, which the state machine does not retry.
+PROTOCOL_ERROR_TYPES = frozenset([program.BadRequest.__name__, program.INTERNAL_ERROR])
+
+
+def program_error_classes() -> list[type[program.ProgramError]]:
+    """Every error class of the head-node program."""
+    return _subclasses(program.ProgramError)
+
+
+def head_node_errors(program_errors: Iterable[type[program.ProgramError]]) -> dict[str, type[SlurmJobApiError]]:
+    """The Lambda-side class of each error type the program reports: the class of the same name here, a
+    TransientError exactly when the program calls the error retryable. Raises TypeError when one has no counterpart
+    or the two disagree, so that a new program error can never silently become a non-retried protocol error."""
+    ours = _error_classes_by_name()
+    mapping: dict[str, type[SlurmJobApiError]] = dict.fromkeys(PROTOCOL_ERROR_TYPES, HeadNodeProtocolError)
+    for program_error in program_errors:
+        name = program_error.__name__
+        if name in PROTOCOL_ERROR_TYPES:
+            continue
+        counterpart = ours.get(name)
+        if counterpart is None:
+            raise TypeError(f"the head-node program's {name} has no class of the same name in slurm_job_api.errors")
+        if issubclass(counterpart, TransientError) != bool(program_error.retryable):
+            raise TypeError(
+                f"{name}: the head-node program says retryable={program_error.retryable}, but errors.{name} "
+                f"{'is' if issubclass(counterpart, TransientError) else 'is not'} a TransientError"
+            )
+        mapping[name] = counterpart
+    return mapping
+
+
 # The head-node program reports errors by name; these are the Lambda-side classes they become.
-HEAD_NODE_ERRORS: dict[str, type[SlurmJobApiError]] = {
-    "SlurmControllerUnavailable": SlurmControllerUnavailable,
-    "SlurmAccountingUnavailable": SlurmAccountingUnavailable,
-    "ScriptFetchFailed": ScriptFetchFailed,
-    "SbatchRejected": SbatchRejected,
-    "HeadNodeSetupError": HeadNodeSetupError,
-    "ClusterUserInvalid": ClusterUserInvalid,
-    "SlurmCommandFailed": SlurmCommandFailed,
-}
+HEAD_NODE_ERRORS = head_node_errors(program_error_classes())

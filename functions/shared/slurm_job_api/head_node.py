@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from slurm_job_api import errors
 from slurm_job_api.head_node_program import PROTOCOL
-from slurm_job_api.ssm_command import shell_commands
+from slurm_job_api.head_node_protocol import CollectRequest, Reply, Request, Upload
+from slurm_job_api.observability import logger
+from slurm_job_api.ssm_command import command_size, shell_commands
 
 DOCUMENT_NAME = "AWS-RunShellScript"
 CLUSTER_NAME_TAG = "parallelcluster:cluster-name"
@@ -26,6 +29,24 @@ DELIVERY_TIMEOUT_SECONDS = 60  # SendCommand TimeoutSeconds: how long SSM tries 
 WAITING_STATUSES = frozenset(["Pending", "InProgress", "Delayed"])
 UNREACHABLE_STATUSES = frozenset(["TimedOut", "Cancelled", "Cancelling", "Undeliverable", "Terminated"])
 _THROTTLING_CODES = frozenset(["ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"])
+# Bytes of one SSM command we aim to stay under (SendCommand requests are limited; see docs/facts.md).
+COMMAND_BUDGET_BYTES = 48 * 1024
+# How long a Lambda waits for one command: at most the cap, and ending the margin before the Lambda itself times out.
+SSM_WAIT_CAP_SECONDS = 90
+SAFETY_MARGIN_SECONDS = 10
+SSM_WAIT_MIN_SECONDS = 5.0
+
+
+def ssm_wait_seconds(
+    remaining_seconds: float,
+    *,
+    cap: float = SSM_WAIT_CAP_SECONDS,
+    margin: float = SAFETY_MARGIN_SECONDS,
+    minimum: float = SSM_WAIT_MIN_SECONDS,
+) -> float:
+    """How long to wait for an SSM command when the Lambda has `remaining_seconds` left: at most `cap`, ending
+    `margin` seconds before the Lambda's own timeout, and never less than `minimum`."""
+    return max(minimum, min(cap, remaining_seconds - margin))
 
 
 @dataclass(frozen=True)
@@ -104,26 +125,48 @@ class HeadNode:
 
     # -- running actions ------------------------------------------------------------------------------------------
 
-    def request(self, action: str, **fields: Any) -> dict:
+    def document(self, request: Request) -> dict[str, Any]:
         """The full request document for the head-node program."""
         return {
             "protocol": PROTOCOL,
-            "action": action,
+            "action": request.ACTION,
             "clusterUser": self.cluster_user,
             "slurmBinDir": self.slurm_bin_dir,
-            **fields,
+            **request.fields(),
         }
 
-    def run(self, action: str, *, wait_seconds: float, execution_timeout: int = 600, **fields: Any) -> dict:
-        """Runs one action and returns its result; raises a named error for every kind of failure."""
-        request = self.request(action, **fields)
+    def collect_batches(self, request: CollectRequest) -> list[CollectRequest]:
+        """The collect request split into requests whose commands each stay within the command budget."""
+        batches: list[CollectRequest] = []
+        current: list[Upload] = []
+        for upload in request.uploads:
+            candidate = request.model_copy(update={"uploads": [*current, upload]})
+            if current and command_size(shell_commands(self.document(candidate))) > COMMAND_BUDGET_BYTES:
+                batches.append(request.model_copy(update={"uploads": current}))
+                current = []
+            current.append(upload)
+        if current:
+            batches.append(request.model_copy(update={"uploads": current}))
+        return batches
+
+    def run[ReplyT: Reply](
+        self, request: Request[ReplyT], *, wait_seconds: float, execution_timeout: int = 600
+    ) -> ReplyT:
+        """Runs one action and returns its reply; raises a named error for every kind of failure."""
+        action = request.ACTION
         outcome = self.run_command(
-            shell_commands(request),
+            shell_commands(self.document(request)),
             wait_seconds=wait_seconds,
             execution_timeout=execution_timeout,
-            comment=f"slurm-job-api {action} {fields.get('jobId', '')}".strip(),
+            comment=f"slurm-job-api {action} {request.job_id or ''}".strip(),
         )
-        return self.parse_reply(action, outcome)
+        result = self.parse_reply(action, outcome)
+        try:
+            return request.reply_type().model_validate(result)  # type: ignore[return-value]
+        except ValidationError as error:
+            raise errors.HeadNodeProtocolError(
+                f"the head-node program's {action} reply does not fit the protocol: {error}"
+            ) from None
 
     def run_command(
         self, commands: list[str], *, wait_seconds: float, execution_timeout: int, comment: str
@@ -201,5 +244,10 @@ class HeadNode:
         if reply.get("ok"):
             return reply["result"]
         error = reply.get("error") or {}
+        # `retryable` is a diagnostic: the error's class decides (errors.py checks it against the program's).
+        logger.warning(
+            "the head-node program reported an error",
+            extra={"action": action, "error_type": error.get("type"), "retryable": error.get("retryable")},
+        )
         error_class = errors.HEAD_NODE_ERRORS.get(error.get("type"), errors.HeadNodeProtocolError)
         raise error_class(error.get("message") or f"{action} failed on the head node")

@@ -433,9 +433,17 @@ def summarize(records, is_array):
 
 
 class ProgramError(Exception):
-    """An error reported to the Lambda as {"type": <class name>, "message": ..., "retryable": ...}."""
+    """An error reported to the Lambda as {"type": <class name>, "message": ..., "retryable": ...}.
+
+    Each subclass has a Lambda-side class of the same name in slurm_job_api/errors.py, transient exactly when
+    `retryable` is true here (errors.py derives its mapping from these classes and refuses a mismatch).
+    """
 
     retryable = False
+
+
+# The type reported for an exception that is not a ProgramError: the program itself failed.
+INTERNAL_ERROR = "InternalError"
 
 
 class BadRequest(ProgramError):
@@ -925,6 +933,38 @@ def collect(request, slurm):
 
 ACTIONS = {"submit": submit, "status": status, "cancel": cancel, "collect": collect}
 
+# The protocol's fields, declared once. The Lambda side types them in slurm_job_api/head_node_protocol.py, and
+# tests/unit/test_head_node_protocol.py keeps both equal to these (and the program's reads and replies within them).
+REQUEST_FIELDS = ("protocol", "action", "clusterUser", "slurmBinDir")  # in every request
+ACTION_REQUEST_FIELDS = {  # each action's own; optional ones may be absent or null
+    "submit": ("jobId", "submissionId", "scriptUrl", "sbatchOptions", "workingDirectory", "environmentUrl"),
+    "status": ("jobId", "slurmJobId", "isArray"),  # jobId only names the job in the command's comment
+    "cancel": ("jobId", "slurmJobId"),
+    "collect": ("jobId", "submissionId", "slurmJobId", "workingDirectory", "uploads"),
+}
+UPLOAD_FIELDS = ("name", "source", "taskId", "path", "url")  # one entry of collect's uploads
+SUMMARY_FIELDS = (  # what summarize() reports of a job Slurm knows
+    "status",
+    "slurmState",
+    "reason",
+    "exitCode",
+    "signal",
+    "submitTime",
+    "startTime",
+    "endTime",
+    "arrayTaskCounts",
+)
+REPLY_FIELDS = {  # the "result" of each action
+    "submit": ("slurmJobId", "alreadySubmitted", "jobDirectory"),
+    "status": ("slurmJobId", "found", "source", "accountingAvailable", "minJobAge", *SUMMARY_FIELDS),
+    "cancel": ("slurmJobId", "requested"),
+    "collect": ("files",),
+}
+FILE_REPORT_FIELDS = ("name", "status", "bytes", "message")  # one entry of collect's files
+ERROR_FIELDS = ("type", "message", "retryable")
+# Reply fields for people: the Lambdas log them and never act on them.
+DIAGNOSTIC_REPLY_FIELDS = {"submit": ("jobDirectory",), "status": ("source", "submitTime")}
+
 
 # --------------------------------------------------------------------------------------------------------------------
 # Entry point: root stage (drop to the cluster user) and user stage (do the work)
@@ -943,7 +983,7 @@ def _reply(action, result=None, error=None):
         document["result"] = result
     else:
         document["error"] = {
-            "type": type(error).__name__ if isinstance(error, ProgramError) else "InternalError",
+            "type": type(error).__name__ if isinstance(error, ProgramError) else INTERNAL_ERROR,
             "message": str(error)[:4000],
             "retryable": bool(getattr(error, "retryable", False)),
         }

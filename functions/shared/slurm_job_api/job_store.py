@@ -9,7 +9,8 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from slurm_job_api.head_node_program import ACTIVE_STATUSES, TERMINAL_STATUSES
+from slurm_job_api.job_record import JobRecord
+from slurm_job_api.statuses import ACTIVE_STATUSES
 
 OWNER_INDEX = "OwnerCreatedAtIndex"
 
@@ -44,51 +45,68 @@ class JobStore:
     def __init__(self, table: Any) -> None:
         self._table = table
 
-    def create(self, record: Mapping[str, Any]) -> bool:
+    def create(self, record: JobRecord) -> bool:
         """Stores a new record; False if a record with this jobId exists already."""
         try:
-            self._table.put_item(Item=_storable(dict(record)), ConditionExpression=Attr("jobId").not_exists())
+            self._table.put_item(Item=_storable(record.item()), ConditionExpression=Attr("jobId").not_exists())
         except ClientError as error:
             if _conditional_failure(error):
                 return False
             raise
         return True
 
-    def get(self, job_id: str) -> dict | None:
+    def get(self, job_id: str) -> JobRecord | None:
         item = self._table.get_item(Key={"jobId": job_id}, ConsistentRead=True).get("Item")
-        return plain(item) if item else None
+        return JobRecord.model_validate(plain(item)) if item else None
 
-    def get_owned(self, job_id: str, owner: str) -> dict | None:
+    def get_owned(self, job_id: str, owner: str) -> JobRecord | None:
         """The record if it exists and belongs to `owner`; otherwise None (callers answer 404 either way)."""
         record = self.get(job_id)
-        return record if record and record.get("owner") == owner else None
+        return record if record and record.owner == owner else None
 
-    def update(self, job_id: str, fields: Mapping[str, Any], *, only_if_active: bool = False) -> dict | None:
-        """Sets fields (None removes one); returns the new record, or None if only_if_active and it had ended."""
+    def update(self, job_id: str, fields: Mapping[str, Any], *, only_if_active: bool = False) -> JobRecord | None:
+        """Sets fields (stored names; None removes one); returns the new record, or None if only_if_active and it
+        had ended."""
+        condition = Attr("jobId").exists()
+        if only_if_active:
+            condition = condition & Attr("status").is_in(sorted(ACTIVE_STATUSES))
+        return self._update(job_id, fields, {}, condition)
+
+    def request_cancel(self, job_id: str, owner: str, now: str) -> JobRecord | None:
+        """Marks an active job of `owner` for cancellation; None if it is not active (or not theirs)."""
+        always, if_absent = JobRecord.cancel_mark(now)
+        condition = Attr("owner").eq(owner) & Attr("status").is_in(sorted(ACTIVE_STATUSES))
+        return self._update(job_id, always, if_absent, condition)
+
+    def _update(
+        self, job_id: str, fields: Mapping[str, Any], if_absent: Mapping[str, Any], condition: Any
+    ) -> JobRecord | None:
+        """One conditional UpdateItem: SET `fields` (None: REMOVE), SET `if_absent` only where not present yet;
+        None when the condition does not hold."""
+        # Placeholders #f<i> and :f<i>: boto3's condition builder names its own #n<i> and :v<i>.
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         sets: list[str] = []
         removes: list[str] = []
-        for index, (name, value) in enumerate(sorted(fields.items())):
+        for index, (name, value) in enumerate([*sorted(fields.items()), *sorted(if_absent.items())]):
             names[f"#f{index}"] = name
             if value is None:
                 removes.append(f"#f{index}")
+                continue
+            values[f":f{index}"] = _storable(value)
+            if name in if_absent:
+                sets.append(f"#f{index} = if_not_exists(#f{index}, :f{index})")
             else:
-                values[f":v{index}"] = _storable(value)
-                sets.append(f"#f{index} = :v{index}")
+                sets.append(f"#f{index} = :f{index}")
         clauses = []
         if sets:
             clauses.append("SET " + ", ".join(sets))
         if removes:
             clauses.append("REMOVE " + ", ".join(removes))
-        expression = " ".join(clauses)
-        condition = Attr("jobId").exists()
-        if only_if_active:
-            condition = condition & Attr("status").is_in(sorted(ACTIVE_STATUSES))
         try:
             response = self._table.update_item(
                 Key={"jobId": job_id},
-                UpdateExpression=expression,
+                UpdateExpression=" ".join(clauses),
                 ExpressionAttributeNames=names,
                 **({"ExpressionAttributeValues": values} if values else {}),
                 ConditionExpression=condition,
@@ -98,24 +116,7 @@ class JobStore:
             if _conditional_failure(error):
                 return None
             raise
-        return plain(response["Attributes"])
-
-    def request_cancel(self, job_id: str, owner: str, now: str) -> dict | None:
-        """Marks an active job of `owner` for cancellation; None if it is not active (or not theirs)."""
-        try:
-            response = self._table.update_item(
-                Key={"jobId": job_id},
-                UpdateExpression="SET cancelRequested = :true, updatedAt = :now, "
-                "cancelRequestedAt = if_not_exists(cancelRequestedAt, :now)",
-                ConditionExpression=Attr("owner").eq(owner) & Attr("status").is_in(sorted(ACTIVE_STATUSES)),
-                ExpressionAttributeValues={":true": True, ":now": now},
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if _conditional_failure(error):
-                return None
-            raise
-        return plain(response["Attributes"])
+        return JobRecord.model_validate(plain(response["Attributes"]))
 
     def list_for_owner(
         self,
@@ -125,9 +126,9 @@ class JobStore:
         after: tuple[str, str] | None = None,
         status: str | None = None,
         max_pages: int = 20,
-    ) -> tuple[list[dict], tuple[str, str] | None]:
+    ) -> tuple[list[JobRecord], tuple[str, str] | None]:
         """The owner's jobs, newest first, resuming after (createdAt, jobId); also where the next page starts."""
-        items: list[dict] = []
+        items: list[JobRecord] = []
         start_key = {"owner": owner, "createdAt": after[0], "jobId": after[1]} if after else None
         for _ in range(max_pages):
             query: dict[str, Any] = {
@@ -142,16 +143,12 @@ class JobStore:
                 query["ExclusiveStartKey"] = start_key
             page = self._table.query(**query)
             for item in page.get("Items", []):
-                items.append(plain(item))
+                items.append(JobRecord.model_validate(plain(item)))
                 if len(items) == limit:
                     last = items[-1]
-                    return items, (last["createdAt"], last["jobId"])
+                    return items, (last.created_at, last.job_id)
             start_key = page.get("LastEvaluatedKey")
             if not start_key:
                 return items, None
         # Many pages filtered away: hand back a token so the client can continue where the scan stopped.
         return items, (start_key["createdAt"], start_key["jobId"]) if start_key else None
-
-
-def is_terminal(record: Mapping[str, Any]) -> bool:
-    return record.get("status") in TERMINAL_STATUSES

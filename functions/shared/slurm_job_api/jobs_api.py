@@ -16,36 +16,37 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from slurm_job_api import errors
+from slurm_job_api import arns, errors
 from slurm_job_api.api_models import (
     CancelAccepted,
     ErrorBody,
-    ExecutionView,
     JobAccepted,
     JobList,
     JobOutput,
     JobSummary,
     JobView,
     OutputFile,
-    ResultsView,
 )
 from slurm_job_api.clock import iso, utc_now
-from slurm_job_api.head_node import HeadNode
-from slurm_job_api.head_node_program import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
+from slurm_job_api.head_node import HeadNode, ssm_wait_seconds
+from slurm_job_api.head_node_protocol import CancelRequest
+from slurm_job_api.job_record import JobRecord
 from slurm_job_api.job_store import JobStore
 from slurm_job_api.observability import logger
 from slurm_job_api.progress import job_id_of_execution_name
 from slurm_job_api.results import PRESIGNED_URL_SECONDS, ResultsBucket
 from slurm_job_api.settings import Settings
 from slurm_job_api.spec import JobSpec
-from slurm_job_api.workflow import new_record
+from slurm_job_api.statuses import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
 
 # Job ids derived from (owner, Idempotency-Key) live in their own UUID namespace.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d3c52-6a43-4c8e-9f57-5b0f5d1c2a77")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 JOB_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 NEXT_TOKEN_CREATED_AT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+# DELETE waits for scancel within API Gateway's 29 s integration timeout.
 CANCEL_WAIT_SECONDS = 20
+CANCEL_MARGIN_SECONDS = 5
 
 
 class ApiError(Exception):
@@ -140,7 +141,7 @@ class JobsApi:
         return self.settings.state_machine_arn
 
     def execution_arn(self, name: str) -> str:
-        return self.state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
+        return arns.execution_arn(self.state_machine_arn, name)
 
     def job_id_of(self, reference: str) -> str:
         """A job id from a job id or an (URL-encoded) execution ARN of this API's state machine."""
@@ -154,7 +155,7 @@ class JobsApi:
             raise JobNotFound("no such job")
         return text
 
-    def _owned(self, reference: str, owner: str) -> dict:
+    def _owned(self, reference: str, owner: str) -> JobRecord:
         job_id = self.job_id_of(reference)
         logger.set_correlation_id(job_id)
         record = self.store.get_owned(job_id, owner)
@@ -205,7 +206,7 @@ class JobsApi:
             execution_arn = self.execution_arn(job_id)
             self._check_same_request(execution_arn, digest)
             replayed = True
-        record = new_record(
+        record = JobRecord.new(
             job_id=job_id,
             submission_id=submission_id,
             owner=owner,
@@ -213,7 +214,7 @@ class JobsApi:
             created_at=created_at,
             request_hash=digest,
             execution_arn=execution_arn,
-            settings=self.settings,
+            retention_days=self.settings.result_retention_days,
         )
         self.store.create(record)  # False if the workflow already made it from the execution input: same content
         logger.set_correlation_id(job_id)
@@ -233,8 +234,8 @@ class JobsApi:
         if problems:
             raise InvalidJobSpec("; ".join(problems))
 
-    def _replay(self, record: dict, digest: str) -> JobAccepted:
-        if record.get("requestHash") and record["requestHash"] != digest:
+    def _replay(self, record: JobRecord, digest: str) -> JobAccepted:
+        if record.request_hash and record.request_hash != digest:
             raise IdempotencyKeyReused("this Idempotency-Key was used for a different job spec")
         return self._accepted(record)
 
@@ -245,19 +246,19 @@ class JobsApi:
             raise IdempotencyKeyReused("this Idempotency-Key was used for a different job spec")
 
     @staticmethod
-    def _accepted(record: dict) -> JobAccepted:
+    def _accepted(record: JobRecord) -> JobAccepted:
         return JobAccepted(
-            job_id=record["jobId"],
-            execution_arn=record["executionArn"],
-            status=record["status"],
-            location=f"/jobs/{record['jobId']}",
+            job_id=record.job_id,
+            execution_arn=record.execution_arn,
+            status=record.status,
+            location=f"/jobs/{record.job_id}",
         )
 
     # -- GET /jobs/{jobId} -----------------------------------------------------------------------------------------
 
     def describe(self, owner: str, reference: str) -> JobView:
         record = self._owned(reference, owner)
-        return self._view(record, self._execution_status(record["executionArn"]))
+        return JobView.from_record(record, self._execution_status(record.execution_arn))
 
     def _execution_status(self, execution_arn: str) -> str:
         try:
@@ -265,41 +266,6 @@ class JobsApi:
         except ClientError:
             logger.warning("DescribeExecution failed", exc_info=True)
             return "UNKNOWN"
-
-    def _view(self, record: dict, execution_status: str) -> JobView:
-        stored_results = record.get("results")
-        return JobView(
-            job_id=record["jobId"],
-            name=record.get("name"),
-            status=record["status"],
-            cause=record.get("cause"),
-            slurm_job_id=record.get("slurmJobId"),
-            slurm_state=record.get("slurmState"),
-            reason=record.get("reason"),
-            exit_code=record.get("exitCode"),
-            signal=record.get("signal"),
-            created_at=record["createdAt"],
-            submitted_at=record.get("submittedAt"),
-            started_at=record.get("startedAt"),
-            ended_at=record.get("endedAt"),
-            finished_at=record.get("finishedAt"),
-            updated_at=record.get("updatedAt"),
-            array_task_counts=record.get("arrayTaskCounts"),
-            cancel_requested=bool(record.get("cancelRequested")),
-            execution=ExecutionView(arn=record["executionArn"], status=execution_status),
-            results=ResultsView(
-                available=execution_status not in ("RUNNING", "UNKNOWN"),
-                bucket=stored_results["bucket"],
-                prefix=stored_results["prefix"],
-                result_key=stored_results["resultKey"],
-                file_count=stored_results.get("fileCount"),
-                collection=stored_results.get("collection"),
-            )
-            if stored_results
-            else None,
-            error=ErrorBody(**record["error"]) if record.get("error") else None,
-            spec=record.get("spec") or {},
-        )
 
     # -- GET /jobs -------------------------------------------------------------------------------------------------
 
@@ -309,18 +275,7 @@ class JobsApi:
         after = decode_next_token(next_token) if next_token else None
         items, position = self.store.list_for_owner(owner, limit=limit, after=after, status=status)
         return JobList(
-            jobs=[
-                JobSummary(
-                    job_id=item["jobId"],
-                    name=item.get("name"),
-                    status=item["status"],
-                    slurm_job_id=item.get("slurmJobId"),
-                    exit_code=item.get("exitCode"),
-                    created_at=item["createdAt"],
-                    updated_at=item.get("updatedAt"),
-                )
-                for item in items
-            ],
+            jobs=[JobSummary.from_record(item) for item in items],
             next_token=encode_next_token(position) if position else None,
         )
 
@@ -328,36 +283,36 @@ class JobsApi:
 
     def cancel(self, owner: str, reference: str, remaining_seconds: float) -> CancelAccepted:
         record = self._owned(reference, owner)
-        if record["status"] in TERMINAL_STATUSES:
-            raise JobAlreadyFinished(f"the job already ended {record['status']}")
-        marked = self.store.request_cancel(record["jobId"], owner, iso(self.now()))
+        if record.status in TERMINAL_STATUSES:
+            raise JobAlreadyFinished(f"the job already ended {record.status}")
+        marked = self.store.request_cancel(record.job_id, owner, iso(self.now()))
         if marked is None:
             latest = self._owned(reference, owner)
-            raise JobAlreadyFinished(f"the job already ended {latest['status']}")
+            raise JobAlreadyFinished(f"the job already ended {latest.status}")
         sent = False
-        if marked.get("slurmJobId") and marked["status"] in ACTIVE_STATUSES:
+        if marked.slurm_job_id and marked.status in ACTIVE_STATUSES:
             try:
                 self.head_node.run(
-                    "cancel",
-                    wait_seconds=max(1.0, min(CANCEL_WAIT_SECONDS, remaining_seconds - 5)),
-                    jobId=marked["jobId"],
-                    slurmJobId=marked["slurmJobId"],
+                    CancelRequest(job_id=marked.job_id, slurm_job_id=marked.slurm_job_id),
+                    wait_seconds=ssm_wait_seconds(
+                        remaining_seconds, cap=CANCEL_WAIT_SECONDS, margin=CANCEL_MARGIN_SECONDS, minimum=1.0
+                    ),
                 )
                 sent = True
             except errors.SlurmJobApiError:
                 # The workflow cancels at its next poll; the request is recorded either way.
                 logger.warning("scancel from the API failed; the next poll retries it", exc_info=True)
         logger.info("cancel requested", extra={"slurm_cancel_sent": sent})
-        return CancelAccepted(job_id=marked["jobId"], status=marked["status"], slurm_cancel_sent=sent)
+        return CancelAccepted(job_id=marked.job_id, status=marked.status, slurm_cancel_sent=sent)
 
     # -- GET /jobs/{jobId}/output ----------------------------------------------------------------------------------
 
     def output(self, owner: str, reference: str) -> JobOutput:
         record = self._owned(reference, owner)
-        stored = record.get("results")
-        if record["status"] not in TERMINAL_STATUSES or not stored:
-            raise OutputNotReady("outputs are collected when the job ends; it is " + record["status"])
-        result = self.bucket.read_json(stored["resultKey"])
+        stored = record.results
+        if record.status not in TERMINAL_STATUSES or not stored:
+            raise OutputNotReady("outputs are collected when the job ends; it is " + record.status)
+        result = self.bucket.read_json(stored.result_key)
         if result is None:
             raise OutputNotReady("the job's results are being written; try again in a few seconds")
         files = [
@@ -368,8 +323,8 @@ class JobsApi:
             )
             for item in result.get("files", [])
         ]
-        files.append(OutputFile(name="result.json", bytes=None, url=self.bucket.presigned_get(stored["resultKey"])))
-        return JobOutput(job_id=record["jobId"], expires_in_seconds=PRESIGNED_URL_SECONDS, files=files)
+        files.append(OutputFile(name="result.json", bytes=None, url=self.bucket.presigned_get(stored.result_key)))
+        return JobOutput(job_id=record.job_id, expires_in_seconds=PRESIGNED_URL_SECONDS, files=files)
 
 
 def dump(model: Any) -> dict:

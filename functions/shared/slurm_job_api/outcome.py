@@ -6,7 +6,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from slurm_job_api.head_node_program import (
+from slurm_job_api.job_record import JobRecord
+from slurm_job_api.progress import JobProgress
+from slurm_job_api.statuses import (
     BOOT_FAIL,
     CANCELLED,
     COMPLETED,
@@ -21,7 +23,6 @@ from slurm_job_api.head_node_program import (
     TIMEOUT,
     UNKNOWN,
 )
-from slurm_job_api.progress import JobProgress
 
 RESULT_FORMAT_VERSION = 1
 
@@ -96,7 +97,7 @@ def final_status(progress: JobProgress | None, error: Mapping[str, Any] | None) 
 
 def result_document(
     *,
-    record: Mapping[str, Any],
+    record: JobRecord,
     progress: JobProgress | None,
     status: str,
     cause: str,
@@ -106,27 +107,19 @@ def result_document(
     execution_arn: str,
     finished_at: str,
 ) -> dict:
-    """The content of result.json."""
-    known = progress or JobProgress(job_id=record["jobId"])
+    """The content of result.json: the record's identity and spec, the job's state as the workflow last knew it."""
+    known = progress or JobProgress(job_id=record.job_id)
     return {
         "formatVersion": RESULT_FORMAT_VERSION,
-        "jobId": record["jobId"],
-        "name": record.get("name"),
+        "jobId": record.job_id,
+        "name": record.name,
+        **known.state_fields(),
         "status": status,
         "cause": cause,
-        "slurmJobId": known.slurm_job_id,
-        "slurmState": known.slurm_state,
-        "reason": known.reason,
-        "exitCode": known.exit_code,
-        "signal": known.signal,
-        "arrayTaskCounts": known.array_task_counts,
-        "createdAt": record.get("createdAt"),
-        "submittedAt": known.submitted_at,
-        "startedAt": known.started_at,
-        "endedAt": known.ended_at,
+        "createdAt": record.created_at,
         "finishedAt": finished_at,
         "executionArn": execution_arn,
-        "spec": record.get("spec"),
+        "spec": record.spec,
         "files": files,
         "collection": collection,
         "error": error_details(error),

@@ -4,34 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
-from slurm_job_api.head_node_program import CANCELLED, PENDING, SUBMITTING, TERMINAL_STATUSES, UNKNOWN
+from slurm_job_api.head_node_protocol import StatusReply
+from slurm_job_api.job_record import JobState
 from slurm_job_api.poll_schedule import PollSchedule
+from slurm_job_api.statuses import CANCELLED, PENDING, SUBMITTING, TERMINAL_STATUSES, UNKNOWN, Status
 
 # A job Slurm has no record of, on this many polls in a row, has ended in a way nobody can tell.
 NOT_FOUND_POLL_LIMIT = 3
 
 
-class JobProgress(BaseModel):
+class JobProgress(JobState):
     """What the workflow knows of a job; the submit and poll functions return it, the Choice state reads `done`."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
+    status: Status = SUBMITTING
     job_id: str
     submission_id: str | None = None
-    slurm_job_id: str | None = None
     is_array: bool = False
-    status: str = SUBMITTING
-    slurm_state: str | None = None
-    reason: str | None = None
-    exit_code: int | None = None
-    signal: int | None = None
-    submitted_at: str | None = None
-    started_at: str | None = None
-    ended_at: str | None = None
-    array_task_counts: dict[str, int] | None = None
     accounting_available: bool | None = None
     min_job_age: int | None = None
     done: bool = False
@@ -58,7 +46,7 @@ def elapsed_seconds(progress: JobProgress, now: datetime) -> float:
 
 def observe(
     progress: JobProgress,
-    observation: dict,
+    observation: StatusReply,
     *,
     now: datetime,
     schedule: PollSchedule,
@@ -69,22 +57,22 @@ def observe(
     update: dict = {
         "polls": progress.polls + 1,
         "polls_in_execution": progress.polls_in_execution + 1,
-        "accounting_available": observation.get("accountingAvailable"),
-        "min_job_age": observation.get("minJobAge"),
+        "accounting_available": observation.accounting_available,
+        "min_job_age": observation.min_job_age,
         "continue_as_new": False,
         "next_execution_name": None,
     }
-    if observation.get("found"):
+    if observation.found:
         update.update(
             not_found_polls=0,
-            status=observation["status"],
-            slurm_state=observation.get("slurmState"),
-            reason=observation.get("reason"),
-            exit_code=observation.get("exitCode"),
-            signal=observation.get("signal"),
-            started_at=observation.get("startTime") or progress.started_at,
-            ended_at=observation.get("endTime"),
-            array_task_counts=observation.get("arrayTaskCounts"),
+            status=observation.status,
+            slurm_state=observation.slurm_state,
+            reason=observation.reason,
+            exit_code=observation.exit_code,
+            signal=observation.signal,
+            started_at=observation.start_time or progress.started_at,
+            ended_at=observation.end_time,
+            array_task_counts=observation.array_task_counts,
         )
     else:
         missing = progress.not_found_polls + 1
@@ -105,7 +93,7 @@ def observe(
         return advanced
     advanced.next_poll_seconds = (
         schedule.min_seconds
-        if cancel_requested or not observation.get("found")
+        if cancel_requested or not observation.found
         else schedule.next_wait(
             elapsed_seconds(advanced, now),
             min_job_age=advanced.min_job_age,

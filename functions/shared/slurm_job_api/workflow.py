@@ -1,24 +1,29 @@
 """The three steps of the job workflow — submit, poll, finish — behind the state machine's Task states.
 
-The handlers in functions/{submit,poll,finish} only parse the event and call these. Each step keeps the job record
-in DynamoDB current, and raises the named errors of slurm_job_api.errors for the state machine to retry or catch.
+The handlers in functions/{submit,poll,finish} only parse the event (slurm_job_api.workflow_events) and call these.
+Each step keeps the job record in DynamoDB current, talks to the head node through HeadNode (which owns the SSM
+transport), and raises the named errors of slurm_job_api.errors for the state machine to retry or catch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
-
-from slurm_job_api import errors, outcome, progress, results
+from slurm_job_api import arns, errors, outcome, progress, results
 from slurm_job_api.clock import iso, utc_now
 from slurm_job_api.dependencies import DependencyTarget, resolve
-from slurm_job_api.head_node import HeadNode
-from slurm_job_api.head_node_program import ACTIVE_STATUSES, SUBMITTING
+from slurm_job_api.head_node import HeadNode, ssm_wait_seconds
+from slurm_job_api.head_node_protocol import (
+    CancelRequest,
+    CollectRequest,
+    FileReport,
+    StatusRequest,
+    SubmitRequest,
+    Upload,
+)
+from slurm_job_api.job_record import JobRecord, StoredResults
 from slurm_job_api.job_store import JobStore
 from slurm_job_api.observability import MetricUnit, logger, metrics
 from slurm_job_api.progress import JobProgress
@@ -26,87 +31,13 @@ from slurm_job_api.results import ResultsBucket
 from slurm_job_api.sbatch import sbatch_options
 from slurm_job_api.settings import Settings
 from slurm_job_api.spec import JobSpec
-from slurm_job_api.ssm_command import command_size, shell_commands
+from slurm_job_api.statuses import ACTIVE_STATUSES
+from slurm_job_api.workflow_events import FinishJobEvent, PollJobEvent, SubmitJobEvent
 
-# Bytes of one SSM command we aim to stay under (SendCommand requests are limited; see ../shared/NOTES.md).
-COMMAND_BUDGET_BYTES = 48 * 1024
-SSM_WAIT_CAP_SECONDS = 90
-SAFETY_MARGIN_SECONDS = 10
 FINISH_COLLECT_ATTEMPTS = 3  # transient collection errors are retried this many times before results go without
 
 
-class _Event(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-class SubmitJobEvent(_Event):
-    job_id: str
-    submission_id: str
-    owner: str
-    created_at: str
-    spec: dict
-    execution_arn: str
-
-
-class PollJobEvent(_Event):
-    job_id: str
-    job: JobProgress
-    state_machine_arn: str
-    execution_arn: str
-
-
-class FinishJobEvent(_Event):
-    state: dict = Field(description="The whole workflow state: jobId, owner, createdAt, spec, job?, error?")
-    execution_arn: str
-    retry_count: int = 0
-
-
-def new_record(
-    *,
-    job_id: str,
-    submission_id: str,
-    owner: str,
-    spec: JobSpec,
-    created_at: str,
-    request_hash: str,
-    execution_arn: str,
-    settings: Settings,
-) -> dict:
-    """A job record as POST /jobs creates it."""
-    expires = datetime.fromisoformat(created_at.replace("Z", "+00:00")) + timedelta(days=settings.result_retention_days)
-    return {
-        "jobId": job_id,
-        "submissionId": submission_id,
-        "owner": owner,
-        "name": spec.name,
-        "status": SUBMITTING,
-        "createdAt": created_at,
-        "updatedAt": created_at,
-        "spec": spec.to_json_dict(),
-        "requestHash": request_hash,
-        "executionArn": execution_arn,
-        "cancelRequested": False,
-        "expiresAt": int(expires.timestamp()),
-    }
-
-
-def _status_fields(job: JobProgress, now: str) -> dict:
-    return {
-        "status": job.status,
-        "slurmJobId": job.slurm_job_id,
-        "slurmState": job.slurm_state,
-        "reason": job.reason,
-        "exitCode": job.exit_code,
-        "signal": job.signal,
-        "submittedAt": job.submitted_at,
-        "startedAt": job.started_at,
-        "endedAt": job.ended_at,
-        "arrayTaskCounts": job.array_task_counts,
-        "updatedAt": now,
-    }
-
-
-def submit_request_fields(
+def submit_request(
     *,
     job_id: str,
     submission_id: str,
@@ -114,19 +45,39 @@ def submit_request_fields(
     slurm_dependencies: dict[str, list[str]],
     script_url: str,
     environment_url: str | None,
-) -> dict[str, Any]:
+) -> SubmitRequest:
     """What the head-node program's submit action gets. Large values (the script, the environment) travel through
     S3 behind presigned URLs, so the SSM command stays small whatever the spec."""
-    fields: dict[str, Any] = {
-        "jobId": job_id,
-        "submissionId": submission_id,
-        "scriptUrl": script_url,
-        "sbatchOptions": sbatch_options(spec, slurm_dependencies),
-        "workingDirectory": spec.working_directory,
-    }
-    if environment_url:
-        fields["environmentUrl"] = environment_url
-    return fields
+    return SubmitRequest(
+        job_id=job_id,
+        submission_id=submission_id,
+        script_url=script_url,
+        sbatch_options=sbatch_options(spec, slurm_dependencies),
+        working_directory=spec.working_directory,
+        environment_url=environment_url or None,
+    )
+
+
+def collect_request(
+    job: JobProgress, spec: JobSpec, planned: list[results.PlannedUpload], presigned_put: Callable[[str], str]
+) -> CollectRequest:
+    """The collect request for every planned upload (HeadNode.collect_batches splits it under the command budget)."""
+    return CollectRequest(
+        job_id=job.job_id,
+        submission_id=job.submission_id,
+        slurm_job_id=job.slurm_job_id,
+        working_directory=spec.working_directory,
+        uploads=[
+            Upload(
+                name=upload.name,
+                source=upload.source,
+                task_id=upload.task_id,
+                path=upload.path,
+                url=presigned_put(upload.key),
+            )
+            for upload in planned
+        ],
+    )
 
 
 @dataclass
@@ -139,16 +90,16 @@ class Workflow:
     now: Callable[[], datetime] = utc_now
 
     def _ssm_wait(self) -> float:
-        return max(5.0, min(SSM_WAIT_CAP_SECONDS, self.remaining_seconds() - SAFETY_MARGIN_SECONDS))
+        return ssm_wait_seconds(self.remaining_seconds())
 
-    def _record(self, state: SubmitJobEvent, spec: JobSpec) -> dict:
+    def _record(self, state: SubmitJobEvent, spec: JobSpec) -> JobRecord:
         """The job's record; recreated from the workflow input if the API stopped before writing it."""
         job_id, owner = state.job_id, state.owner
         record = self.store.get(job_id)
         if record is None:
             logger.warning("job record missing: recreating it from the execution input")
             self.store.create(
-                new_record(
+                JobRecord.new(
                     job_id=job_id,
                     submission_id=state.submission_id,
                     owner=owner,
@@ -156,11 +107,11 @@ class Workflow:
                     created_at=state.created_at,
                     request_hash="",
                     execution_arn=state.execution_arn,
-                    settings=self.settings,
+                    retention_days=self.settings.result_retention_days,
                 )
             )
             record = self.store.get(job_id)
-        if record is None or record["owner"] != owner:
+        if record is None or record.owner != owner:
             raise errors.HeadNodeProtocolError(f"job record {job_id} does not match the execution input")
         return record
 
@@ -170,9 +121,9 @@ class Workflow:
         spec = JobSpec.model_validate(event.spec)
         record = self._record(event, spec)
         now = iso(self.now())
-        if record.get("cancelRequested") and not record.get("slurmJobId"):
+        if record.cancel_requested and not record.slurm_job_id:
             cancelled = progress.cancelled_before_submission(event.job_id, now=now)
-            self.store.update(event.job_id, _status_fields(cancelled, now), only_if_active=True)
+            self.store.update(event.job_id, JobRecord.progress_fields(cancelled, now), only_if_active=True)
             logger.info("job cancelled before submission")
             return cancelled.to_state()
 
@@ -180,7 +131,7 @@ class Workflow:
         environment_url = None
         if spec.environment:
             environment_url = self.bucket.presigned_get(self.bucket.put_environment(event.job_id, spec.environment))
-        fields = submit_request_fields(
+        request = submit_request(
             job_id=event.job_id,
             submission_id=event.submission_id,
             spec=spec,
@@ -188,27 +139,31 @@ class Workflow:
             script_url=self.bucket.presigned_get(spec.script_s3_key or results.script_key(event.job_id)),
             environment_url=environment_url,
         )
-        reply = self.head_node.run("submit", wait_seconds=self._ssm_wait(), **fields)
+        reply = self.head_node.run(request, wait_seconds=self._ssm_wait())
 
         submitted = progress.submitted(
             event.job_id,
             submission_id=event.submission_id,
-            slurm_job_id=reply["slurmJobId"],
+            slurm_job_id=reply.slurm_job_id,
             is_array=spec.array is not None,
-            now=record.get("submittedAt") or now,
+            now=record.submitted_at or now,
             schedule=self.settings.poll_schedule,
         )
-        updated = self.store.update(event.job_id, _status_fields(submitted, now), only_if_active=True)
+        updated = self.store.update(event.job_id, JobRecord.progress_fields(submitted, now), only_if_active=True)
         logger.info(
             "job submitted",
-            extra={"slurm_job_id": submitted.slurm_job_id, "already_submitted": reply.get("alreadySubmitted")},
+            extra={
+                "slurm_job_id": submitted.slurm_job_id,
+                "already_submitted": reply.already_submitted,
+                **reply.diagnostics(),
+            },
         )
-        if not reply.get("alreadySubmitted"):
+        if not reply.already_submitted:
             metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
-        if updated and updated.get("cancelRequested"):
+        if updated and updated.cancel_requested:
             # DELETE arrived while sbatch ran: cancel now; the next poll sees the result.
             self.head_node.run(
-                "cancel", wait_seconds=self._ssm_wait(), jobId=event.job_id, slurmJobId=submitted.slurm_job_id
+                CancelRequest(job_id=event.job_id, slurm_job_id=submitted.slurm_job_id), wait_seconds=self._ssm_wait()
             )
         return submitted.to_state()
 
@@ -219,9 +174,9 @@ class Workflow:
             if other is not None:
                 targets[dependency.job_id] = DependencyTarget(
                     job_id=dependency.job_id,
-                    status=other["status"],
-                    slurm_job_id=other.get("slurmJobId"),
-                    started=bool(other.get("startedAt")),
+                    status=other.status,
+                    slurm_job_id=other.slurm_job_id,
+                    started=bool(other.started_at),
                 )
         return targets
 
@@ -229,12 +184,15 @@ class Workflow:
 
     def poll(self, event: PollJobEvent) -> dict:
         job = event.job
-        record = self.store.get(event.job_id) or {}
-        cancel_requested = bool(record.get("cancelRequested"))
+        record = self.store.get(event.job_id)
+        cancel_requested = bool(record and record.cancel_requested)
         if cancel_requested and job.status in ACTIVE_STATUSES:
-            self.head_node.run("cancel", wait_seconds=self._ssm_wait(), jobId=job.job_id, slurmJobId=job.slurm_job_id)
+            self.head_node.run(
+                CancelRequest(job_id=job.job_id, slurm_job_id=job.slurm_job_id), wait_seconds=self._ssm_wait()
+            )
         observation = self.head_node.run(
-            "status", wait_seconds=self._ssm_wait(), jobId=job.job_id, slurmJobId=job.slurm_job_id, isArray=job.is_array
+            StatusRequest(job_id=job.job_id, slurm_job_id=job.slurm_job_id, is_array=job.is_array),
+            wait_seconds=self._ssm_wait(),
         )
         now = self.now()
         advanced = progress.observe(
@@ -246,12 +204,19 @@ class Workflow:
             cancel_requested=cancel_requested,
         )
         metrics.add_metric(name="Polls", unit=MetricUnit.Count, value=1)
-        changes = _status_fields(advanced, iso(now))
+        changes = JobRecord.progress_fields(advanced, iso(now))
         if advanced.continue_as_new:
-            changes["executionArn"] = _execution_arn(event.state_machine_arn, advanced.next_execution_name or "")
-        if any(record.get(key) != value for key, value in changes.items() if key != "updatedAt"):
+            changes.update(
+                JobRecord.stored(
+                    execution_arn=arns.execution_arn(event.state_machine_arn, advanced.next_execution_name or "")
+                )
+            )
+        if record is None or record.would_change(changes):
             self.store.update(event.job_id, changes)
-            logger.info("job state changed", extra={"status": advanced.status, "slurm_state": advanced.slurm_state})
+            logger.info(
+                "job state changed",
+                extra={"status": advanced.status, "slurm_state": advanced.slurm_state, **observation.diagnostics()},
+            )
         return advanced.to_state()
 
     # -- finish ---------------------------------------------------------------------------------------------------
@@ -277,20 +242,19 @@ class Workflow:
             execution_arn=event.execution_arn,
             finished_at=finished_at,
         )
-        final_fields = _status_fields(job, finished_at) if job else {"updatedAt": finished_at}
-        final_fields.update(
+        final_fields = JobRecord.finish_fields(
+            job,
             status=status,
             cause=cause,
-            endedAt=(job.ended_at if job and job.ended_at else finished_at),
-            finishedAt=finished_at,
             error=outcome.error_details(error),
-            results={
-                "bucket": self.bucket.name,
-                "prefix": results.job_prefix(job_id),
-                "resultKey": results.result_key(job_id),
-                "fileCount": len(files),
-                "collection": collection["status"],
-            },
+            results=StoredResults(
+                bucket=self.bucket.name,
+                prefix=results.job_prefix(job_id),
+                result_key=results.result_key(job_id),
+                file_count=len(files),
+                collection=collection["status"],
+            ),
+            finished_at=finished_at,
         )
         self.store.update(job_id, final_fields)
         metrics.add_dimension(name="Status", value=status)
@@ -304,70 +268,30 @@ class Workflow:
             return [], {"status": "skipped", "message": "the job never reached Slurm"}
         planned = results.planned_uploads(job.job_id, array_task_ids=spec.array_task_ids, outputs=spec.outputs or [])
         by_name = {upload.name: upload for upload in planned}
-        reported: list[dict] = []
+        request = collect_request(job, spec, planned, self.bucket.presigned_put)
+        reported: list[FileReport] = []
         try:
-            for batch in self._batches(job, spec, planned):
-                reply = self.head_node.run(
-                    "collect",
-                    wait_seconds=self._ssm_wait(),
-                    execution_timeout=3600,
-                    jobId=job.job_id,
-                    submissionId=job.submission_id,
-                    slurmJobId=job.slurm_job_id,
-                    workingDirectory=spec.working_directory,
-                    uploads=batch,
-                )
-                reported.extend(reply["files"])
+            for batch in self.head_node.collect_batches(request):
+                reply = self.head_node.run(batch, wait_seconds=self._ssm_wait(), execution_timeout=3600)
+                reported.extend(reply.files)
         except errors.TransientError as error:
             if retry_count + 1 < FINISH_COLLECT_ATTEMPTS:
                 raise
             return self._files(reported, by_name), {"status": "failed", "message": str(error)[:1000]}
         except errors.SlurmJobApiError as error:
             return self._files(reported, by_name), {"status": "failed", "message": str(error)[:1000]}
-        problems = [f"{item['name']}: {item['message']}" for item in reported if item["status"] == "error"]
+        problems = [f"{item.name}: {item.message}" for item in reported if item.status == "error"]
         if problems:
             return self._files(reported, by_name), {"status": "partial", "message": "; ".join(problems)[:1000]}
         return self._files(reported, by_name), {"status": "complete", "message": None}
 
     @staticmethod
-    def _files(reported: list[dict], by_name: dict[str, results.PlannedUpload]) -> list[dict]:
+    def _files(reported: list[FileReport], by_name: dict[str, results.PlannedUpload]) -> list[dict]:
         return [
-            {"name": item["name"], "key": by_name[item["name"]].key, "bytes": item["bytes"]}
+            {"name": item.name, "key": by_name[item.name].key, "bytes": item.bytes}
             for item in reported
-            if item["status"] == "uploaded" and item["name"] in by_name
+            if item.status == "uploaded" and item.name in by_name
         ]
-
-    def _batches(self, job: JobProgress, spec: JobSpec, planned: list[results.PlannedUpload]) -> list[list[dict]]:
-        """The uploads split so that every collect command stays within the command budget."""
-        base = self.head_node.request(
-            "collect",
-            jobId=job.job_id,
-            submissionId=job.submission_id,
-            slurmJobId=job.slurm_job_id,
-            workingDirectory=spec.working_directory,
-        )
-        batches: list[list[dict]] = []
-        current: list[dict] = []
-        for upload in planned:
-            entry = {
-                "name": upload.name,
-                "source": upload.source,
-                "taskId": upload.task_id,
-                "path": upload.path,
-                "url": self.bucket.presigned_put(upload.key),
-            }
-            if current and command_size(shell_commands({**base, "uploads": [*current, entry]})) > COMMAND_BUDGET_BYTES:
-                batches.append(current)
-                current = []
-            current.append(entry)
-        if current:
-            batches.append(current)
-        return batches
-
-
-def _execution_arn(state_machine_arn: str, name: str) -> str:
-    """arn:aws:states:R:A:stateMachine:M → arn:aws:states:R:A:execution:M:name."""
-    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
 
 
 def workflow_for(remaining_seconds: Callable[[], float]) -> Workflow:

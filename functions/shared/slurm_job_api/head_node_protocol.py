@@ -1,0 +1,152 @@
+"""The head-node program's requests and replies, one type each per action (pure).
+
+The program (head_node_program.py, standard library only) declares the fields it reads and writes once, in
+REQUEST_FIELDS, ACTION_REQUEST_FIELDS, REPLY_FIELDS and their kin; these types are the Lambda side of the same
+contract, and tests/unit/test_head_node_protocol.py keeps the two equal. HeadNode.run sends a request and returns
+its reply type. Optional request fields without a value are left out (the program reads them as absent).
+Reply fields listed in a reply's DIAGNOSTICS are logged for people and never acted on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from slurm_job_api.statuses import Status
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class Reply(_Message):
+    DIAGNOSTICS: ClassVar[tuple[str, ...]] = ()  # fields logged, never acted on
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.DIAGNOSTICS}
+
+
+class Request[ReplyT: Reply](_Message):
+    """One action's request, without the fields HeadNode adds to every one (protocol, action, user, Slurm dir)."""
+
+    ACTION: ClassVar[str]
+
+    job_id: str | None = None  # every request names its job: the SSM command's comment and the logs show it
+
+    @classmethod
+    def reply_type(cls) -> type[Reply]:
+        """The reply type of this request type: the parameter of its Request[...] base."""
+        for base in cls.__mro__:
+            metadata = getattr(base, "__pydantic_generic_metadata__", None) or {}
+            if metadata.get("origin") is Request and metadata.get("args"):
+                return metadata["args"][0]
+        raise TypeError(f"{cls.__name__} does not say its reply type")
+
+    def fields(self) -> dict[str, Any]:
+        """The request's own fields as the program reads them."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# -- submit ---------------------------------------------------------------------------------------------------------
+
+
+class SubmitReply(Reply):
+    DIAGNOSTICS: ClassVar[tuple[str, ...]] = ("job_directory",)
+
+    slurm_job_id: str
+    already_submitted: bool
+    job_directory: str | None = None  # the per-submission directory on the head node
+
+
+class SubmitRequest(Request[SubmitReply]):
+    ACTION: ClassVar[str] = "submit"
+
+    job_id: str
+    submission_id: str
+    script_url: str  # presigned GET of the job script
+    sbatch_options: list[str]  # --name=value, checked by the program against its allow-list
+    working_directory: str | None = None
+    environment_url: str | None = None  # presigned GET of a JSON object of environment variables
+
+
+# -- status ---------------------------------------------------------------------------------------------------------
+
+
+class StatusReply(Reply):
+    DIAGNOSTICS: ClassVar[tuple[str, ...]] = ("source", "submit_time")
+
+    slurm_job_id: str
+    found: bool
+    source: Literal["squeue", "sacct", "scontrol", "none"]  # where the answer came from
+    accounting_available: bool
+    min_job_age: int | None = None
+    # Present when found:
+    status: Status | None = None
+    slurm_state: str | None = None
+    reason: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    submit_time: str | None = None  # Slurm's submit time (the record keeps the workflow's own submittedAt)
+    start_time: str | None = None
+    end_time: str | None = None
+    array_task_counts: dict[str, int] | None = None
+
+
+class StatusRequest(Request[StatusReply]):
+    ACTION: ClassVar[str] = "status"
+
+    slurm_job_id: str
+    is_array: bool = False
+
+
+# -- cancel ---------------------------------------------------------------------------------------------------------
+
+
+class CancelReply(Reply):
+    slurm_job_id: str
+    requested: bool
+
+
+class CancelRequest(Request[CancelReply]):
+    ACTION: ClassVar[str] = "cancel"
+
+    slurm_job_id: str
+
+
+# -- collect --------------------------------------------------------------------------------------------------------
+
+
+class Upload(_Message):
+    """One file the program uploads to a presigned PUT URL."""
+
+    name: str
+    source: Literal["stdout", "stderr", "output"]
+    task_id: int | None = None  # an array task's stdout/stderr
+    path: str | None = None  # an output, relative to the working directory
+    url: str
+
+
+class FileReport(_Message):
+    name: str
+    status: Literal["uploaded", "missing", "error"]
+    bytes: int | None = None
+    message: str | None = None
+
+
+class CollectReply(Reply):
+    files: list[FileReport]
+
+
+class CollectRequest(Request[CollectReply]):
+    ACTION: ClassVar[str] = "collect"
+
+    job_id: str
+    submission_id: str
+    slurm_job_id: str
+    working_directory: str | None = None
+    uploads: list[Upload] = Field(default_factory=list)
+
+
+REQUEST_TYPES: tuple[type[Request], ...] = (SubmitRequest, StatusRequest, CancelRequest, CollectRequest)

@@ -1,0 +1,154 @@
+"""The job record: one DynamoDB item per job, its fields, and the changes each step makes to it (pure).
+
+Stored field names are the camelCase aliases below; JobStore reads and writes records through this model, the API's
+JobView and JobSummary and result.json are built from it, and the state machine's RecordFinishFailure state writes
+only fields declared here (a test parses statemachine/job.asl.json to prove it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from slurm_job_api.spec import JobSpec
+from slurm_job_api.statuses import SUBMITTING, Status
+
+
+class _Stored(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class JobState(_Stored):
+    """What is known of the job in Slurm. The record, the workflow's progress and the API's view all carry it."""
+
+    status: Status
+    slurm_job_id: str | None = None
+    slurm_state: str | None = Field(default=None, description="Slurm's own state name, e.g. PENDING or COMPLETING")
+    reason: str | None = Field(default=None, description="Slurm's pending reason, e.g. Resources or Priority")
+    exit_code: int | None = None
+    signal: int | None = Field(default=None, description="Signal that ended the job, if any")
+    submitted_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    array_task_counts: dict[str, int] | None = Field(default=None, description="Tasks of an array job per status")
+
+    def state_fields(self) -> dict[str, Any]:
+        """The job-state fields under their stored names (None for what is not known)."""
+        return self.model_dump(mode="json", by_alias=True, include=set(JobState.model_fields))
+
+
+class StoredResults(_Stored):
+    """Where the job's results are (set by the finish step)."""
+
+    bucket: str
+    prefix: str
+    result_key: str
+    file_count: int | None = None
+    collection: str | None = Field(default=None, description="complete, partial, failed or skipped")
+
+
+class JobRecord(JobState):
+    """One job as the jobs table holds it."""
+
+    job_id: str
+    submission_id: str | None = None
+    owner: str
+    name: str | None = None
+    created_at: str
+    updated_at: str | None = None
+    spec: dict
+    request_hash: str = ""
+    execution_arn: str
+    cancel_requested: bool = False
+    cancel_requested_at: str | None = None
+    expires_at: int | None = None  # the table's TTL attribute (epoch seconds)
+    cause: str | None = None
+    finished_at: str | None = None
+    error: dict[str, str] | None = None  # {"code", "message"}
+    results: StoredResults | None = None
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        job_id: str,
+        submission_id: str,
+        owner: str,
+        spec: JobSpec,
+        created_at: str,
+        request_hash: str,
+        execution_arn: str,
+        retention_days: int,
+    ) -> JobRecord:
+        """A job record as POST /jobs creates it."""
+        expires = datetime.fromisoformat(created_at.replace("Z", "+00:00")) + timedelta(days=retention_days)
+        return cls(
+            job_id=job_id,
+            submission_id=submission_id,
+            owner=owner,
+            name=spec.name,
+            status=SUBMITTING,
+            created_at=created_at,
+            updated_at=created_at,
+            spec=spec.to_json_dict(),
+            request_hash=request_hash,
+            execution_arn=execution_arn,
+            cancel_requested=False,
+            expires_at=int(expires.timestamp()),
+        )
+
+    def item(self) -> dict[str, Any]:
+        """The record as stored: the fields it was made or read with, under their stored names."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    @classmethod
+    def stored(cls, **fields: Any) -> dict[str, Any]:
+        """Fields of the record (by attribute name) under their stored names; a name that is not a field fails."""
+        return {cls.model_fields[name].alias or name: value for name, value in fields.items()}
+
+    # -- the changes each step makes (None removes a field) ----------------------------------------------------------
+
+    @classmethod
+    def progress_fields(cls, state: JobState, now: str) -> dict[str, Any]:
+        """The fields a submit or poll step sets from the job's progress."""
+        return {**state.state_fields(), **cls.stored(updated_at=now)}
+
+    def would_change(self, fields: Mapping[str, Any]) -> bool:
+        """True if setting `fields` changes anything but updatedAt."""
+        current = self.model_dump(mode="json", by_alias=True)
+        ignored = self.stored(updated_at=None).keys()
+        return any(current.get(name) != value for name, value in fields.items() if name not in ignored)
+
+    @classmethod
+    def finish_fields(
+        cls,
+        state: JobState | None,
+        *,
+        status: str,
+        cause: str,
+        error: dict[str, str] | None,
+        results: StoredResults,
+        finished_at: str,
+    ) -> dict[str, Any]:
+        """The fields the finish step sets: how the job ended and where its results are."""
+        fields = cls.progress_fields(state, finished_at) if state else cls.stored(updated_at=finished_at)
+        fields.update(
+            cls.stored(
+                status=status,
+                cause=cause,
+                ended_at=state.ended_at if state and state.ended_at else finished_at,
+                finished_at=finished_at,
+                error=error,
+                results=results.model_dump(mode="json", by_alias=True),
+            )
+        )
+        return fields
+
+    @classmethod
+    def cancel_mark(cls, now: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The fields DELETE sets on an active job: (always set, set only if absent — the first request's time)."""
+        return cls.stored(cancel_requested=True, updated_at=now), cls.stored(cancel_requested_at=now)
