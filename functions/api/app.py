@@ -9,6 +9,7 @@ from functools import cache
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Route
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
@@ -26,12 +27,8 @@ from slurm_job_api.settings import settings
 from slurm_job_api.spec import JobSpec
 
 MAX_BODY_BYTES = 256 * 1024
-ROUTES = {
-    "/jobs": ("GET", "POST"),
-    "/jobs/<jobId>": ("GET", "DELETE"),
-    "/jobs/<jobId>/output": ("GET",),
-    "/openapi.json": ("GET",),
-}
+# The order of the methods in an Allow header: the order RFC 9110 section 9.3 defines them in.
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 
 app = APIGatewayRestResolver(enable_validation=True)
 
@@ -230,11 +227,19 @@ def not_found(_: NotFoundError) -> Response:
     return _error(404, "NotFound", f"no route {method} {path}")
 
 
+def registered_routes(resolver: APIGatewayRestResolver) -> list[Route]:
+    """The resolver's route table, in the order it matches requests: one Route (method, path, rule) per method.
+
+    Powertools has no public way to list a resolver's routes; 3.x keeps them in `_static_routes` and
+    `_dynamic_routes`. This is the one place that reads them: tests/static/test_api_routes.py fails if that changes.
+    """
+    return [*resolver._static_routes, *resolver._dynamic_routes]
+
+
 def _allowed_methods(path: str) -> tuple[str, ...]:
-    for rule, methods in ROUTES.items():
-        if app._compile_regex(rule).match(path):
-            return methods
-    return ()
+    """The methods of the routes whose rule matches `path`, in METHOD_ORDER (empty: no route has this path)."""
+    methods = {route.method for route in registered_routes(app) if route.rule.match(path)}
+    return tuple(method for method in METHOD_ORDER if method in methods)
 
 
 def _precheck(event: dict) -> tuple[int, str, str] | None:

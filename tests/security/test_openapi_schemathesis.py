@@ -17,6 +17,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 from local_stack.api_gateway import LOCAL_DEVELOPER
 from local_stack.sigv4 import signed_session
 from tests.security.harness import every_job_completes, wait_for_all_executions
+from tests.support.api_routes import documented_operations
 
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 EXAMPLES = 80  # per operation and mode
@@ -35,14 +36,13 @@ def api_schema(cloud, slurm, signed):
     answer = signed.get(cloud.api_url + "/openapi.json", timeout=30)
     assert answer.status_code == 200, answer.text
     document = answer.json()
-    assert {"/jobs", "/jobs/{jobId}", "/jobs/{jobId}/output"} <= set(document["paths"])
+    assert {path for _, path in OPERATIONS} <= set(document["paths"])
     yield schemathesis.openapi.from_dict(document)
     wait_for_all_executions(cloud.client("stepfunctions"), cloud.state_machine_arn)
 
 
-# Every operation of the document (checked below, so that a new route is not silently left out).
-OPERATIONS = [("POST", "/jobs"), ("GET", "/jobs"), ("GET", "/jobs/{jobId}"), ("DELETE", "/jobs/{jobId}")]
-OPERATIONS.append(("GET", "/jobs/{jobId}/output"))
+# Every operation of the document, from template.yaml (checked below, so that a new route is not silently left out).
+OPERATIONS = sorted(documented_operations())
 
 
 def test_the_document_has_every_route(api_schema):

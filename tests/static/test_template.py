@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from local_stack.template_model import load_template_document
+from tests.support.api_routes import ANY_METHOD, api_events
 
 from .tools import (
     LAYER_WHEELHOUSE,
@@ -94,17 +95,11 @@ def test_generated_integrations_do_not_use_caller_credentials(generated_template
 
 
 def test_generated_routes_cover_the_api_and_its_fallbacks(generated_template: dict[str, Any]) -> None:
+    """One operation per Api event of ApiFunction (test_api_routes.py: the app's routes and their fallbacks)."""
     routes = {(path, method) for path, method, _ in _api_operations(generated_template)}
     any_method = "x-amazon-apigateway-any-method"
     assert routes == {
-        ("/jobs", "post"),
-        ("/jobs", "get"),
-        ("/jobs/{jobId}", "get"),
-        ("/jobs/{jobId}", "delete"),
-        ("/jobs/{jobId}/output", "get"),
-        ("/openapi.json", "get"),
-        *((path, any_method) for path in ("/", "/jobs", "/jobs/{jobId}", "/jobs/{jobId}/output", "/openapi.json")),
-        ("/{proxy+}", any_method),
+        (event.path, any_method if event.method == ANY_METHOD else event.method.lower()) for event in api_events()
     }
 
 
