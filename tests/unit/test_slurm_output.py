@@ -152,6 +152,13 @@ def test_sbatch_refusals_are_recognised():
     assert submit["argv"][0] == "sbatch" and program.controller_unreachable(submit["stderr"])
 
 
+@pytest.mark.parametrize("stderr", ["", "   \n", None])
+def test_a_slurm_client_failing_without_a_word_is_retried_as_controller_trouble(stderr):
+    # Seen on real Slurm: scontrol exited 1 with empty stderr while slurmctld shut down (tests/faults,
+    # test_slurmctld_stopped_for_a_minute); treating it as a refusal ended a running job's tracking as ERROR.
+    assert program.controller_unreachable(stderr)
+
+
 def test_config_says_whether_accounting_works_and_min_job_age():
     with_accounting = program.parse_slurm_config(fixture("show_config_accounting")["commands"][0]["stdout"])
     without = program.parse_slurm_config(fixture("show_config_no_accounting")["commands"][0]["stdout"])

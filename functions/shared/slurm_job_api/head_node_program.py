@@ -492,9 +492,13 @@ _CONTROLLER_DOWN_PATTERNS = (
 
 
 def controller_unreachable(stderr):
-    """True when a Slurm client's error output says that slurmctld could not be reached (worth retrying)."""
-    text = (stderr or "").lower()
-    return any(pattern in text for pattern in _CONTROLLER_DOWN_PATTERNS)
+    """True when a Slurm client's error output says that slurmctld could not be reached (worth retrying).
+
+    A client that failed without a word counts too: scontrol was seen to exit 1 with empty stderr while slurmctld
+    shut down, and a silent failure gives no reason to think the request itself is wrong (retries are bounded).
+    """
+    text = (stderr or "").strip().lower()
+    return not text or any(pattern in text for pattern in _CONTROLLER_DOWN_PATTERNS)
 
 
 def job_unknown_to_controller(stderr):
