@@ -156,12 +156,16 @@ def test_a_job_over_its_time_limit_times_out(cloud, api, timeout_job):
 
 
 def test_job_directories_stay_private(cluster_user):
-    """~/.slurm-job-api, jobs/, jobs/<jobId>/ and jobs/<jobId>/<submissionId>/: what jobs create inside is theirs."""
+    """~/.slurm-job-api, jobs/ and jobs/<jobId>/ are root's (no job can change them); each jobs/<jobId>/<submissionId>/
+    is the cluster user's and private."""
     root = Path(cluster_user.pw_dir) / ".slurm-job-api"
     jobs = root / "jobs"
     submissions = [path for path in jobs.glob("*/*") if path.is_dir() and len(path.name) == 32]
-    ours = [root, jobs, *{path.parent for path in submissions}, *submissions]
-    assert len(ours) > 10
-    for directory in ours:
-        info = directory.stat()
+    bookkeeping = [(root, 0o755), (jobs, 0o711), *((path.parent, 0o711) for path in submissions)]
+    assert len(submissions) > 5
+    for directory, mode in bookkeeping:
+        info = os.lstat(directory)
+        assert (stat.S_IMODE(info.st_mode), info.st_uid) == (mode, 0), directory
+    for directory in submissions:
+        info = os.lstat(directory)
         assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == cluster_user.pw_uid, directory

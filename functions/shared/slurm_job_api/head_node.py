@@ -241,6 +241,11 @@ class HeadNode:
                 f"the head-node program gave no reply to {action} (command {outcome.command_id} {outcome.status}, "
                 f"exit {outcome.response_code}): {outcome.stderr.strip()[-1000:] or outcome.stdout.strip()[-1000:]}"
             )
+        if reply.get("diagnostics"):
+            # The root stage found the product's files on the head node tampered with and repaired them.
+            logger.warning(
+                "the head node repaired its bookkeeping", extra={"action": action, "diagnostics": reply["diagnostics"]}
+            )
         if reply.get("ok"):
             return reply["result"]
         error = reply.get("error") or {}

@@ -5,9 +5,10 @@ node has), because it is sent as text inside AWS-RunShellScript and executed by 
 
 Protocol (see docs/architecture.md): the SSM command feeds two base64 lines on stdin to a fixed loader: the
 zlib-compressed source of this file and the JSON request. Nothing from the request is ever part of shell text.
-Started as root by the SSM agent, the program re-runs itself as the configured cluster user through `runuser`
-and does all the work as that user; it never runs Slurm commands or touches files as root. It prints exactly one
-JSON document on stdout:
+Started as root by the SSM agent, the program keeps the product's bookkeeping in root-owned directories of the
+cluster user's home (the root stage: directory descriptors only, see "Per-job directories" below) and re-runs itself
+as the configured cluster user through `runuser` for all the work (the user stage); it never runs Slurm commands or
+fetches URLs as root. It prints exactly one JSON document on stdout:
 
     {"ok": true,  "protocol": 1, "action": "...", "result": {...}}
     {"ok": false, "protocol": 1, "action": "...", "error": {"type": "...", "message": "...", "retryable": false}}
@@ -19,8 +20,8 @@ statuses, the parsers of squeue/scontrol/sacct output and the job-array expressi
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
-import errno
 import fcntl
 import json
 import os
@@ -515,7 +516,6 @@ SUBMISSION_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 SLURM_JOB_ID_RE = re.compile(r"^[0-9]{1,10}$")
 USER_NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
 COMMENT_PREFIX = "slurm-job-api:"
-JOBS_DIRECTORY = os.path.join(".slurm-job-api", "jobs")
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
 MAX_ENVIRONMENT_BYTES = 1024 * 1024
 MAX_UPLOAD_BYTES = 5 * 1024**3  # a single S3 PUT
@@ -579,35 +579,201 @@ class Slurm(object):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Per-job directory
+# Per-job directories, and the bookkeeping that root keeps beside them (docs/architecture.md, "Files on the head node")
+#
+#   ~user/.slurm-job-api/                              root, 0755
+#       jobs/                                          root, 0711 (not listable: submission ids stay unknown)
+#           <jobId>/                                   root, 0711
+#               <submissionId>/                        the cluster user, 0700: script, environment, Slurm output
+#               <submissionId>.lock                    root, 0600: one submit of a submission at a time
+#               <submissionId>.submitted               root, 0600: the Slurm job id, once sbatch took the job
+#
+# Jobs run as the cluster user, who owns the home directory: a job can rename or replace entries there, but can
+# neither change nor add anything inside root's directories. The root stage opens every directory below the home
+# relative to its parent's descriptor with O_NOFOLLOW|O_DIRECTORY|O_NONBLOCK and judges what it opened by fstat, so
+# no symlink, FIFO or directory swapped in between a check and a use is ever followed; an entry that is not what it
+# must be is renamed aside within its parent (".<name>.tampered-<utc>-<random>") and made again.
 # --------------------------------------------------------------------------------------------------------------------
 
+BOOKKEEPING_DIRECTORY = ".slurm-job-api"
+JOBS_DIRECTORY = os.path.join(BOOKKEEPING_DIRECTORY, "jobs")
+BOOKKEEPING_MODE = 0o755
+INDEX_MODE = 0o711
+PRIVATE_MODE = 0o700
+ROOT_FILE_MODE = 0o600
+LOCK_SUFFIX = ".lock"
+SUBMITTED_SUFFIX = ".submitted"
+_REPAIR_ATTEMPTS = 5
+_OPEN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_OPEN_FILE = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
-def _make_private_directory(path):
-    """Creates `path` (mode 0700) or checks that the existing one is a real directory of ours and private."""
+
+def job_directory_path(home, job_id, submission_id):
+    """~/.slurm-job-api/jobs/<jobId>/<submissionId>: one submission's private directory. The submission id keeps a
+    job id that comes back (an Idempotency-Key reused against a redeployed stack) from meeting earlier files."""
+    path = os.path.join(home, JOBS_DIRECTORY, job_id, submission_id)
+    if "%" in path or "\n" in path:
+        raise HeadNodeSetupError("the cluster user's home directory %r cannot hold Slurm output paths" % home)
+    return path
+
+
+def _describe(info):
+    kinds = (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    for test, kind in kinds:
+        if test(info.st_mode):
+            return kind
+    if stat.S_ISDIR(info.st_mode):
+        return "a directory of uid %d, mode %04o" % (info.st_uid, stat.S_IMODE(info.st_mode))
+    return "a special file"
+
+
+def _move_aside(parent_fd, parent_path, name, diagnostics):
+    """Renames parent/name (whatever it is by now; rename never follows it) to a fresh name in the same parent."""
     try:
-        os.mkdir(path, 0o700)
+        found = _describe(os.stat(name, dir_fd=parent_fd, follow_symlinks=False))  # for the message only
+    except FileNotFoundError:
+        return
+    moment = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    aside = "%s.tampered-%s-%s" % (name if name.startswith(".") else "." + name, moment, os.urandom(6).hex())
+    try:
+        os.rename(name, aside, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+    except FileNotFoundError:
+        return
     except OSError as error:
-        if error.errno != errno.EEXIST:
-            raise
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        raise HeadNodeSetupError("%s is not a directory owned by the cluster user" % path)
-    if info.st_mode & 0o077:
-        os.chmod(path, 0o700)
+        raise HeadNodeSetupError(
+            "%s is %s and cannot be moved aside: %s" % (os.path.join(parent_path, name), found, error)
+        ) from None
+    diagnostics.append(
+        "%s was %s, not the product's: moved aside to %s and made again"
+        % (os.path.join(parent_path, name), found, aside)
+    )
+
+
+def _directory(parent_fd, parent_path, name, mode, diagnostics, user=None):
+    """A descriptor of parent/name, made if missing: a real directory on the parent's file system, root's (and not
+    writable by others) or, with `user`, handed to that user with fchown. Anything else there is moved aside."""
+    device = os.fstat(parent_fd).st_dev
+    owners = (0,) if user is None else (0, user.pw_uid)
+    for _ in range(_REPAIR_ATTEMPTS):
+        try:
+            os.mkdir(name, mode, dir_fd=parent_fd)
+        except FileExistsError:
+            pass
+        except OSError as error:
+            raise HeadNodeSetupError("root cannot create %s: %s" % (os.path.join(parent_path, name), error)) from None
+        try:
+            fd = os.open(name, _OPEN_DIRECTORY, dir_fd=parent_fd)
+        except FileNotFoundError:
+            continue  # moved away meanwhile: make it again
+        except OSError:
+            fd = None  # a symlink, file, FIFO or socket (O_DIRECTORY refuses each without opening or following it)
+        if fd is not None:
+            info = os.fstat(fd)
+            if info.st_uid in owners and info.st_dev == device and (user is not None or not info.st_mode & 0o022):
+                if user is not None:
+                    os.fchown(fd, user.pw_uid, user.pw_gid)
+                if stat.S_IMODE(info.st_mode) != mode or user is not None:
+                    os.fchmod(fd, mode)
+                return fd
+            os.close(fd)
+        _move_aside(parent_fd, parent_path, name, diagnostics)
+    raise HeadNodeSetupError("%s keeps being replaced while root prepares it" % os.path.join(parent_path, name))
+
+
+def _root_file(parent_fd, parent_path, name, flags, diagnostics):
+    """A descriptor of parent/name, a regular file of root's with one link (O_CREAT in `flags` makes it, mode 0600);
+    None if it is absent and not to be made. Anything else there is moved aside."""
+    for _ in range(_REPAIR_ATTEMPTS):
+        try:
+            fd = os.open(name, flags | _OPEN_FILE, ROOT_FILE_MODE, dir_fd=parent_fd)
+        except FileNotFoundError:
+            if not flags & os.O_CREAT:
+                return None
+            continue
+        except OSError:
+            fd = None  # a symlink (O_NOFOLLOW), a socket, ...
+        if fd is not None:
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode) and info.st_uid == 0 and info.st_nlink == 1:
+                if stat.S_IMODE(info.st_mode) != ROOT_FILE_MODE:
+                    os.fchmod(fd, ROOT_FILE_MODE)
+                return fd
+            os.close(fd)
+        _move_aside(parent_fd, parent_path, name, diagnostics)
+    raise HeadNodeSetupError("%s keeps being replaced while root prepares it" % os.path.join(parent_path, name))
+
+
+def _write_root_file(parent_fd, name, data):
+    """Replaces parent/name atomically by a new 0600 file of root's holding `data`."""
+    temporary = "%s.tmp-%s" % (name, os.urandom(8).hex())
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FILE, ROOT_FILE_MODE, dir_fd=parent_fd)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(temporary, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=parent_fd)
+        raise
+
+
+class JobIndex(object):
+    """The root stage's hold on ~user/.slurm-job-api/jobs: directory descriptors, closed on leaving the `with`."""
+
+    def __init__(self, user, diagnostics):
+        self.user = user
+        self.diagnostics = diagnostics
+        self._descriptors = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        while self._descriptors:
+            os.close(self._descriptors.pop())
+
+    def _keep(self, fd):
+        self._descriptors.append(fd)
+        return fd
+
+    def jobs(self):
+        """A descriptor of jobs/, with ~/.slurm-job-api and jobs/ made or repaired first."""
+        home = self.user.pw_dir
+        try:
+            home_fd = self._keep(os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        except OSError as error:
+            message = "the home directory of %s cannot be opened: %s" % (self.user.pw_name, error)
+            raise HeadNodeSetupError(message) from None
+        if os.fstat(home_fd).st_uid not in (0, self.user.pw_uid):
+            raise HeadNodeSetupError("the home directory %s is not owned by %s" % (home, self.user.pw_name))
+        top = self._keep(_directory(home_fd, home, BOOKKEEPING_DIRECTORY, BOOKKEEPING_MODE, self.diagnostics))
+        top_path = os.path.join(home, BOOKKEEPING_DIRECTORY)
+        return self._keep(_directory(top, top_path, "jobs", INDEX_MODE, self.diagnostics))
+
+    def submission(self, job_id, submission_id):
+        """A descriptor of jobs/<jobId>/ (root's), once jobs/<jobId>/<submissionId>/ is the cluster user's, 0700."""
+        job_path = os.path.dirname(job_directory_path(self.user.pw_dir, job_id, submission_id))
+        job_fd = self._keep(_directory(self.jobs(), os.path.dirname(job_path), job_id, INDEX_MODE, self.diagnostics))
+        os.close(_directory(job_fd, job_path, submission_id, PRIVATE_MODE, self.diagnostics, user=self.user))
+        return job_fd
 
 
 def job_directory(job_id, submission_id):
-    """The cluster user's directory for one submission of a job (created 0700):
-    ~/.slurm-job-api/jobs/<jobId>/<submissionId>. The submission id keeps a job id that comes back (an
-    Idempotency-Key reused against a redeployed stack) from ever meeting an earlier submission's files."""
-    home = pwd.getpwuid(os.getuid()).pw_dir
-    path = home
-    for part in [*JOBS_DIRECTORY.split(os.sep), job_id, submission_id]:
-        path = os.path.join(path, part)
-        _make_private_directory(path)
-    if "%" in path or "\n" in path:
-        raise HeadNodeSetupError("the cluster user's home directory %r cannot hold Slurm output paths" % home)
+    """The cluster user's directory for one submission of a job, as the root stage prepared it."""
+    path = job_directory_path(pwd.getpwuid(os.getuid()).pw_dir, job_id, submission_id)
+    try:
+        info = os.lstat(path)
+    except OSError as error:
+        raise HeadNodeSetupError("the job directory %s is missing: %s" % (path, error)) from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise HeadNodeSetupError("%s is not a directory owned by the cluster user" % path)
     return path
 
 
@@ -691,7 +857,8 @@ def job_comment(job_id, submission_id):
 
 
 def _find_submitted_job(slurm, job_id, submission_id):
-    """The Slurm id of the job that carries this submission's comment (a submit retried after sbatch succeeded)."""
+    """The Slurm id of the job that carries this submission's comment (a submit retried after sbatch succeeded, before
+    root wrote the marker). The earliest such job: a job can copy a comment only once it has seen it in squeue."""
     user = pwd.getpwuid(os.getuid()).pw_name
     done = slurm.run("squeue", ["--noheader", "--states=all", "--user=" + user, "--format=%F|%k"])
     if done.returncode != 0:
@@ -699,71 +866,70 @@ def _find_submitted_job(slurm, job_id, submission_id):
             raise SlurmControllerUnavailable("squeue failed: %s" % done.stderr.strip()[:2000])
         raise SlurmCommandFailed("squeue failed: %s" % done.stderr.strip()[:2000])
     wanted = job_comment(job_id, submission_id)
+    found = []
     for line in done.stdout.splitlines():
         base_id, _, comment = line.partition("|")
-        if comment.strip() == wanted:
-            return base_id.strip()
-    return None
+        if comment.strip() == wanted and SLURM_JOB_ID_RE.match(base_id.strip()):
+            found.append(int(base_id))
+    return str(min(found)) if found else None
 
 
-def submit(request, slurm):
+def _submission(request):
+    """A submit request's checked fields: (jobId, submissionId, sbatch options, environmentUrl, workingDirectory)."""
     job_id = _require(request, "jobId", JOB_ID_RE)
     submission_id = _require(request, "submissionId", SUBMISSION_ID_RE)
     options = _checked_sbatch_options(request.get("sbatchOptions", []))
-    environment_url = request.get("environmentUrl")
     working_directory = request.get("workingDirectory")
     if working_directory is not None and (
         not isinstance(working_directory, str) or not working_directory.startswith("/") or "\x00" in working_directory
     ):
         raise BadRequest("workingDirectory must be an absolute path")
+    return job_id, submission_id, options, request.get("environmentUrl"), working_directory
+
+
+def submit(request, slurm):
+    """sbatch, as the cluster user, in the directory the root stage prepared; root holds the lock and keeps the
+    marker (see _submit_as_root), so this runs once per submission unless a crash came between sbatch and marker."""
+    job_id, submission_id, options, environment_url, working_directory = _submission(request)
     is_array = any(option.startswith("--array=") for option in options)
-
     directory = job_directory(job_id, submission_id)
-    marker = os.path.join(directory, "slurm_job_id")
-    with open(os.path.join(directory, ".submit.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a retried command waits for the first one, then finds its marker
-        if os.path.exists(marker):
-            with open(marker) as handle:
-                return {"slurmJobId": handle.read().strip(), "alreadySubmitted": True, "jobDirectory": directory}
-        found = _find_submitted_job(slurm, job_id, submission_id)
-        if found:
-            _write_private_file(marker, found.encode("ascii"))
-            return {"slurmJobId": found, "alreadySubmitted": True, "jobDirectory": directory}
+    found = _find_submitted_job(slurm, job_id, submission_id)
+    if found:
+        return {"slurmJobId": found, "alreadySubmitted": True, "jobDirectory": directory}
 
-        script_path = os.path.join(directory, "job.sh")
-        _write_private_file(script_path, _fetch(_require(request, "scriptUrl"), MAX_SCRIPT_BYTES))
-        os.chmod(script_path, 0o700)
-        argv = [
-            "--parsable",
-            "--comment=" + job_comment(job_id, submission_id),
-            "--chdir=" + (working_directory or directory),
-            "--output=" + (output_path(directory, "stdout") + (".%a" if is_array else "")),
-            "--error=" + (output_path(directory, "stderr") + (".%a" if is_array else "")),
-            # A dependency that can never be satisfied (afterok on a job that failed or was cancelled) ends the job
-            # (CANCELLED, reason DependencyNeverSatisfied) instead of leaving it pending forever (sbatch(1)).
-            "--kill-on-invalid-dep=yes",
-        ]
-        if environment_url:
-            try:
-                environment = json.loads(_fetch(environment_url, MAX_ENVIRONMENT_BYTES).decode("utf-8"))
-            except ValueError:
-                raise BadRequest("the job environment is not a JSON object") from None
-            env_path = os.path.join(directory, "environment")
-            _write_private_file(env_path, _environment_file_content(environment))
-            argv.append("--export-file=" + env_path)
-        argv.extend(options)
-        argv.append(script_path)
-        done = slurm.run("sbatch", argv)
-        if done.returncode != 0:
-            message = done.stderr.strip()[:4000] or "sbatch exited with %d" % done.returncode
-            if controller_unreachable(done.stderr):
-                raise SlurmControllerUnavailable(message)
-            raise SbatchRejected(message)
-        slurm_job_id = done.stdout.strip().split(";", 1)[0]
-        if not SLURM_JOB_ID_RE.match(slurm_job_id):
-            raise SlurmCommandFailed("sbatch printed no job id: %r" % done.stdout[:200])
-        _write_private_file(marker, slurm_job_id.encode("ascii"))
-        return {"slurmJobId": slurm_job_id, "alreadySubmitted": False, "jobDirectory": directory}
+    script_path = os.path.join(directory, "job.sh")
+    _write_private_file(script_path, _fetch(_require(request, "scriptUrl"), MAX_SCRIPT_BYTES))
+    os.chmod(script_path, 0o700)
+    argv = [
+        "--parsable",
+        "--comment=" + job_comment(job_id, submission_id),
+        "--chdir=" + (working_directory or directory),
+        "--output=" + (output_path(directory, "stdout") + (".%a" if is_array else "")),
+        "--error=" + (output_path(directory, "stderr") + (".%a" if is_array else "")),
+        # A dependency that can never be satisfied (afterok on a job that failed or was cancelled) ends the job
+        # (CANCELLED, reason DependencyNeverSatisfied) instead of leaving it pending forever (sbatch(1)).
+        "--kill-on-invalid-dep=yes",
+    ]
+    if environment_url:
+        try:
+            environment = json.loads(_fetch(environment_url, MAX_ENVIRONMENT_BYTES).decode("utf-8"))
+        except ValueError:
+            raise BadRequest("the job environment is not a JSON object") from None
+        env_path = os.path.join(directory, "environment")
+        _write_private_file(env_path, _environment_file_content(environment))
+        argv.append("--export-file=" + env_path)
+    argv.extend(options)
+    argv.append(script_path)
+    done = slurm.run("sbatch", argv)
+    if done.returncode != 0:
+        message = done.stderr.strip()[:4000] or "sbatch exited with %d" % done.returncode
+        if controller_unreachable(done.stderr):
+            raise SlurmControllerUnavailable(message)
+        raise SbatchRejected(message)
+    slurm_job_id = done.stdout.strip().split(";", 1)[0]
+    if not SLURM_JOB_ID_RE.match(slurm_job_id):
+        raise SlurmCommandFailed("sbatch printed no job id: %r" % done.stdout[:200])
+    return {"slurmJobId": slurm_job_id, "alreadySubmitted": False, "jobDirectory": directory}
 
 
 def _query(slurm, tool, args, parse):
@@ -906,7 +1072,7 @@ def collect(request, slurm):
     uploads = request.get("uploads")
     if not isinstance(uploads, list):
         raise BadRequest("uploads must be a list")
-    directory = job_directory(job_id, submission_id)
+    directory = job_directory_path(pwd.getpwuid(os.getuid()).pw_dir, job_id, submission_id)
     working_directory = os.path.realpath(request.get("workingDirectory") or directory)
     files = []
     for upload in uploads:
@@ -1040,10 +1206,79 @@ def _run_as(user, program_line, request_line):
     return done.stdout, done.returncode
 
 
+def _last_document(output):
+    """The JSON object on the last line of a stage's output, or None."""
+    lines = output.strip().splitlines()
+    try:
+        document = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _with_diagnostics(output, diagnostics, stderr):
+    """The reply with what the root stage repaired as `"diagnostics": [...]` (also on stderr, which SSM keeps)."""
+    if not diagnostics:
+        return output
+    for line in diagnostics:
+        stderr.write("slurm-job-api: %s\n" % line)
+    document = _last_document(output)
+    if document is None:
+        return output
+    document["diagnostics"] = list(diagnostics)
+    return "\n".join([*output.strip().splitlines()[:-1], json.dumps(document, sort_keys=True)]) + "\n"
+
+
+def _read_marker(parent_fd, parent_path, name, diagnostics):
+    """The Slurm job id in root's marker file, or None if there is none (or it holds no job id)."""
+    fd = _root_file(parent_fd, parent_path, name, os.O_RDONLY, diagnostics)
+    if fd is None:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        text = handle.read(64).decode("ascii", "replace").strip()
+    return text if SLURM_JOB_ID_RE.match(text) else None
+
+
+def _submit_as_root(request, user, program_line, request_line, diagnostics):
+    """Prepares the submission's directories, holds its lock while the user stage runs sbatch, keeps its marker."""
+    job_id, submission_id = _submission(request)[:2]
+    job_path = os.path.dirname(job_directory_path(user.pw_dir, job_id, submission_id))
+    with JobIndex(user, diagnostics) as index:
+        job_fd = index.submission(job_id, submission_id)
+        lock = _root_file(job_fd, job_path, submission_id + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, diagnostics)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a retried command waits for the first one, then finds its marker
+            slurm_job_id = _read_marker(job_fd, job_path, submission_id + SUBMITTED_SUFFIX, diagnostics)
+            if slurm_job_id is not None:
+                directory = os.path.join(job_path, submission_id)
+                result = {"slurmJobId": slurm_job_id, "alreadySubmitted": True, "jobDirectory": directory}
+                return _reply("submit", result=result) + "\n", 0
+            output, code = _run_as(user, program_line, request_line)
+            reply = _last_document(output)
+            slurm_job_id = (reply.get("result") or {}).get("slurmJobId") if reply and reply.get("ok") else None
+            if isinstance(slurm_job_id, str) and SLURM_JOB_ID_RE.match(slurm_job_id):
+                _write_root_file(job_fd, submission_id + SUBMITTED_SUFFIX, slurm_job_id.encode("ascii"))
+            return output, code
+        finally:
+            os.close(lock)
+
+
+def _root_stage(action, request, user, program_line, request_line, diagnostics):
+    """What root does around the user stage: the bookkeeping of submit; a repaired index before collect reads the
+    job's files by path; nothing more (Slurm and S3 are only ever used by the user stage)."""
+    if action == "submit":
+        return _submit_as_root(request, user, program_line, request_line, diagnostics)
+    if action == "collect":
+        with JobIndex(user, diagnostics) as index:
+            index.jobs()
+    return _run_as(user, program_line, request_line)
+
+
 def main(program_line=None, stdin=None, stdout=None):
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     action = None
+    diagnostics = []
     try:
         if sys.version_info < MIN_PYTHON:
             raise HeadNodeSetupError("python3 on the head node is %d.%d; 3.7 or newer is needed" % sys.version_info[:2])
@@ -1063,8 +1298,8 @@ def main(program_line=None, stdin=None, stdout=None):
         if os.geteuid() == 0:
             if program_line is None:
                 raise HeadNodeSetupError("the root stage needs its own program text to re-run as the cluster user")
-            output, code = _run_as(user, program_line, request_line)
-            stdout.write(output)
+            output, code = _root_stage(action, request, user, program_line, request_line, diagnostics)
+            stdout.write(_with_diagnostics(output, diagnostics, sys.stderr))
             return code
         if os.getuid() != user.pw_uid:
             raise ClusterUserInvalid("running as uid %d, not as the cluster user %r" % (os.getuid(), user.pw_name))
@@ -1072,10 +1307,10 @@ def main(program_line=None, stdin=None, stdout=None):
         stdout.write(_reply(action, result=result) + "\n")
         return 0
     except ProgramError as error:
-        stdout.write(_reply(action, error=error) + "\n")
+        stdout.write(_with_diagnostics(_reply(action, error=error) + "\n", diagnostics, sys.stderr))
         return 2
     except Exception as error:  # noqa: BLE001 - the Lambda must always get one JSON document
-        stdout.write(_reply(action, error=error) + "\n")
+        stdout.write(_with_diagnostics(_reply(action, error=error) + "\n", diagnostics, sys.stderr))
         return 1
 
 
