@@ -181,3 +181,40 @@ def test_the_path_rule_tells_paths_from_other_names() -> None:
     assert _missing("no_such_module.py", None)
     assert not _missing("result.json", None)
     assert _missing("../outside.md", REPO_ROOT / ".." / "outside.md")
+
+
+FACTS = REPO_ROOT / "docs" / "facts.md"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _facts_rows() -> Iterator[tuple[list[str], list[str]]]:
+    """(identifiers, files) for each table row of docs/facts.md: the code names in backticks in its last cell
+    ("where the code relies on it") and the repository files that cell names."""
+    for line in FACTS.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("| ") or line.startswith("| ---"):
+            continue
+        cell = line.rstrip().rstrip("|").rsplit(" | ", 1)[-1]
+        spans = [match.group(2).strip() for match in _CODE_SPAN.finditer(cell)]
+        files = [span for span in spans if "." in span and (REPO_ROOT / span).is_file()]
+        identifiers = [span for span in spans if _IDENTIFIER.match(span) and span not in files]
+        yield identifiers, files
+
+
+def test_every_name_facts_md_gives_for_the_code_is_in_a_file_the_same_row_names() -> None:
+    """docs/facts.md says where the code relies on each fact (`CONSTANT` or `Class.method` in `path`): when code moves
+    or a constant is renamed, the row must follow."""
+    stale = []
+    checked = 0
+    for identifiers, files in _facts_rows():
+        if not files:
+            continue
+        texts = [(REPO_ROOT / path).read_text(encoding="utf-8") for path in files]
+        for name in identifiers:
+            checked += 1
+            last = name.rsplit(".", 1)[-1]
+            snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", last).lower()  # a spec field's Python name
+            word = re.compile(r"\b(" + re.escape(last) + "|" + re.escape(snake) + r")\b")
+            if not any(word.search(text) for text in texts):
+                stale.append(f"{name} (not in {', '.join(files)})")
+    assert checked > 20, "the row parser finds too few code names: it is broken"
+    assert stale == [], f"docs/facts.md names code that is not where it says: {stale}"
