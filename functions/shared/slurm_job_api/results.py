@@ -8,6 +8,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from slurm_job_api.content_disposition import attachment
+
 PRESIGNED_URL_SECONDS = 900
 
 
@@ -101,9 +103,10 @@ class ResultsBucket:
         return True
 
     def presigned_get(self, key: str, *, seconds: int = PRESIGNED_URL_SECONDS, filename: str | None = None) -> str:
+        """A GET link; with `filename`, an attachment of that name (encoded as content_disposition says)."""
         params: dict[str, Any] = {"Bucket": self.name, "Key": key}
         if filename:
-            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+            params["ResponseContentDisposition"] = attachment(filename)
         return self._s3.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds)
 
     def presigned_put(self, key: str, *, seconds: int = PRESIGNED_URL_SECONDS) -> str:
