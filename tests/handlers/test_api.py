@@ -257,6 +257,8 @@ def test_list_is_newest_first_filterable_and_paginated(cloud, api, slurm):
         ({"limit": "0"}, 422),
         ({"limit": "101"}, 422),
         ({"limit": "x"}, 422),
+        ({"limit": "true"}, 422),
+        ({"limit": "1.5"}, 422),
         ({"nextToken": "garbage"}, 400),
         ({"status": "SLEEPING"}, 400),
     ],
