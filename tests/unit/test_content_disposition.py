@@ -2,7 +2,7 @@
 
 import pytest
 
-from slurm_job_api.content_disposition import MAX_NAME_BYTES, attachment, shortened
+from slurm_job_api.results import MAX_NAME_BYTES, attachment, shortened
 from tests.security.download_names import DOWNLOAD_NAMES, download_name, parameters
 
 NAMES = [
