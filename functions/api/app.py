@@ -5,6 +5,8 @@ request context, and delegate to slurm_job_api.jobs_api.
 """
 
 import json
+from email.message import Message
+from email.utils import collapse_rfc2231_value
 from functools import cache
 from typing import Annotated
 
@@ -249,8 +251,19 @@ def _precheck(event: dict) -> tuple[int, str, str] | None:
         return 413, "PayloadTooLarge", f"the request body must be at most {MAX_BODY_BYTES} bytes"
     if event.get("httpMethod") == "POST" and body:
         headers = {key.lower(): value for key, value in (event.get("headers") or {}).items()}
-        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        content_type = headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
             return 415, "UnsupportedMediaType", "send the job spec as Content-Type: application/json"
+        # JSON is UTF-8 (RFC 8259): a body declared in another charset is refused, not read as UTF-8 regardless.
+        media_type = Message()
+        media_type["content-type"] = content_type
+        charsets = [
+            str(collapse_rfc2231_value(value)).strip().lower()
+            for name, value in media_type.get_params(failobj=[])[1:]
+            if name == "charset"
+        ]
+        if any(charset != "utf-8" for charset in charsets):
+            return 415, "UnsupportedMediaType", "send the job spec as UTF-8 JSON (charset=utf-8, or no charset)"
         try:
             json.loads(body)
         except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes

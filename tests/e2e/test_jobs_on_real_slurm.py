@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from harness.workflow import finish, submit, wait_for_execution
+from tests.security.download_names import DOWNLOAD_NAMES, download_name
 
 
 def run_job(cloud, api, spec: dict, **headers) -> tuple[dict, dict, dict]:
@@ -99,6 +100,23 @@ def test_a_declared_output_file_is_uploaded_and_downloadable(cloud, api):
     links = output_links(api, view["jobId"])
     assert requests.get(links["outputs/results/table.csv"], timeout=10).text == "a,b\n1,2\n"
     assert "outputs/absent.txt" not in links
+
+
+def test_output_files_of_any_name_download_byte_for_byte_under_their_names(cloud, api):
+    """文件.txt, q"; filename="evil.html and the other names of DOWNLOAD_NAMES, written by the job itself."""
+    names = {f"NAME_{index}": name for index, name in enumerate(DOWNLOAD_NAMES)}
+    script = "#!/bin/bash\n" + "".join(f'printf \'content of %s\\n\\377\' "${var}" > "${var}"\n' for var in names)
+    spec = {"script": script, "environment": names, "outputs": list(names.values())}
+    execution, result, view = run_job(cloud, api, spec)
+    assert execution["status"] == "SUCCEEDED" and view["status"] == "COMPLETED", view
+    assert sorted(f["name"] for f in result["files"] if f["name"].startswith("outputs/")) == sorted(
+        f"outputs/{name}" for name in DOWNLOAD_NAMES
+    )
+    links = output_links(api, view["jobId"])
+    for name in DOWNLOAD_NAMES:
+        download = requests.get(links[f"outputs/{name}"], timeout=10)
+        assert download.status_code == 200 and download.content == f"content of {name}\n".encode() + b"\xff", name
+        assert download_name(download.headers["Content-Disposition"])[0] == name
 
 
 def test_the_same_idempotency_key_twice_is_one_slurm_job(cloud, api, slurm):

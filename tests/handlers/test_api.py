@@ -4,6 +4,8 @@ resources built from template.yaml; Slurm is scripted (tests/support/fake_slurm.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +17,7 @@ import requests
 from harness.scripted_slurm import CONFIG, NO_EARLIER_JOB, scontrol_line, squeue_line
 from harness.workflow import SCRIPT, execution_arn, submit, wait_for_execution
 from local_stack.api_gateway import LOCAL_OTHER
+from tests.security.download_names import DOWNLOAD_NAMES, download_name
 from tests.support.api_routes import documented_operations
 
 FULL_SPEC = {
@@ -255,6 +258,8 @@ def test_list_is_newest_first_filterable_and_paginated(cloud, api, slurm):
         ({"limit": "0"}, 422),
         ({"limit": "101"}, 422),
         ({"limit": "x"}, 422),
+        ({"limit": "true"}, 422),
+        ({"limit": "1.5"}, 422),
         ({"nextToken": "garbage"}, 400),
         ({"status": "SLEEPING"}, 400),
     ],
@@ -295,6 +300,28 @@ def test_output_is_409_until_collected_then_presigned_links(cloud, api, slurm):
     assert links["stdout"]["bytes"] == len("the output\n")
     assert requests.get(links["stdout"]["url"], timeout=10).text == "the output\n"
     assert requests.get(links["result.json"]["url"], timeout=10).json()["status"] == "COMPLETED"
+
+
+def test_output_links_download_files_of_any_name_as_exactly_that_name(cloud, api, slurm):
+    """Through the local S3: non-ASCII names and names that try to add a header parameter arrive intact."""
+    directory = Path(tempfile.mkdtemp(prefix="sjapi-names-"))
+    try:
+        directory.chmod(0o755)
+        contents = {name: name.encode() + b"\x00\xff\r\n" + bytes(range(256)) for name in DOWNLOAD_NAMES}
+        for name, content in contents.items():
+            (directory / name).write_bytes(content)
+            (directory / name).chmod(0o644)
+        completes(slurm)
+        job_id = submit(api, {"script": SCRIPT, "workingDirectory": str(directory), "outputs": DOWNLOAD_NAMES})
+        assert wait_for_execution(cloud, job_id)["status"] == "SUCCEEDED"
+        links = {item["name"]: item["url"] for item in api.get(f"/jobs/{job_id}/output").json()["files"]}
+        for name, content in contents.items():
+            download = requests.get(links[f"outputs/{name}"], timeout=10)
+            assert download.status_code == 200 and download.content == content, name
+            saved_as, fallback = download_name(download.headers["Content-Disposition"])
+            assert saved_as == name and fallback.isascii()
+    finally:
+        shutil.rmtree(directory)
 
 
 # -- the rest ---------------------------------------------------------------------------------------------------------

@@ -65,16 +65,13 @@ class Tally:
 
     accepted: list[str] = field(default_factory=list)  # job ids
     rejected: int = 0
-    lenient_accepted: int = 0
-    lenient_rejected: int = 0
     fields_accepted: Counter[str] = field(default_factory=Counter)
     fields_refused: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> str:
         return (
-            f"{len(self.accepted) + self.rejected} sent, {len(self.accepted)} accepted "
-            f"({self.lenient_accepted} with lenient integers), {self.rejected} refused "
-            f"({self.lenient_rejected} for lenient integers); fields in accepted specs {dict(self.fields_accepted)}; "
+            f"{len(self.accepted) + self.rejected} sent, {len(self.accepted)} accepted, {self.rejected} refused; "
+            f"fields in accepted specs {dict(self.fields_accepted)}; "
             f"fields named by refusals {dict(self.fields_refused)}"
         )
 
@@ -142,12 +139,10 @@ class Harness:
         problem = verdict.problem(answer.status_code, answer.json())
         assert problem is None, f"{problem} for {text[:500]}"
         if answer.status_code == 202:
-            self.tally.lenient_accepted += bool(verdict.lenient)
             self.tally.fields_accepted.update(verdict.spec.keys())
             self.check_submission(answer.json()["jobId"], verdict.spec, case)
         else:
             self.tally.rejected += 1
-            self.tally.lenient_rejected += verdict.accept
             self.tally.fields_refused.update(name.split("[")[0] for name in verdict.must_name)
             assert self.newest_execution() == newest_before, f"a refused request started an execution: {text[:300]}"
             assert len(self.slurm.calls("sbatch")) == sbatch_before, f"a refused request reached sbatch: {text[:300]}"

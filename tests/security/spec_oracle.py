@@ -4,14 +4,12 @@ This is the tests' own reading of the contract, written without the product's co
 accepted, which fields a refusal must name, and — for an accepted spec — exactly what sbatch must receive. It never
 calls the product's validation or its sbatch_options.
 
-Integers sent as another JSON type (``"4"``, ``2.0``, ``true``) are *lenient*: the contract says "positive integers"
-and does not say whether such a value is refused or read as the integer it denotes, so either answer is right —
-but a 202 must then send exactly that integer to sbatch.
+Integer fields take JSON integers only: the same value in another JSON type (``"4"``, ``2.0``, ``true``) is invalid,
+and the refusal must name the field.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +27,6 @@ JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 S3_KEY = re.compile(r"inputs/[A-Za-z0-9!_.*'()/-]+", re.ASCII)
 ARRAY = re.compile(r"(\d+(-\d+(:\d+)?)?)(,\d+(-\d+(:\d+)?)?)*(%\d+)?", re.ASCII)
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-LAX_INTEGER = re.compile(r"\s*[+]?\d+(_\d+)*\s*", re.ASCII)
 INT_RANGES = {
     "nodes": (1, 100_000),
     "ntasks": (1, 10_000_000),
@@ -63,14 +60,6 @@ class Invalid(Exception):
     """A field's value breaks the documented rules."""
 
 
-class Lenient(Exception):
-    """An integer field holds an integer in another JSON type: refusing it and taking it are both right."""
-
-    def __init__(self, value: int) -> None:
-        super().__init__(value)
-        self.value = value
-
-
 @dataclass
 class Verdict:
     """accept: the API must answer 202. Otherwise `status` and the words the error message must contain."""
@@ -78,7 +67,6 @@ class Verdict:
     accept: bool
     status: int
     must_name: list[str] = field(default_factory=list)
-    lenient: dict[str, int] = field(default_factory=dict)  # also right: a 422 naming one of these fields
     spec: dict[str, Any] = field(default_factory=dict)  # accepted: the values as sbatch must get them
 
     def problem(self, status: int, answer: Any) -> str | None:
@@ -88,11 +76,8 @@ class Verdict:
         if status == 202:
             return None if self.accept else f"accepted, but {self.must_name} break the documented rules"
         message = answer.get("message", "") if isinstance(answer, dict) else ""
-        if self.accept:  # only a lenient integer may be refused in a spec the rules accept, and by its name
-            right = status == 422 and any(name in message for name in self.lenient)
-        else:
-            right = status == self.status and all(name in message for name in self.must_name)
-        return None if right else f"{status} {answer}, expected {self.status} naming {self.must_name or self.lenient}"
+        right = not self.accept and status == self.status and all(name in message for name in self.must_name)
+        return None if right else f"{status} {answer}, expected {self.status} naming {self.must_name}"
 
 
 def _encodable(text: str) -> bool:
@@ -117,22 +102,9 @@ def _slurm_name(value: Any) -> str:
 
 def _integer(name: str, value: Any) -> int:
     low, high = INT_RANGES[name]
-    lenient = True
-    if isinstance(value, bool):
-        number = int(value)
-    elif isinstance(value, int):
-        number, lenient = value, False
-    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        number = int(value)
-    elif isinstance(value, str) and LAX_INTEGER.fullmatch(value):
-        number = int(value.strip().replace("_", ""))
-    else:
+    if type(value) is not int or not low <= value <= high:  # a JSON integer: not true/false, "1" or 1.0
         raise Invalid
-    if not low <= number <= high:
-        raise Invalid
-    if lenient:
-        raise Lenient(number)
-    return number
+    return value
 
 
 def array_task_count(expression: str) -> int:
@@ -254,7 +226,6 @@ def judge(body: Any, *, body_bytes: int, existing_keys: set[str], my_jobs: set[s
     if not isinstance(body, dict):
         return Verdict(accept=False, status=422, must_name=["body"])
     invalid: list[str] = [name for name in body if name not in KNOWN_FIELDS]
-    lenient: dict[str, int] = {}
     spec: dict[str, Any] = {}
     for name, value in body.items():
         if name not in KNOWN_FIELDS or value is None:
@@ -263,12 +234,10 @@ def judge(body: Any, *, body_bytes: int, existing_keys: set[str], my_jobs: set[s
             spec[name] = _integer(name, value) if name in INT_RANGES else CHECKS[name](value)
         except Invalid:
             invalid.append(name)
-        except Lenient as lax:
-            lenient[name] = spec[name] = lax.value
     if invalid:
-        return Verdict(accept=False, status=422, must_name=invalid, lenient=lenient)
+        return Verdict(accept=False, status=422, must_name=invalid)
     if ("script" in spec) == ("scriptS3Key" in spec):
-        return Verdict(accept=False, status=422, must_name=["script", "scriptS3Key"], lenient=lenient)
+        return Verdict(accept=False, status=422, must_name=["script", "scriptS3Key"])
     references = []
     if "scriptS3Key" in spec and spec["scriptS3Key"] not in existing_keys:
         references.append("scriptS3Key")
@@ -276,8 +245,8 @@ def judge(body: Any, *, body_bytes: int, existing_keys: set[str], my_jobs: set[s
         if entry["jobId"] not in my_jobs:
             references.append(f"dependency[{index}].jobId")
     if references:
-        return Verdict(accept=False, status=422, must_name=references, lenient=lenient)
-    return Verdict(accept=True, status=202, lenient=lenient, spec=spec)
+        return Verdict(accept=False, status=422, must_name=references)
+    return Verdict(accept=True, status=202, spec=spec)
 
 
 def expected_sbatch_argv(

@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness.workflow import finish, submit
 from local_stack.api_gateway import LOCAL_DEVELOPER, LOCAL_OTHER
 from local_stack.stack import LocalStack
 from slurm_job_api.jobs_api import IDEMPOTENCY_NAMESPACE
-from tests.support.workflow import finish, submit
 
 CLUSTER_USER = "sjapi-shared"  # its own user: these jobs move its bookkeeping aside
 VICTIM_KEY = "nightly-report-2026-11-25"

@@ -148,11 +148,9 @@ def tally_of(sent: list[Sent]) -> Tally:
     for item in sent:
         if item.job_id:
             tally.accepted.append(item.job_id)
-            tally.lenient_accepted += bool(item.verdict.lenient)
             tally.fields_accepted.update(item.verdict.spec.keys())
         else:
             tally.rejected += 1
-            tally.lenient_rejected += item.verdict.accept
             tally.fields_refused.update(name.split("[")[0] for name in item.verdict.must_name)
     return tally
 

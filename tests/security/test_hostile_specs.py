@@ -102,6 +102,12 @@ def fixed_cases(harness: Harness) -> list[Case]:
         {"script": script, "nodes": f"1; touch {c()}"},
         {"script": script, "nodes": "1\n", "ntasks": True},
         {"script": script, "nodes": float("nan")},
+        {"script": script, "nodes": True},  # was taken as 1: JSON integers only since issue 8
+        {"script": script, "ntasks": False, "name": "ok"},
+        {"script": script, "cpusPerTask": "1"},  # was taken as 1
+        {"script": script, "memoryMB": 1.0},  # was taken as 1
+        {"script": script, "nodes": 1, "timeLimitMinutes": " 1"},
+        {"script": script, "dependency": [{"jobId": mine, "type": True}]},
         {"script": script, "environment": {"SLURM_CONF": "/tmp/evil.conf"}},
         {"script": script, "scriptS3Key": "inputs/x.sh"},
         {"scriptS3Key": "inputs/../jobs/x/input/script.sh"},

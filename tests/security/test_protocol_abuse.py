@@ -137,8 +137,40 @@ def test_a_body_that_is_not_declared_json_is_415(me, starts_nothing, content_typ
     api_error(me.post("/jobs", data=SPEC, headers=headers), 415, "UnsupportedMediaType")
 
 
-def test_json_with_media_type_parameters_is_accepted(sfn, me):
-    answer = me.post("/jobs", data=SPEC, headers={"Content-Type": "application/json; charset=utf-8"})
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json; charset=utf-16",
+        "application/json;charset=UTF-16",
+        'application/json; charset="utf-16"',
+        "application/json; CHARSET=Utf-16LE",
+        "application/json; charset=iso-8859-1",
+        "application/json; charset=us-ascii",
+        "application/json; charset=utf8",  # not the registered name
+        "application/json; charset=",
+        "application/json; charset=utf-8; charset=utf-16",
+        "application/json; charset*=utf-8''utf-16",  # RFC 2231 form
+    ],
+)
+def test_json_declared_in_another_charset_is_415_and_recorded_nowhere(cloud, me, starts_nothing, content_type):
+    dynamodb = cloud.client("dynamodb")
+    records_before = dynamodb.scan(TableName=cloud.table_name, Select="COUNT")["Count"]
+    body = api_error(me.post("/jobs", data=SPEC, headers={"Content-Type": content_type}), 415, "UnsupportedMediaType")
+    assert "UTF-8" in body["message"]
+    assert dynamodb.scan(TableName=cloud.table_name, Select="COUNT")["Count"] == records_before
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json; charset=utf-8",
+        "application/json;charset=UTF-8",
+        'application/json; charset="utf-8"',
+        "application/json; version=1",
+    ],
+)
+def test_json_with_media_type_parameters_is_accepted(sfn, me, content_type):
+    answer = me.post("/jobs", data=SPEC, headers={"Content-Type": content_type})
     assert answer.status_code == 202, answer.text
     assert sfn.wait(answer.json()["jobId"])["status"] == "SUCCEEDED"
 
@@ -196,6 +228,8 @@ def test_wrong_methods_are_405_with_allow(me, starts_nothing, method, path, allo
         "limit=-1",
         "limit=99999999999999999999999",
         "limit=1.5",
+        "limit=true",
+        "limit=false",
         "limit=",
         "limit=1e2",
         "limit=%D9%A1",  # an Arabic-Indic one

@@ -59,7 +59,7 @@ def test_script_from_s3_inputs():
         ({"script": SCRIPT, "name": "--partition=x"}, "name"),
         ({"script": SCRIPT, "partition": "a;b"}, "partition"),
         ({"script": SCRIPT, "nodes": 0}, "nodes"),
-        ({"script": SCRIPT, "nodes": "2"}, ""),  # strings are coerced by Pydantic's lax mode: see below
+        ({"script": SCRIPT, "nodes": "2"}, "nodes"),
         ({"script": SCRIPT, "ntasks": -1}, "ntasks"),
         ({"script": SCRIPT, "cpusPerTask": 100000}, "cpusPerTask"),
         ({"script": SCRIPT, "memoryMB": 0}, "memoryMB"),
@@ -91,13 +91,37 @@ def test_script_from_s3_inputs():
     ],
 )
 def test_bad_specs_are_refused_naming_the_field(body, field):
-    if body.get("nodes") == "2":
-        assert JobSpec.model_validate(body).nodes == 2
-        return
     with pytest.raises(ValidationError) as caught:
         JobSpec.model_validate(body)
     if field:
         assert field in fields_in_error(caught.value), caught.value
+
+
+INTEGER_FIELDS = ("nodes", "ntasks", "cpusPerTask", "memoryMB", "timeLimitMinutes")
+
+
+@pytest.mark.parametrize("field", INTEGER_FIELDS)
+@pytest.mark.parametrize("value", [True, False, "1", "2", " 2", 1.0, 2.0, 2.5, [2], {"value": 2}])
+def test_integer_fields_take_json_integers_only(field, value):
+    with pytest.raises(ValidationError) as caught:
+        JobSpec.model_validate({"script": SCRIPT, field: value})
+    assert fields_in_error(caught.value) == {field}, caught.value
+
+
+@pytest.mark.parametrize("field", INTEGER_FIELDS)
+def test_integer_fields_take_a_json_integer_as_it_is(field):
+    spec = JobSpec.model_validate_json(f'{{"script": "#!/bin/sh\\n", "{field}": 2}}')
+    assert spec.to_json_dict()[field] == 2 and type(spec.to_json_dict()[field]) is int
+
+
+@pytest.mark.parametrize(
+    "dependency",
+    [[{"jobId": JOB, "type": True}], [{"jobId": 1}], [{"jobId": JOB, "type": ["afterok"]}], [JOB]],
+)
+def test_dependency_items_are_objects_of_strings(dependency):
+    with pytest.raises(ValidationError) as caught:
+        JobSpec.model_validate({"script": SCRIPT, "dependency": dependency})
+    assert all(name.startswith("dependency.0") for name in fields_in_error(caught.value)), caught.value
 
 
 def test_spec_is_immutable():

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
 PRESIGNED_URL_SECONDS = 900
+# No file on the head node has a longer name (NAME_MAX): a longer download name is cut, its extension kept.
+MAX_NAME_BYTES = 255
+MAX_KEPT_EXTENSION_BYTES = 16
+# RFC 8187 attr-char beyond what urllib.parse.quote always leaves alone (ALPHA, DIGIT, "-", ".", "_", "~").
+_ATTR_CHARACTERS = "!#$&+^`|"
+_UNSAFE_IN_FALLBACK = re.compile(r'[^\x20-\x7e]|["\\%;]')
 
 
 def job_prefix(job_id: str) -> str:
@@ -61,6 +69,41 @@ def planned_uploads(job_id: str, *, array_task_ids: list[int] | None, outputs: l
     return uploads
 
 
+def attachment(filename: str) -> str:
+    """The Content-Disposition of a download named `filename` (pure; RFC 6266 with the name in RFC 8187 form):
+    `attachment; filename="<ASCII fallback>"; filename*=UTF-8''<exact name>`, or "attachment" alone if no name.
+
+    The name goes in only in two safe shapes, so the header is plain ASCII, which S3 can send whatever the name:
+    the fallback, for clients that do not read `filename*`, has every character that is not printable ASCII, and
+    the quote, backslash, percent sign and semicolon, replaced by "_" (no quoted-pair escape that clients disagree
+    on, no "%" a client might decode, no ";" a naive splitter might take for the next parameter); `filename*` is the
+    exact name, percent-encoded except for attr-char.
+    """
+    name = shortened(filename)
+    if not name:
+        return "attachment"
+    fallback = _UNSAFE_IN_FALLBACK.sub("_", name)
+    # A lone surrogate cannot be UTF-8: it becomes "?" (the job spec refuses such names, so none reaches here).
+    exact = quote(name, safe=_ATTR_CHARACTERS, encoding="utf-8", errors="replace")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
+
+
+def shortened(name: str, limit: int = MAX_NAME_BYTES) -> str:
+    """`name` if it is at most `limit` UTF-8 bytes; else cut at a character boundary, keeping a short extension."""
+    if _utf8_length(name) <= limit:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if not dot or not stem or _utf8_length(dot + extension) > MAX_KEPT_EXTENSION_BYTES:
+        stem, extension, dot = name, "", ""
+    room = limit - _utf8_length(dot + extension)
+    cut = stem.encode("utf-8", errors="replace")[:room].decode("utf-8", errors="ignore")
+    return cut + dot + extension
+
+
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", errors="replace"))
+
+
 class ResultsBucket:
     def __init__(self, s3: Any, bucket_name: str) -> None:
         self._s3 = s3
@@ -101,9 +144,10 @@ class ResultsBucket:
         return True
 
     def presigned_get(self, key: str, *, seconds: int = PRESIGNED_URL_SECONDS, filename: str | None = None) -> str:
+        """A GET link; with `filename`, the download is an attachment of that name (see `attachment`)."""
         params: dict[str, Any] = {"Bucket": self.name, "Key": key}
         if filename:
-            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+            params["ResponseContentDisposition"] = attachment(filename)
         return self._s3.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds)
 
     def presigned_put(self, key: str, *, seconds: int = PRESIGNED_URL_SECONDS) -> str:

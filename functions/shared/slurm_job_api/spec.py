@@ -1,7 +1,9 @@
 """The job spec a client sends to POST /jobs (pure: Pydantic only).
 
 Every value is checked here so that what reaches the head node is well-formed, and each value reaches sbatch as its
-own argv element or as file content (never inside shell text). Unknown fields are refused.
+own argv element or as file content (never inside shell text). Unknown fields are refused, and values are taken in
+their own JSON type only (strict mode): an integer field refuses true, "2" and 2.0 alike (2.0 is a JSON number but not
+an integer literal: one spelling per value, so what is stored and echoed is what was meant).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ _ARRAY_CHARACTERS = re.compile(r"[0-9,:%-]+")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=False, extra="forbid", frozen=True, strict=True
+    )
 
 
 class Dependency(_Model):
