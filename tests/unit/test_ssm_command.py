@@ -17,7 +17,7 @@ def test_variable_parts_are_base64_lines_only():
     fixed = shell_commands({"action": "status"})
     assert commands[:4] == fixed[:4] and commands[-1] == HEREDOC_DELIMITER
     assert commands[4] == program_line() and BASE64_LINE.match(commands[4])
-    assert BASE64_LINE.match(commands[5]) and json.loads(base64.b64decode(commands[5])) == hostile
+    assert BASE64_LINE.match(commands[5]) and json.loads(zlib.decompress(base64.b64decode(commands[5]))) == hostile
     assert "_" not in commands[4] + commands[5]  # so no data line can end the here-document early
 
 
@@ -58,3 +58,21 @@ def test_missing_python_gives_a_clear_reply(tmp_path):
 
 def test_command_size_counts_the_joined_text():
     assert command_size(["ab", "c"]) == 4
+
+
+def test_the_program_reads_the_compressed_request_line_and_refuses_anything_else():
+    from slurm_job_api import head_node_program as program
+    from slurm_job_api.ssm_command import request_line
+
+    request = {"action": "collect", "uploads": [{"url": "https://example.invalid/" + "x" * 900}] * 50}
+    assert program.decode_request_line(request_line(request) + "\n") == request
+    assert len(request_line(request)) < len(json.dumps(request)) // 10  # many URLs sharing their text compress well
+    plain = base64.b64encode(json.dumps(request).encode()).decode()
+    bomb = base64.b64encode(zlib.compress(b" " * (program.MAX_REQUEST_BYTES + 1))).decode()
+    cut = request_line(request)[:-8]
+    for bad in (plain, bomb, cut, "not base64!"):
+        try:
+            program.decode_request_line(bad)
+        except program.BadRequest:
+            continue
+        raise AssertionError(f"accepted a bad request line {bad[:40]!r}")

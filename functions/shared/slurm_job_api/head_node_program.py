@@ -4,7 +4,8 @@ It is one file, uses only the standard library and runs on Python 3.7+ (the olde
 node has), because it is sent as text inside AWS-RunShellScript and executed by the head node's own python3.
 
 Protocol (see docs/architecture.md): the SSM command feeds two base64 lines on stdin to a fixed loader: the
-zlib-compressed source of this file and the JSON request. Nothing from the request is ever part of shell text.
+zlib-compressed source of this file and the zlib-compressed JSON request. Nothing from the request is ever
+part of shell text.
 Started as root by the SSM agent, the program keeps the product's bookkeeping in root-owned directories of the
 cluster user's home (the root stage: directory descriptors only, see "Per-job directories" below) and re-runs itself
 as the configured cluster user through `runuser` for all the work (the user stage); it never runs Slurm commands or
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 
 PROTOCOL = 1
 MIN_PYTHON = (3, 7)
@@ -1185,6 +1187,22 @@ def _child_environment(user):
     return env
 
 
+MAX_REQUEST_BYTES = 16 * 1024 * 1024  # a decompressed request; real ones are a few hundred KiB at most
+
+
+def decode_request_line(request_line):
+    """The request from its line: base64 of the zlib-compressed JSON document (compressed because a collect request
+    carries many presigned URLs that share most of their text, and SSM limits a command's size)."""
+    try:
+        inflater = zlib.decompressobj()
+        data = inflater.decompress(base64.b64decode(request_line.strip(), validate=True), MAX_REQUEST_BYTES)
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise BadRequest("the request is larger than %d bytes or cut short" % MAX_REQUEST_BYTES)
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, zlib.error):
+        raise BadRequest("the request is not base64-encoded, zlib-compressed JSON") from None
+
+
 def _run_as(user, program_line, request_line):
     """Runs this program again as `user` (root stage only); returns (stdout, exit code) of that run."""
     runuser = shutil.which("runuser", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
@@ -1283,10 +1301,7 @@ def main(program_line=None, stdin=None, stdout=None):
         if sys.version_info < MIN_PYTHON:
             raise HeadNodeSetupError("python3 on the head node is %d.%d; 3.7 or newer is needed" % sys.version_info[:2])
         request_line = stdin.readline()
-        try:
-            request = json.loads(base64.b64decode(request_line.strip(), validate=True).decode("utf-8"))
-        except ValueError:
-            raise BadRequest("the request is not base64-encoded JSON") from None
+        request = decode_request_line(request_line)
         if not isinstance(request, dict):
             raise BadRequest("the request is not a JSON object")
         action = request.get("action")

@@ -39,7 +39,9 @@ def program_line() -> str:
 
 
 def request_line(request: dict) -> str:
-    return base64.b64encode(json.dumps(request, separators=(",", ":"), sort_keys=True).encode("utf-8")).decode("ascii")
+    """The request as one line: base64 of the zlib-compressed JSON (the program's decode_request_line reads it)."""
+    document = json.dumps(request, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    return base64.b64encode(zlib.compress(document, 9)).decode("ascii")
 
 
 def shell_commands(request: dict) -> list[str]:
