@@ -8,9 +8,12 @@ fault clusters (benchmarks/fault_stacks.py), uses a unique Slurm job name, and c
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,18 @@ THROTTLE_RATE = 0.3
 
 def _counter_delta(before: FaultCounters, after: FaultCounters) -> dict[str, int]:
     return {name: value - asdict(before)[name] for name, value in asdict(after).items()}
+
+
+@contextmanager
+def _moments() -> Iterator[Path]:
+    """A directory for the files that mark moments of a scenario, which its jobs wait for (JobPlan.after) as the
+    cluster user; removing it at the end also lets go any job still waiting, should the scenario have failed."""
+    directory = Path(tempfile.mkdtemp(prefix="sjapi-fault-moments-"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory)
 
 
 # ----- a. SSM throttling ---------------------------------------------------------------------------------------------
@@ -87,15 +102,17 @@ def head_node_unreachable(
 ) -> ScenarioResult:
     """The head node takes no command for ``seconds`` (longer than the delivery timeout), then is back."""
     started = time.monotonic()
-    with local_stack(place, min_job_age=DEFAULT_MIN_JOB_AGE) as stack:
+    with _moments() as moments, local_stack(place, min_job_age=DEFAULT_MIN_JOB_AGE) as stack:
+        unreachable = str(moments / "head-node-unreachable")  # the running jobs end only once it is (not by luck)
         run = JobRun(stack, "unreachable")
         faults = head_node(stack).faults
-        running = run.submit(JobPlan(seconds=20), count=3)
-        running += run.submit(JobPlan(seconds=20, exit_code=3, expected_status=FAILED))
+        running = run.submit(JobPlan(seconds=2, after=unreachable), count=3)
+        running += run.submit(JobPlan(seconds=2, exit_code=3, expected_status=FAILED, after=unreachable))
         run.wait_for_status(running, RUNNING)
         before = faults.counters()
         outage_started = time.monotonic()
         faults.unreachable = True
+        Path(unreachable).touch()
         try:
             submitted_during = run.submit(JobPlan(seconds=2), count=3)
             time.sleep(max(0.0, outage_started + seconds - time.monotonic()))
@@ -136,20 +153,25 @@ def slurmctld_outage(
 ) -> ScenarioResult:
     """slurmctld stops for ``seconds`` while jobs run (some end meanwhile), and jobs are submitted during the outage."""
     started = time.monotonic()
-    with local_stack(place, min_job_age=ACCOUNTING_MIN_JOB_AGE) as stack:
+    with _moments() as moments, local_stack(place, min_job_age=ACCOUNTING_MIN_JOB_AGE) as stack:
+        # Each job ends at its moment of the outage by waiting for a file, not by a run time guessed to fit: on a
+        # loaded machine a job of fixed length could end before slurmctld was stopped, or after it was started again.
+        controller_down, controller_up = str(moments / "controller-down"), str(moments / "controller-up")
         run = JobRun(stack, "ctld-outage")
-        ending_during = run.submit(JobPlan(seconds=15), count=2)
-        ending_during += run.submit(JobPlan(seconds=15, exit_code=3, expected_status=FAILED))
-        outlasting = run.submit(JobPlan(seconds=seconds + 15))
+        ending_during = run.submit(JobPlan(seconds=2, after=controller_down), count=2)
+        ending_during += run.submit(JobPlan(seconds=2, exit_code=3, expected_status=FAILED, after=controller_down))
+        outlasting = run.submit(JobPlan(seconds=15, after=controller_up))
         run.wait_for_status([*ending_during, *outlasting], RUNNING)
         old_pid = run.slurm.stop_controller()
         outage_started = time.monotonic()
+        Path(controller_down).touch()
         try:
             submitted_during = run.submit(JobPlan(seconds=2), count=3)
             time.sleep(max(0.0, outage_started + seconds - time.monotonic()))
         finally:
             new_pid = run.slurm.start_controller()
         outage = time.monotonic() - outage_started
+        Path(controller_up).touch()
         result = ScenarioResult(
             key="slurmctld-outage",
             title="slurmctld stopped",
