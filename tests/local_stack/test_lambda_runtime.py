@@ -39,9 +39,9 @@ def cloud() -> Iterator[LocalCloud]:
         yield running
 
 
-def invoke(cloud: LocalCloud, payload: dict[str, Any], **kwargs: Any) -> tuple[str | None, Any]:
-    """Invoke WorkerFunction through moto; returns (FunctionError, decoded payload)."""
-    response = cloud.client("lambda").invoke(
+def invoke(cloud: LocalCloud, payload: dict[str, Any], client: Any = None, **kwargs: Any) -> tuple[str | None, Any]:
+    """Invoke WorkerFunction through moto (by ``client``, else a new one); returns (FunctionError, decoded payload)."""
+    response = (client or cloud.client("lambda")).invoke(
         FunctionName=cloud.function_names["WorkerFunction"], Payload=json.dumps(payload), **kwargs
     )
     return response.get("FunctionError"), json.loads(response["Payload"].read())
@@ -196,16 +196,25 @@ def test_a_handler_past_its_timeout_is_reported_as_timed_out_and_its_environment
 
 
 def meet(cloud: LocalCloud, directory: Path, count: int) -> dict[str, Any]:
-    """``count`` concurrent invocations of the rendezvous action; their answers by the value each one held."""
+    """``count`` concurrent invocations of the rendezvous action; their answers by the value each one held.
+
+    They are sent together, each by a client made beforehand: made in each thread on a loaded machine, the clients
+    spread the invocations over more than the function's 3 s Timeout.
+    """
     values = [f"global-{uuid.uuid4()}" for _ in range(count)]
+    clients = [cloud.client("lambda") for _ in values]
+    together = threading.Barrier(count)
     answers: dict[str, Any] = {}
 
-    def one(value: str) -> None:
+    def one(value: str, client: Any) -> None:
+        together.wait()
         answers[value] = invoke(
-            cloud, {"action": "rendezvous", "directory": str(directory), "count": count, "value": value}
+            cloud, {"action": "rendezvous", "directory": str(directory), "count": count, "value": value}, client
         )
 
-    threads = [threading.Thread(target=one, args=(value,)) for value in values]
+    threads = [
+        threading.Thread(target=one, args=(value, client)) for value, client in zip(values, clients, strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
