@@ -10,10 +10,13 @@ rows of :class:`Outage`.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,6 +46,18 @@ THROTTLE_RATE = 0.3
 
 def _counter_delta(before: FaultCounters, after: FaultCounters) -> dict[str, int]:
     return {name: value - asdict(before)[name] for name, value in asdict(after).items()}
+
+
+@contextmanager
+def _moments() -> Iterator[Path]:
+    """A directory for the files that mark moments of a scenario, which its jobs wait for (JobPlan.after) as the
+    cluster user; removing it at the end also lets go any job still waiting, should the scenario have failed."""
+    directory = Path(tempfile.mkdtemp(prefix="sjapi-fault-moments-"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory)
 
 
 # ----- a. SSM throttling ---------------------------------------------------------------------------------------------
@@ -87,8 +102,13 @@ def ssm_throttling(place: ClusterPlace = ACCOUNTING_CLUSTER, *, rate: float = TH
 Jobs = tuple[tuple[JobPlan, int], ...]  # plans, each with how many jobs of it to submit
 
 
-def _submit(run: JobRun, jobs: Jobs) -> list[str]:
-    return [job_id for plan, count in jobs for job_id in run.submit(plan, count=count)]
+def _submit(run: JobRun, jobs: Jobs, *, after: Path | None = None) -> list[str]:
+    """Submits the jobs; with ``after``, each waits for that file before its run time starts."""
+    return [
+        job_id
+        for plan, count in jobs
+        for job_id in run.submit(replace(plan, after=str(after)) if after else plan, count=count)
+    ]
 
 
 class OutageFault(Protocol):
@@ -188,7 +208,11 @@ class ControllerStopped:
 @dataclass(frozen=True)
 class Outage:
     """An outage scenario: jobs are started and run; the fault holds for ``seconds`` while more jobs are submitted;
-    then it ends and every job is checked. Call it with the cluster to run it on."""
+    then it ends and every job is checked. Call it with the cluster to run it on.
+
+    Each running job ends at its moment by waiting for a file, not by a run time guessed to fit: ``ending_during``
+    jobs start their ``seconds`` once the fault has started, ``outlasting`` ones once it has ended (on a loaded machine
+    a job of fixed length could end before the fault began, or after it was over)."""
 
     key: str
     title: str
@@ -204,20 +228,23 @@ class Outage:
 
     def __call__(self, place: ClusterPlace | None = None) -> ScenarioResult:
         started = time.monotonic()
-        with local_stack(place or self.place, min_job_age=self.min_job_age) as stack:
+        with _moments() as moments, local_stack(place or self.place, min_job_age=self.min_job_age) as stack:
+            fault_started, fault_ended = moments / "fault-started", moments / "fault-ended"
             run = JobRun(stack, self.name_prefix)
-            ending_during = _submit(run, self.ending_during)
-            outlasting = _submit(run, self.outlasting)
+            ending_during = _submit(run, self.ending_during, after=fault_started)
+            outlasting = _submit(run, self.outlasting, after=fault_ended)
             run.wait_for_status([*ending_during, *outlasting], RUNNING)
             fault = self.fault(stack, run)
             fault.start()
             outage_started = time.monotonic()
+            fault_started.touch()
             try:
                 submitted_during = _submit(run, self.submitted_during)
                 time.sleep(max(0.0, outage_started + self.seconds - time.monotonic()))
             finally:
                 fault.end()
             outage = time.monotonic() - outage_started
+            fault_ended.touch()
             result = ScenarioResult(
                 key=self.key,
                 title=self.title,
@@ -243,7 +270,7 @@ head_node_unreachable = Outage(
     place=NO_ACCOUNTING_CLUSTER,
     min_job_age=DEFAULT_MIN_JOB_AGE,
     seconds=UNREACHABLE_SECONDS,  # longer than the delivery timeout
-    ending_during=((JobPlan(seconds=20), 3), (JobPlan(seconds=20, exit_code=3, expected_status=FAILED), 1)),
+    ending_during=((JobPlan(seconds=2), 3), (JobPlan(seconds=2, exit_code=3, expected_status=FAILED), 1)),
     outlasting=(),
     submitted_during=((JobPlan(seconds=2), 3),),
     outcomes_timeout=240,
@@ -256,8 +283,8 @@ slurmctld_outage = Outage(
     place=ACCOUNTING_CLUSTER,
     min_job_age=ACCOUNTING_MIN_JOB_AGE,
     seconds=CONTROLLER_OUTAGE_SECONDS,
-    ending_during=((JobPlan(seconds=15), 2), (JobPlan(seconds=15, exit_code=3, expected_status=FAILED), 1)),
-    outlasting=((JobPlan(seconds=CONTROLLER_OUTAGE_SECONDS + 15), 1),),
+    ending_during=((JobPlan(seconds=2), 2), (JobPlan(seconds=2, exit_code=3, expected_status=FAILED), 1)),
+    outlasting=((JobPlan(seconds=15), 1),),
     submitted_during=((JobPlan(seconds=2), 3),),
     outcomes_timeout=360,
     fault=ControllerStopped,

@@ -33,6 +33,13 @@ ACCOUNTING_RECORD_WAIT_SECONDS = 30  # slurmctld sends job records to slurmdbd a
 EXECUTION_RUNNING = "RUNNING"
 
 
+def _error_code(result: dict | None) -> str | None:
+    """result.json's error code: ``error`` is {"code", "message"} when the finish step wrote it, and the error's name
+    alone when the state machine's fallback (BuildFallbackResult) did."""
+    error = (result or {}).get("error")
+    return error if isinstance(error, str) or error is None else error.get("code")
+
+
 @dataclass(frozen=True)
 class JobPlan:
     """A job to run and how it must end."""
@@ -41,9 +48,10 @@ class JobPlan:
     exit_code: int = 0
     expected_status: str = COMPLETED
     reaches_slurm: bool = True
+    after: str | None = None  # a file (readable by the cluster user) the job waits for before its ``seconds`` start
 
     def spec(self, name: str) -> dict:
-        return {"name": name, "script": job_script(seconds=self.seconds, exit_code=self.exit_code)}
+        return {"name": name, "script": job_script(seconds=self.seconds, exit_code=self.exit_code, after=self.after)}
 
     @property
     def expected_runs(self) -> int:
@@ -221,7 +229,7 @@ class JobRun:
                     exit_code=view.get("exitCode"),
                     result_status=result.get("status") if result else None,
                     cause=(result or view).get("cause"),
-                    error_code=((result or {}).get("error") or {}).get("code"),
+                    error_code=_error_code(result),
                     slurm_job_ids=frozenset(slurm_jobs.get(job_id, set()) | set(runs.get(job_id, []))),
                     runs=len(runs.get(job_id, [])),
                     task_failures=tuple(task_failures(events)),

@@ -28,12 +28,15 @@ LEDGER_DIRECTORY = ".fault-ledger"
 _API_JOB_IN_PATH = re.compile(r"/\.slurm-job-api/jobs/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/")
 
 
-def job_script(*, seconds: float = 0, exit_code: int = 0) -> str:
-    """A batch script that records its run in the ledger, sleeps, then exits with ``exit_code``."""
+def job_script(*, seconds: float = 0, exit_code: int = 0, after: str | None = None) -> str:
+    """A batch script that records its run in the ledger, waits for the file ``after`` to exist if given (or for its
+    directory to be gone: a scenario that ended early removes it), sleeps, then exits with ``exit_code``."""
+    waits = f'until [ -e "{after}" ] || [ ! -d "{Path(after).parent}" ]; do sleep 0.1; done\n' if after else ""
     return (
         "#!/bin/bash\n"
         'mkdir -p "$HOME/' + LEDGER_DIRECTORY + '"\n'
         'echo "$SLURM_JOB_ID $PWD" >> "$HOME/' + LEDGER_DIRECTORY + '/$SLURM_JOB_NAME"\n'
+        f"{waits}"
         f"sleep {seconds:g}\n"
         f"exit {exit_code}\n"
     )

@@ -32,7 +32,8 @@ between two functions. An environment's variables are this process's (e.g. POWER
 cloud's endpoint, region and placeholder keys, and the function's own template variables (not the other functions').
 The environments are forked from a ``forkserver`` that has imported boto3, Pydantic and Powertools once, so a cold
 start costs what importing the handler's own code costs. The timeout clock starts once the environment is ready, as
-Lambda's init phase is not counted in the function's Timeout.
+Lambda's init phase is not counted in the function's Timeout. The init's own limit counts the time the environment
+ran or slept, not the time it waited for a CPU: a Lambda environment has its own, this machine's may all be busy.
 
 Tests inject faults with :meth:`LambdaRuntime.intercepted` (interceptors run in this process, around the call into
 the environment) and :meth:`LambdaRuntime.failing_inits` (the next cold starts of a function fail in the environment,
@@ -50,6 +51,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from moto.awslambda.exceptions import LambdaClientError, UnknownFunctionException
@@ -85,6 +87,7 @@ _PRELOADED_MODULES = (
 INIT_TIMEOUT_SECONDS = 10
 # What a runtime reports when its init fails for a reason of its own (the Runtime API's /runtime/init/error).
 INIT_ERROR = "Runtime.InitError"
+_INIT_POLL_SECONDS = 0.05
 _FORKSERVER = multiprocessing.get_context("forkserver")
 _FORKSERVER.set_forkserver_preload(list(_PRELOADED_MODULES))
 
@@ -260,8 +263,11 @@ class ExecutionEnvironment:
     def _initialized(self, timeout: float) -> bool:
         """Waits up to ``timeout`` for the init; False if it is still running; raises if it failed."""
         try:
-            if not self._connection.poll(timeout):
-                return False
+            init_started = time.monotonic()
+            while not self._connection.poll(_INIT_POLL_SECONDS):
+                # The init's own time, as Lambda counts it: not the time its process waited for a CPU on this machine.
+                if self._init_seconds(init_started) > timeout:
+                    return False
             kind, payload = self._connection.recv()
         except (EOFError, OSError) as error:
             self.end()
@@ -279,6 +285,16 @@ class ExecutionEnvironment:
         self._process.kill()
         self._process.join(5)
         self._connection.close()
+
+    def _init_seconds(self, started: float) -> float:
+        """The init's time as Lambda would count it: the time since ``started``, less the time the environment's
+        process waited for a CPU (Linux's /proc/<pid>/schedstat: time on a CPU, time runnable but waiting, in ns)."""
+        elapsed = time.monotonic() - started
+        try:
+            waited_ns = int(Path(f"/proc/{self._process.pid}/schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            return elapsed  # the process has ended (its end is noticed on the connection), or no schedstat
+        return elapsed - waited_ns / 1e9
 
     @property
     def usable(self) -> bool:

@@ -106,6 +106,16 @@ def processes_of(user: pwd.struct_passwd) -> list[int]:
     return pids
 
 
+def wait_for_processes_of(user: pwd.struct_passwd, timeout: float = 20) -> list[int]:
+    """The live processes of ``user`` once there is at least one (a job Slurm reports RUNNING may not have one yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pids := processes_of(user):
+            return pids
+        time.sleep(0.05)
+    raise AssertionError(f"no process of {user.pw_name} within {timeout} s")
+
+
 def scontrol(cluster: SlurmCluster, *args: str) -> str:
     shown = subprocess.run(
         [str(cluster.bin_dir / "scontrol"), *args],
@@ -181,7 +191,7 @@ def test_stop_ends_exactly_the_daemons_it_started_and_the_jobs(
     ours = cluster.pids()
     job_id = submit(user, cluster, job_dir, "sleep 300")
     wait_for_state(user, cluster, job_id, {"RUNNING"})
-    assert processes_of(user)
+    job_processes = wait_for_processes_of(user)  # slurmd starts the job's process a moment after RUNNING
     # A foreign "slurmctld": same process name, another SLURM_CONF. It must survive every stop.
     rename_and_wait = "open('/proc/self/comm', 'w').write('slurmctld'); import time; time.sleep(300)"
     decoy = subprocess.Popen([sys.executable, "-c", rename_and_wait], env={"SLURM_CONF": "/elsewhere/slurm.conf"})
@@ -194,6 +204,7 @@ def test_stop_ends_exactly_the_daemons_it_started_and_the_jobs(
         assert cluster.pids() == {}
         assert not cluster.is_running()
         assert processes_of(user) == []  # slurmd alone would have left the job running
+        assert not any(alive(pid) for pid in job_processes)
         # A stale pid file now names the decoy (pid reuse): stop must leave it alone.
         (state_dir / "run" / "slurmctld.pid").write_text(f"{decoy.pid}\n")
         cluster.stop()

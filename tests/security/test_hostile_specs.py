@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from harness.scripted_slurm import CONFIG, NO_EARLIER_JOB
 from harness.workflow import execution_arn, submit, wait_for_execution
 from local_stack.api_gateway import LOCAL_OTHER
-from tests.conftest import USER
+from tests.cloud_fixtures import USER
 from tests.security.harness import Harness, every_job_completes, wait_for_all_executions
 from tests.support.hostile import BENIGN_SCRIPT, SPEC_FIELDS, Canaries, Case, HypothesisSource, Targets
 

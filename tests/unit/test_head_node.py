@@ -2,19 +2,15 @@
 
 import json
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from slurm_job_api import errors
 from slurm_job_api.head_node import SAFETY_MARGIN_SECONDS, SSM_WAIT_CAP_SECONDS, HeadNode, ssm_wait_seconds
 from slurm_job_api.head_node_protocol import CancelRequest, StatusReply, StatusRequest
 
-REGION = "us-east-1"
 STATUS = StatusRequest(job_id="j", slurm_job_id="5")
 FOUND = {"slurmJobId": "5", "found": True, "source": "squeue", "accountingAvailable": False, "minJobAge": 300}
-AMI = "ami-03cf127a"  # one of the images moto ships
 
 
 def client_error(code: str, message: str = "") -> ClientError:
@@ -59,33 +55,54 @@ def reply(result=None, error=None):
     return {"Status": "Success", "StandardOutputContent": json.dumps(body) + "\n", "StandardErrorContent": ""}
 
 
+class TaggedEc2:
+    """An EC2 client holding tagged instances; DescribeInstances applies its tag and state filters as EC2 does (every
+    filter must match, any of a filter's values), and refuses filters it does not know rather than ignore them."""
+
+    def __init__(self):
+        self.instances = []
+
+    def run_instance(self, tags: dict[str, str]) -> str:
+        instance_id = f"i-{len(self.instances) + 1:017x}"
+        self.instances.append({"InstanceId": instance_id, "State": {"Name": "running"}, "Tags": tags})
+        return instance_id
+
+    def terminate_all(self) -> None:
+        for instance in self.instances:
+            instance["State"]["Name"] = "terminated"
+
+    def get_paginator(self, operation: str):
+        assert operation == "describe_instances", operation
+        return self
+
+    def paginate(self, Filters):
+        matching = [instance for instance in self.instances if all(self._matches(instance, f) for f in Filters)]
+        yield {"Reservations": [{"Instances": [{"InstanceId": i["InstanceId"]}]} for i in matching]}
+
+    @staticmethod
+    def _matches(instance: dict, wanted: dict) -> bool:
+        name = wanted["Name"]
+        if name == "instance-state-name":
+            return instance["State"]["Name"] in wanted["Values"]
+        if name.startswith("tag:"):
+            return instance["Tags"].get(name.removeprefix("tag:")) in wanted["Values"]
+        raise AssertionError(f"filter {name} is not simulated")
+
+
 @pytest.fixture(scope="module")
 def ec2_client():
-    with mock_aws():
-        yield boto3.client("ec2", region_name=REGION)
+    return TaggedEc2()
 
 
 @pytest.fixture
 def ec2(ec2_client):
-    """The module's moto EC2, with every instance terminated after each test."""
+    """The module's EC2, with every instance terminated after each test (later tests still see them, terminated)."""
     yield ec2_client
-    ids = [
-        instance["InstanceId"]
-        for reservation in ec2_client.describe_instances()["Reservations"]
-        for instance in reservation["Instances"]
-    ]
-    if ids:
-        ec2_client.terminate_instances(InstanceIds=ids)
+    ec2_client.terminate_all()
 
 
 def launch(ec2, cluster, node_type="HeadNode"):
-    tags = [
-        {"Key": "parallelcluster:cluster-name", "Value": cluster},
-        {"Key": "parallelcluster:node-type", "Value": node_type},
-    ]
-    return ec2.run_instances(
-        ImageId=AMI, MinCount=1, MaxCount=1, TagSpecifications=[{"ResourceType": "instance", "Tags": tags}]
-    )["Instances"][0]["InstanceId"]
+    return ec2.run_instance({"parallelcluster:cluster-name": cluster, "parallelcluster:node-type": node_type})
 
 
 def head_node(ec2, ssm, cluster="prod", clock=None):

@@ -1,5 +1,9 @@
-"""Shared fixtures: the local cloud over scripted Slurm — template.yaml's resources in moto, the real handlers, the
-real head-node program run through SSM on this machine as the cluster user, recording stand-ins for Slurm commands."""
+"""Fixtures of the local cloud over scripted Slurm — template.yaml's resources in moto, the real handlers, the real
+head-node program run through SSM on this machine as the cluster user, recording stand-ins for Slurm commands.
+
+Not a conftest: they need the local stack (moto etc.), so only the test directories that use them import them, from
+their own conftest.py (tests/handlers, tests/workflow, tests/security); tests/unit collects without them.
+"""
 
 from __future__ import annotations
 
