@@ -278,15 +278,21 @@ def _reason(text):
     return None if text in ("", "None", "(null)", "N/A") else text
 
 
-def parse_squeue(stdout, tz=None):
-    """Records from `squeue --noheader --array --states=all --format=SQUEUE_FORMAT`."""
-    records = []
+def _pipe_separated_rows(stdout, count, tool):
+    """The non-blank lines of a Slurm client's `|`-separated output, each split into exactly `count` fields."""
     for line in stdout.splitlines():
         if not line.strip():
             continue
         fields = line.split("|")
-        if len(fields) != 8:
-            raise ValueError("unexpected squeue line: %r" % line)
+        if len(fields) != count:
+            raise ValueError("unexpected %s line: %r" % (tool, line))
+        yield fields
+
+
+def parse_squeue(stdout, tz=None):
+    """Records from `squeue --noheader --array --states=all --format=SQUEUE_FORMAT`."""
+    records = []
+    for fields in _pipe_separated_rows(stdout, 8, "squeue"):
         job_id, _unique_id, task_id, state, reason, submit, start, end = fields
         records.append(
             TaskRecord(
@@ -340,12 +346,7 @@ def parse_scontrol_jobs(stdout, tz=None):
 def parse_sacct(stdout, tz=None):
     """Records from `sacct --noheader --parsable2 --allocations --format=SACCT_FIELDS` (job allocations only)."""
     records = []
-    for line in stdout.splitlines():
-        if not line.strip():
-            continue
-        fields = line.split("|")
-        if len(fields) != 8:
-            raise ValueError("unexpected sacct line: %r" % line)
+    for fields in _pipe_separated_rows(stdout, 8, "sacct"):
         job_id, _raw_id, state, exit_text, reason, submit, start, end = fields
         if "." in job_id:  # a job step, should --allocations ever let one through
             continue
