@@ -180,6 +180,55 @@ def _week_without_accounting(capped: Sequence[LongJobCost]) -> list[str]:
     ]
 
 
+NEVER_START_ROWS = [
+    (
+        "more nodes, CPUs or tasks than a partition has (`nodes` 100000, `cpusPerTask` 4096, `ntasks` 10^7)",
+        'refused by sbatch: SUBMIT_FAILED, the cause quotes sbatch ("More processors requested than permitted")',
+        "PENDING with PartitionConfig; cancelled after UnsatisfiableGraceMinutes: CANCELLED, the reason in the cause",
+    ),
+    (
+        "a time limit over the partition's MaxTime",
+        'refused by sbatch ("Requested time limit is invalid")',
+        "PartitionTimeLimit; ended as above",
+    ),
+    (
+        "a pending job its partition can no longer run (the operator shrank it after submission)",
+        "ended as above (the e2e test lowers MaxTime under a pending job's limit: CANCELLED, PartitionTimeLimit)",
+        "the same",
+    ),
+    (
+        "`afterok` on a job that then failed or was cancelled",
+        "Slurm ends it (`--kill-on-invalid-dep=yes`): CANCELLED, reason DependencyNeverSatisfied",
+        "the same",
+    ),
+    (
+        "pending for Resources, Priority, Dependency, ReqNodeNotAvail, ...",
+        "waits as long as it takes (with a grace of 0 in the e2e test, it still runs once the node is free)",
+        "the same",
+    ),
+]
+
+
+def never_start_section() -> list[str]:
+    """Not measured: the limits for jobs that can never start, and what the tests prove."""
+    header = ["request", "Slurm configured like ParallelCluster (EnforcePartLimits=ALL)", "Slurm accepts it, pending"]
+    return [
+        "## Jobs that can never start",
+        "",
+        "Not measured by the report: the limits, and what `tests/e2e/test_never_start.py`,",
+        "`tests/workflow/test_never_start.py` and `tests/unit/test_never_start_reasons.py` prove.",
+        "",
+        *_table(header, NEVER_START_ROWS),
+        "",
+        "UnsatisfiableGraceMinutes defaults to 60: more than ParallelCluster's default ResumeTimeout (30 minutes)",
+        "and a cluster update with `scontrol reconfigure`. The decision is made at a poll, so a job ends at most one",
+        "poll interval (PollFraction of its time in Slurm) after the grace period. DependencyNeverSatisfied reaches",
+        "the cause while slurmctld remembers the ended job (MinJobAge, 300 s on ParallelCluster); a poll after that",
+        "reads sacct, whose Reason is the last one the job waited for (Dependency): the cause then says only that the",
+        "job was cancelled.",
+    ]
+
+
 def render(results: Sequence[ScenarioResult], costs: Sequence[LongJobCost], environment: Mapping[str, str]) -> str:
     lines = [
         "# Reliability",
@@ -195,6 +244,8 @@ def render(results: Sequence[ScenarioResult], costs: Sequence[LongJobCost], envi
         *fault_section(results),
         "",
         *long_job_section(costs),
+        "",
+        *never_start_section(),
         "",
     ]
     return "\n".join(lines)

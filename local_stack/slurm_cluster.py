@@ -160,16 +160,20 @@ class SlurmCluster:
         advertised_cpus: int | None = None,
         constrain_memory: bool = False,
         port_base: int = DEFAULT_PORT_BASE,
+        enforce_part_limits: str = "ALL",
     ) -> None:
         """``constrain_memory`` enforces ``--mem`` with task/cgroup (cgroup v1 memory controller), the only way
         Slurm reports OUT_OF_MEMORY; off by default because it needs cgroups. ``port_base`` lets a second cluster
-        (another state directory) run beside the default one."""
+        (another state directory) run beside the default one. ``enforce_part_limits`` is slurm.conf's
+        EnforcePartLimits: ALL, as ParallelCluster writes it, refuses at sbatch a job no partition can hold; NO
+        accepts it and leaves it pending (PartitionConfig, PartitionTimeLimit, ...)."""
         self.state_dir = Path(state_dir).absolute()
         self.accounting = accounting
         self.min_job_age = min_job_age
         self.advertised_cpus = advertised_cpus or DEFAULT_ADVERTISED_CPUS
         self.constrain_memory = constrain_memory
         self.port_base = port_base
+        self.enforce_part_limits = enforce_part_limits
         self.partition = PARTITION
         self.short_partition = SHORT_PARTITION
         self.bin_dir = BIN
@@ -341,6 +345,9 @@ class SlurmCluster:
             "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0",
             "SlurmdParameters=config_overrides",
             f"MinJobAge={self.min_job_age}",
+            # ParallelCluster's slurm.conf sets EnforcePartLimits=ALL: a job over a partition's size or time limits
+            # is refused at submission instead of pending forever.
+            f"EnforcePartLimits={self.enforce_part_limits}",
             "ReturnToService=2",
             *accounting,
             "JobCompType=jobcomp/none",

@@ -706,6 +706,7 @@ def out_of_memory(session: Session) -> list[Recorder]:
         min_job_age=cluster.min_job_age,
         constrain_memory=True,
         port_base=cluster.port_base,
+        enforce_part_limits=cluster.enforce_part_limits,
     )
     constrained.start()
     try:
@@ -755,12 +756,21 @@ def capture(selected: list[str], out_dir: Path) -> int:
         shutil.rmtree(path, ignore_errors=True)  # fresh clusters: job ids start at 1 on every run
     STATE_ROOT.mkdir(parents=True)
     STATE_ROOT.chmod(0o755)
+    # EnforcePartLimits=NO, as when these were captured: scenarios such as pending_partition_time_limit need Slurm
+    # to accept a job over its partition's limits (the local stack's clusters refuse it, as ParallelCluster's do).
     clusters = {
         "no-accounting": SlurmCluster(
-            STATE_ROOT / "no-accounting", min_job_age=MIN_JOB_AGE, port_base=NO_ACCOUNTING_PORT_BASE
+            STATE_ROOT / "no-accounting",
+            min_job_age=MIN_JOB_AGE,
+            port_base=NO_ACCOUNTING_PORT_BASE,
+            enforce_part_limits="NO",
         ),
         "accounting": SlurmCluster(
-            STATE_ROOT / "accounting", accounting=True, min_job_age=MIN_JOB_AGE, port_base=ACCOUNTING_PORT_BASE
+            STATE_ROOT / "accounting",
+            accounting=True,
+            min_job_age=MIN_JOB_AGE,
+            port_base=ACCOUNTING_PORT_BASE,
+            enforce_part_limits="NO",
         ),
     }
     by_phase: dict[str, list[str]] = {}

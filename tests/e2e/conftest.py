@@ -20,7 +20,12 @@ def stack():
         pytest.skip("the local stack runs Slurm daemons and switches users: needs root")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     stack = LocalStack(
-        name="e2e-slurm", port_base=7817, accounting=True, min_job_age=MIN_JOB_AGE, parameters={"PollMinSeconds": "1"}
+        name="e2e-slurm",
+        port_base=7817,
+        accounting=True,
+        min_job_age=MIN_JOB_AGE,
+        # A job pending for a "never" reason ends at the first poll that sees it (tests/e2e/test_never_start.py).
+        parameters={"PollMinSeconds": "1", "UnsatisfiableGraceMinutes": "0"},
     )
     with stack as running:
         yield running

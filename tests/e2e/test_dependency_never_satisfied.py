@@ -44,9 +44,8 @@ def test_afterok_on_a_cancelled_job_ends_with_the_reason(cloud, api, slurm):
     assert view["slurmJobId"] == result["slurmJobId"]
     # Slurm itself ended it, and its accounting record says CANCELLED.
     assert slurm.accounted_state(view["slurmJobId"]).startswith("CANCELLED")
-    # While slurmctld still knows the job it says CANCELLED, Reason=DependencyNeverSatisfied, and the cause says so
-    # (tests/unit/test_outcome.py). Through this stack (accounting, MinJobAge 5 s) the product did not get that
-    # reason (not yet understood which Slurm source the poll read), so here the cause only says it was cancelled.
-    assert view["cause"] == result["cause"] and view["cause"].startswith(
-        f"Slurm job {view['slurmJobId']} was cancelled"
-    )
+    # sacct's Reason is the last one the job waited for (Dependency); squeue, while slurmctld remembers the job
+    # (MinJobAge), says why Slurm ended it, and the status action reports that one.
+    assert view["reason"] == result["reason"] == "DependencyNeverSatisfied"
+    why = "a job it depends on ended in a way that can never satisfy its dependency (DependencyNeverSatisfied)"
+    assert view["cause"] == result["cause"] == f"Slurm job {view['slurmJobId']} was cancelled by Slurm: {why}"

@@ -126,6 +126,7 @@ def test_generated_functions_share_one_environment(generated_template: dict[str,
         "POLL_MAX_SECONDS",
         "POLL_FRACTION",
         "MAX_POLLS_PER_EXECUTION",
+        "UNSATISFIABLE_GRACE_MINUTES",
         "RESULT_RETENTION_DAYS",
     }
 
@@ -139,6 +140,7 @@ CONTRACT_PARAMETERS = {
     "PollMaxSeconds": "21600",
     "PollFraction": "0.1",
     "MaxPollsPerExecution": "2000",
+    "UnsatisfiableGraceMinutes": "60",
     "ResultRetentionDays": "30",
 }
 CONSTRAINTS = {"AllowedPattern", "AllowedValues", "MinValue", "MaxValue", "MinLength", "MaxLength"}

@@ -46,6 +46,22 @@ def test_a_job_slurm_cancelled_for_a_dependency_says_why():
     )
 
 
+def test_a_job_the_product_cancelled_because_it_can_never_start_quotes_slurms_reason():
+    job = ended(
+        "CANCELLED",
+        reason="PartitionConfig",
+        never_start_reason="PartitionConfig",
+        never_start_since="2026-11-25T12:00:00.000Z",
+        ended_as_unsatisfiable_at="2026-11-25T13:05:00.000Z",
+    )
+    assert final_status(job, None) == (
+        "CANCELLED",
+        "Slurm job 7 was cancelled by the product: the cluster cannot ever run this request as it is configured. "
+        "Slurm kept it pending for 65 minutes with reason PartitionConfig: the partition cannot hold the request "
+        "(more nodes, CPUs or memory than it has)",
+    )
+
+
 def lambda_error(name, message):
     return {"Error": name, "Cause": json.dumps({"errorType": name, "errorMessage": message, "stackTrace": []})}
 

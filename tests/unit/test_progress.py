@@ -9,6 +9,7 @@ from slurm_job_api.progress import (
     JobProgress,
     continuation_name,
     job_id_of_execution_name,
+    newly_unsatisfiable,
     observe,
     submitted,
 )
@@ -34,7 +35,7 @@ def running(**extra):
     return observation | {"minJobAge": 300} | extra
 
 
-def step(job, observation, *, minutes=0, cancel=False, max_polls=2000):
+def step(job, observation, *, minutes=0, cancel=False, max_polls=2000, grace_minutes=60):
     """One poll; `observation` holds the status reply's fields that matter to the test."""
     reply = {"slurmJobId": "42", "source": "squeue" if observation["found"] else "none", "accountingAvailable": False}
     return observe(
@@ -44,6 +45,7 @@ def step(job, observation, *, minutes=0, cancel=False, max_polls=2000):
         schedule=SCHEDULE,
         max_polls_per_execution=max_polls,
         cancel_requested=cancel,
+        never_start_grace_seconds=grace_minutes * 60,
     )
 
 
@@ -94,3 +96,45 @@ def test_state_round_trips_through_the_state_machine_json():
     state = job.to_state()
     assert state["jobId"] == JOB and state["done"] is False and state["continueAsNew"] is False
     assert JobProgress.model_validate(state) == job
+
+
+def pending(reason: str) -> dict:
+    return {"found": True, "status": "PENDING", "slurmState": "PENDING", "reason": reason, "minJobAge": 300}
+
+
+def test_a_job_pending_for_a_never_reason_past_the_grace_period_is_to_be_cancelled():
+    job = fresh()
+    for minutes in (1, 30, 60):
+        job = step(job, pending("PartitionConfig"), minutes=minutes)
+        assert job.ended_as_unsatisfiable_at is None and not job.done
+        assert (job.never_start_reason, job.never_start_since) == ("PartitionConfig", "2026-11-25T12:01:00.000Z")
+    decided = step(job, pending("PartitionConfig"), minutes=61)
+    assert decided.ended_as_unsatisfiable_at == "2026-11-25T13:01:00.000Z" and not decided.done
+    assert newly_unsatisfiable(job, decided) and decided.next_poll_seconds == SCHEDULE.min_seconds
+    # scancel takes a moment: the next poll may still see it pending, and decides nothing new.
+    still = step(decided, pending("PartitionConfig"), minutes=62)
+    assert not newly_unsatisfiable(decided, still)
+    ended = step(still, running(status="CANCELLED", slurmState="CANCELLED", reason=None), minutes=63)
+    assert ended.done and ended.status == "CANCELLED" and ended.reason == "PartitionConfig"
+
+
+def test_not_yet_reasons_never_end_a_job_even_without_grace():
+    job = fresh()
+    for minutes, reason in enumerate(["Resources", "Priority", "ReqNodeNotAvail, UnavailableNodes:n1", "Dependency"]):
+        job = step(job, pending(reason), minutes=minutes * 1000, grace_minutes=0)
+        assert job.ended_as_unsatisfiable_at is None and job.never_start_since is None and job.reason == reason
+
+
+def test_the_grace_period_starts_again_when_the_job_may_start_after_all():
+    job = step(fresh(), pending("PartitionNodeLimit"), minutes=1)
+    job = step(job, pending("Resources"), minutes=50)  # e.g. a DOWN node was replaced, the partition grew
+    assert job.never_start_since is None
+    job = step(job, pending("PartitionNodeLimit"), minutes=90)
+    assert job.never_start_since == "2026-11-25T13:30:00.000Z" and job.ended_as_unsatisfiable_at is None
+    assert step(job, pending("PartitionNodeLimit"), minutes=150).ended_as_unsatisfiable_at
+
+
+def test_a_requested_cancel_is_not_taken_over():
+    job = step(fresh(), pending("InvalidAccount"), minutes=1, grace_minutes=0, cancel=True)
+    assert job.ended_as_unsatisfiable_at is None
+    assert step(fresh(), pending("InvalidAccount"), minutes=1, grace_minutes=0).ended_as_unsatisfiable_at

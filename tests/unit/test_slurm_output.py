@@ -90,6 +90,12 @@ EXPECTED = [
     ("pending_priority", "pending", {"status": "PENDING", "reason": "Priority"}),
     ("pending_dependency", "pending", {"status": "PENDING", "reason": "Dependency"}),
     ("pending_dependency_never_satisfied", "pending", {"status": "PENDING", "reason": "DependencyNeverSatisfied"}),
+    # sacct says Reason=None (or the last reason it waited for) while squeue still says why Slurm ended it.
+    (
+        "pending_dependency_never_satisfied",
+        "ended",
+        {"source": "sacct", "status": "CANCELLED", "reason": "DependencyNeverSatisfied"},
+    ),
     ("pending_partition_time_limit", "pending", {"status": "PENDING", "reason": "PartitionTimeLimit"}),
     ("pending_node_drained", "pending", {"status": "PENDING", "reason": "ReqNodeNotAvail, UnavailableNodes:vm"}),
     (

@@ -71,6 +71,7 @@ class JobSummary(_Out):
     name: str | None = None
     status: Status
     slurm_job_id: str | None = None
+    reason: str | None = JobState.model_fields["reason"]
     exit_code: int | None = None
     created_at: str
     updated_at: str | None = None

@@ -1033,6 +1033,10 @@ def status(request, slurm):
     }
     if records:
         result.update(summarize(records, is_array or any(r.task_ids is not None for r in records)))
+        if result["reason"] is None and result["status"] in TERMINAL_STATUSES:
+            # sacct keeps the last reason the job waited for (e.g. Dependency); the controller, while it remembers the
+            # job (MinJobAge), the reason Slurm ended it for (DependencyNeverSatisfied).
+            result["reason"] = _first(r.reason for r in live if r.reason in ENDING_REASONS)
     return result
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from slurm_job_api.job_record import JobRecord
-from slurm_job_api.progress import JobProgress
+from slurm_job_api.progress import JobProgress, parse_time
 from slurm_job_api.statuses import (
     BOOT_FAIL,
     CANCELLED,
@@ -16,12 +16,14 @@ from slurm_job_api.statuses import (
     DEPENDENCY_NEVER_SATISFIED,
     ERROR,
     FAILED,
+    NEVER_START_REASONS,
     NODE_FAIL,
     OUT_OF_MEMORY,
     PREEMPTED,
     SUBMIT_FAILED,
     TIMEOUT,
     UNKNOWN,
+    reason_code,
 )
 
 RESULT_FORMAT_VERSION = 1
@@ -65,6 +67,17 @@ def _subject(progress: JobProgress | None) -> str:
     return "The job"
 
 
+def _unsatisfiable_cause(progress: JobProgress, subject: str) -> str:
+    reason = progress.never_start_reason or ""
+    meaning = NEVER_START_REASONS.get(reason_code(reason) or "", "")
+    since, until = parse_time(progress.never_start_since), parse_time(progress.ended_as_unsatisfiable_at)
+    minutes = int((until - since).total_seconds() // 60) if since and until else 0
+    return (
+        f"{subject} was cancelled by the product: the cluster cannot ever run this request as it is configured. "
+        f"Slurm kept it pending for {minutes} minutes with reason {reason}: {meaning}"
+    )
+
+
 def final_status(progress: JobProgress | None, error: Mapping[str, Any] | None) -> tuple[str, str]:
     """(status, cause) of a finished workflow: from the job's own end, or from the error that stopped it."""
     details = error_details(error)
@@ -79,6 +92,8 @@ def final_status(progress: JobProgress | None, error: Mapping[str, Any] | None) 
             return status, f"{subject} completed with exit code {progress.exit_code or 0}"
         if status == UNKNOWN and progress.reason:
             return status, progress.reason
+        if status == CANCELLED and progress.ended_as_unsatisfiable_at:
+            return status, _unsatisfiable_cause(progress, subject)
         if status == CANCELLED and progress.reason in _CANCELLED_BY_SLURM:
             why = _CANCELLED_BY_SLURM[progress.reason]
             return status, f"{subject} was cancelled by Slurm: {why} ({progress.reason})"

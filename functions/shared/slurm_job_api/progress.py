@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from slurm_job_api.clock import iso
 from slurm_job_api.head_node_protocol import StatusReply
 from slurm_job_api.job_record import JobState
 from slurm_job_api.poll_schedule import PollSchedule
-from slurm_job_api.statuses import CANCELLED, PENDING, SUBMITTING, TERMINAL_STATUSES, UNKNOWN, Status
+from slurm_job_api.statuses import (
+    CANCELLED,
+    PENDING,
+    SUBMITTING,
+    TERMINAL_STATUSES,
+    UNKNOWN,
+    Status,
+    never_starts,
+)
 
 # A job Slurm has no record of, on this many polls in a row, has ended in a way nobody can tell.
 NOT_FOUND_POLL_LIMIT = 3
@@ -30,6 +39,12 @@ class JobProgress(JobState):
     not_found_polls: int = 0
     execution_sequence: int = 0
     next_execution_name: str | None = None
+    # Slurm's reason that the job cannot start under the cluster's configuration (statuses.NEVER_START_REASONS), and
+    # since when every poll has seen the job pending with such a reason.
+    never_start_reason: str | None = None
+    never_start_since: str | None = None
+    # When the product decided to cancel the job because that reason outlasted the grace period.
+    ended_as_unsatisfiable_at: str | None = None
 
     def to_state(self) -> dict:
         return self.model_dump(mode="json", by_alias=True)
@@ -52,8 +67,13 @@ def observe(
     schedule: PollSchedule,
     max_polls_per_execution: int,
     cancel_requested: bool,
+    never_start_grace_seconds: int,
 ) -> JobProgress:
-    """The progress after one poll of the head node (`observation` is the program's status result)."""
+    """The progress after one poll of the head node (`observation` is the program's status result).
+
+    A job that every poll for `never_start_grace_seconds` saw pending with a reason that means "never under this
+    configuration" is to be cancelled: the progress gets `ended_as_unsatisfiable_at` (the poll step then cancels it).
+    """
     update: dict = {
         "polls": progress.polls + 1,
         "polls_in_execution": progress.polls_in_execution + 1,
@@ -87,13 +107,14 @@ def observe(
                 ),
             )
     advanced = progress.model_copy(update=update)
+    _watch_never_start(advanced, now=now, grace_seconds=never_start_grace_seconds, cancel_requested=cancel_requested)
     advanced.done = advanced.status in TERMINAL_STATUSES
     if advanced.done:
         advanced.next_poll_seconds = 0
         return advanced
     advanced.next_poll_seconds = (
         schedule.min_seconds
-        if cancel_requested or not observation.found
+        if cancel_requested or not observation.found or advanced.ended_as_unsatisfiable_at
         else schedule.next_wait(
             elapsed_seconds(advanced, now),
             min_job_age=advanced.min_job_age,
@@ -107,6 +128,27 @@ def observe(
         advanced.polls_in_execution = 0
         advanced.next_execution_name = continuation_name(advanced.job_id, advanced.execution_sequence)
     return advanced
+
+
+def _watch_never_start(job: JobProgress, *, now: datetime, grace_seconds: int, cancel_requested: bool) -> None:
+    """Keeps the never-start clock of `job` (changed in place) and decides when it has run out."""
+    if job.ended_as_unsatisfiable_at:
+        if job.status == CANCELLED:
+            job.reason = job.never_start_reason  # why it was cancelled, not the stale reason Slurm ends it with
+        return
+    if job.status != PENDING or not never_starts(job.reason):
+        job.never_start_reason = job.never_start_since = None  # "not yet": the clock starts again
+        return
+    job.never_start_reason = job.reason
+    job.never_start_since = job.never_start_since or iso(now)
+    since = parse_time(job.never_start_since)
+    if not cancel_requested and since and (now - since).total_seconds() >= grace_seconds:
+        job.ended_as_unsatisfiable_at = iso(now)
+
+
+def newly_unsatisfiable(before: JobProgress, after: JobProgress) -> bool:
+    """True on the poll that decided to cancel the job for a reason that never lets it start."""
+    return bool(after.ended_as_unsatisfiable_at) and not before.ended_as_unsatisfiable_at
 
 
 def continuation_name(job_id: str, sequence: int) -> str:

@@ -18,6 +18,7 @@ class Settings:
     slurm_bin_dir: str
     poll_schedule: PollSchedule
     max_polls_per_execution: int
+    never_start_grace_seconds: int
     result_retention_days: int
     state_machine_arn: str | None
 
@@ -35,6 +36,7 @@ class Settings:
                 fraction=float(environ["POLL_FRACTION"]),
             ),
             max_polls_per_execution=int(environ["MAX_POLLS_PER_EXECUTION"]),
+            never_start_grace_seconds=60 * int(environ["UNSATISFIABLE_GRACE_MINUTES"]),
             result_retention_days=int(environ["RESULT_RETENTION_DAYS"]),
             state_machine_arn=environ.get("STATE_MACHINE_ARN"),
         )

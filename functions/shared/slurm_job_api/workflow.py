@@ -202,7 +202,18 @@ class Workflow:
             schedule=self.settings.poll_schedule,
             max_polls_per_execution=self.settings.max_polls_per_execution,
             cancel_requested=cancel_requested,
+            never_start_grace_seconds=self.settings.never_start_grace_seconds,
         )
+        if progress.newly_unsatisfiable(job, advanced):
+            # Pending past the grace period for a reason that never lets it start: end it, as an operator would.
+            self.head_node.run(
+                CancelRequest(job_id=job.job_id, slurm_job_id=job.slurm_job_id), wait_seconds=self._ssm_wait()
+            )
+            metrics.add_metric(name="JobsEndedAsUnsatisfiable", unit=MetricUnit.Count, value=1)
+            logger.warning(
+                "job cancelled: it cannot start under the cluster's configuration",
+                extra={"reason": advanced.never_start_reason, "pending_since": advanced.never_start_since},
+            )
         metrics.add_metric(name="Polls", unit=MetricUnit.Count, value=1)
         changes = JobRecord.progress_fields(advanced, iso(now))
         if advanced.continue_as_new:
