@@ -306,7 +306,7 @@ def submit_crash_after_sbatch(place: ClusterPlace = ACCOUNTING_CLUSTER) -> Scena
         def crash_after_sbatch(event: Any, context: Any, call_next: Callable[[Any, Any], Any]) -> Any:
             result = call_next(event, context)
             with lock:
-                first = event["spec"]["name"] == run.name and event["jobId"] not in crashed
+                first = event["jobId"] not in crashed  # every job of this stack is the run's
                 crashed.add(event["jobId"])
             if first:
                 raise RuntimeFailure("Sandbox.Timedout", "Task timed out after 120.00 seconds")

@@ -72,3 +72,22 @@ def finish(cloud: LocalCloud, api, job_id: str, timeout: float = 90) -> tuple[di
     execution = wait_for_execution(cloud, job_id, timeout)
     events = history(cloud, execution["executionArn"])
     return execution, events, result_json(cloud, job_id), api.get(f"/jobs/{job_id}").json()
+
+
+def state_sizes(cloud: LocalCloud, execution: dict, events: list[dict]) -> dict[str, int]:
+    """Bytes (UTF-8, as Step Functions counts them) of the execution input and of the largest input/output of each
+    state in the history (stateEntered/stateExited, and every task's result): the data Step Functions caps at
+    256 KiB."""
+    described = cloud.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])
+    sizes = {"execution input": len(described["input"].encode("utf-8"))}
+    for event in events:
+        for key, details in event.items():
+            if not key.endswith("EventDetails") or not isinstance(details, dict):
+                continue
+            where = details.get("name") or event["type"]
+            for field in ("input", "output"):
+                if isinstance(details.get(field), str):
+                    size = len(details[field].encode("utf-8"))
+                    label = f"{where} {field}"
+                    sizes[label] = max(sizes.get(label, 0), size)
+    return sizes

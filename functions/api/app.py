@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from slurm_job_api import aws_clients, services
 from slurm_job_api.api_models import CancelAccepted, ErrorBody, JobAccepted, JobList, JobOutput, JobView
-from slurm_job_api.jobs_api import ApiError, JobsApi, dump
+from slurm_job_api.jobs_api import OUTPUT_PAGE_MAX, OUTPUT_PAGE_SIZE, ApiError, JobsApi, dump
 from slurm_job_api.observability import logger, metrics, tracer
 from slurm_job_api.settings import settings
 from slurm_job_api.spec import JobSpec
@@ -175,15 +175,20 @@ def cancel_job(job_reference: JobReference) -> Response[CancelAccepted]:
     "/jobs/<jobId>/output",
     summary="Presigned links to the job's stdout, stderr, outputs and result.json",
     responses={
-        200: _doc("Presigned links, valid for 15 minutes", JobOutput),
+        200: _doc("One page of presigned links, valid for 15 minutes", JobOutput),
+        400: _doc("A nextToken this API did not give out for this job", ErrorBody),
         404: _doc("No such job", ErrorBody),
         409: _doc("Not collected yet", ErrorBody),
         **INVALID_REQUEST,
     },
 )
 @tracer.capture_method
-def job_output(job_reference: JobReference) -> JobOutput:
-    return jobs_api().output(caller(), job_reference)
+def job_output(
+    job_reference: JobReference,
+    limit: Annotated[int, Query(ge=1, le=OUTPUT_PAGE_MAX, description="Files per page")] = OUTPUT_PAGE_SIZE,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=1024)] = None,
+) -> JobOutput:
+    return jobs_api().output(caller(), job_reference, limit=limit, next_token=next_token)
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)

@@ -4,8 +4,8 @@ scripted (tests/support/fake_slurm.py). A stale event fails here: a key its mode
 that is not the one its route or step gives for a job that exists.
 
 The API events are invoked for jobs that the API event for POST /jobs created, their example job id and execution
-ARN replaced by those jobs' own. The workflow events keep their example job: its script is put where the API would
-have stored it, and the submit event (the first step) makes its record.
+ARN replaced by those jobs' own. The workflow events keep their example job: its spec (the POST /jobs event's body)
+and script are put where the API would have stored them, and the submit event (the first step) makes its record.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pydantic import BaseModel
 
 from harness.scripted_slurm import CONFIG, NO_EARLIER_JOB, scontrol_line, squeue_line
 from harness.workflow import execution_arn, wait_for_execution
-from slurm_job_api.progress import JobProgress
-from slurm_job_api.results import script_key
+from slurm_job_api.jobs_api import request_hash
+from slurm_job_api.results import script_key, spec_key
 from slurm_job_api.spec import JobSpec
 from slurm_job_api.workflow_events import FinishJobEvent, PollJobEvent, SubmitJobEvent
 
@@ -38,9 +38,10 @@ def event_text(name: str) -> str:
     return (EVENTS / name).read_text()
 
 
-# The example job of the events: every event names this job and its execution.
+# The example job of the events: every event names this job and its execution, and its spec is the POST /jobs body.
 EXAMPLE = json.loads(event_text("submit-job.json"))
 EXAMPLE_JOB_ID, EXAMPLE_EXECUTION_ARN = EXAMPLE["jobId"], EXAMPLE["executionArn"]
+EXAMPLE_SPEC = json.loads(json.loads(event_text("api-submit-job.json"))["body"])
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ class ApiCase(EventCase):
     job: str | None = None
 
 
-# The finish step gets the whole workflow state: the submit step's input, the job's progress, the error if any.
-FINISH_STATE = {"state": SubmitJobEvent, "state.spec": JobSpec, "state.job": JobProgress, "state.error": None}
+# The finish step gets the whole workflow state (typed: WorkflowState); the error is a Catch result with no model.
+FINISH_STATE = {"state.error": None}
 
 API_EVENTS = {
     "api-submit-job.json": ApiCase(status=202, parts={"body": JobSpec}),
@@ -77,7 +78,7 @@ API_EVENTS = {
 }
 # In the order the workflow runs them: submitting makes the record the others update.
 WORKFLOW_EVENTS = {
-    "submit-job.json": EventCase("SubmitJobFunction", SubmitJobEvent, {"spec": JobSpec}),
+    "submit-job.json": EventCase("SubmitJobFunction", SubmitJobEvent),
     "poll-job.json": EventCase("PollJobFunction", PollJobEvent),
     "finish-job-after-error.json": EventCase("FinishJobFunction", FinishJobEvent, FINISH_STATE),
     "finish-job.json": EventCase("FinishJobFunction", FinishJobEvent, FINISH_STATE),
@@ -135,13 +136,23 @@ def test_every_event_file_has_a_case():
     assert sorted(path.name for path in EVENTS.glob("*.json")) == sorted(CASES)
 
 
+def test_workflow_events_reference_the_example_spec():
+    """The workflow events carry the spec's key and hash, never the spec: both are those of the POST /jobs body."""
+    digest = request_hash(JobSpec.model_validate(EXAMPLE_SPEC))
+    for name in ("submit-job.json", "finish-job.json", "finish-job-after-error.json"):
+        event = json.loads(event_text(name))
+        state = event.get("state", event)
+        assert (state["requestHash"], state["specKey"]) == (digest, spec_key(EXAMPLE_JOB_ID)), name
+        assert "spec" not in state, name
+
+
 def test_an_undeclared_key_is_found_at_any_depth():
     event = json.loads(event_text("finish-job.json"))
     event["state"]["job"]["exitStatus"] = event["state"]["job"].pop("exitCode")
-    event["state"]["spec"]["cpus"] = 1
+    event["state"]["spec"] = {"cpus": 1}
     event["retries"] = 0
     found = undeclared_keys(event, FinishJobEvent, FINISH_STATE)
-    assert sorted(found) == ["retries", "state.job.exitStatus", "state.spec.cpus"]
+    assert sorted(found) == ["retries", "state.job.exitStatus", "state.spec"]
     poll = json.loads(event_text("poll-job.json"))
     poll["job"]["slurmId"] = poll["job"].pop("slurmJobId")
     assert undeclared_keys(poll, PollJobEvent, {}) == ["job.slurmId"]
@@ -232,7 +243,8 @@ class TestApiEvents:
 
 @pytest.fixture(scope="class")
 def example_job(cloud, slurm) -> str:
-    """The events' example job, its script where the API stores it and its record made by the submit event."""
+    """The events' example job, its spec and script where the API stores them and its record made by the submit
+    event."""
     stop_running_executions(cloud)  # nothing else asks the scripted Slurm while these run
     slurm.set(
         {
@@ -242,9 +254,9 @@ def example_job(cloud, slurm) -> str:
             "scontrol": [scontrol_line("RUNNING", "0:0")],
         }
     )
-    cloud.client("s3").put_object(
-        Bucket=cloud.bucket_name, Key=script_key(EXAMPLE_JOB_ID), Body=EXAMPLE["spec"]["script"].encode()
-    )
+    s3 = cloud.client("s3")
+    s3.put_object(Bucket=cloud.bucket_name, Key=script_key(EXAMPLE_JOB_ID), Body=EXAMPLE_SPEC["script"].encode())
+    s3.put_object(Bucket=cloud.bucket_name, Key=spec_key(EXAMPLE_JOB_ID), Body=json.dumps(EXAMPLE_SPEC).encode())
     invoke(cloud, "SubmitJobFunction", loaded("submit-job.json"))
     return EXAMPLE_JOB_ID
 

@@ -39,7 +39,7 @@ MODULE_TABLE_HEADING = "## Code layout"
 
 # Bare file names the documents use for things that are not files of this repository.
 NOT_REPOSITORY_FILES = {
-    "result.json": "the document the state machine writes to S3 for every job (jobs/<jobId>/result.json)",
+    "result.json": "the document the finish step writes to S3 for every job (jobs/<jobId>/result.json)",
 }
 
 # Directories that are not the project's: tools and caches (also in .gitignore, but never named as generated state).

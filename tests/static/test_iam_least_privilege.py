@@ -56,7 +56,8 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
     "PollJobFunction": HEAD_NODE | {("dynamodb:GetItem", TABLE), ("dynamodb:UpdateItem", TABLE)},
     "FinishJobFunction": HEAD_NODE
     | {("dynamodb:GetItem", TABLE), ("dynamodb:UpdateItem", TABLE)}
-    | {("s3:PutObject", f"{BUCKET}/jobs/*/{name}") for name in ("stdout", "stderr", "tasks/*", "outputs/*")},
+    | {("s3:PutObject", f"{BUCKET}/jobs/*/{name}") for name in ("stdout", "stderr", "tasks/*", "outputs/*")}
+    | {("s3:PutObject", f"{BUCKET}/jobs/*/result.json"), ("s3:GetObject", f"{BUCKET}/jobs/*/input/spec.json")},
     "JobStateMachine": {
         ("lambda:InvokeFunction", "${SubmitJobFunction.Arn}"),
         ("lambda:InvokeFunction", "${PollJobFunction.Arn}"),

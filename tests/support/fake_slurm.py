@@ -34,11 +34,18 @@ with open(os.path.join(here, "lock"), "a") as lock:  # tools called at the same 
     with open(state_path, "w") as handle:
         handle.write(str(count + 1))
 answer = answers[min(count, len(answers) - 1)]
+options = dict(arg.split("=", 1) for arg in sys.argv[1:] if arg.startswith("--") and "=" in arg)
 for option, content in answer.get("write", {}).items():  # e.g. {"--output": "..."}: what the job would have printed
-    for arg in sys.argv[1:]:
-        if arg.startswith(option + "="):
-            with open(arg.split("=", 1)[1], "w") as handle:
+    if option in options:
+        for task in answer.get("arrayTasks") or [None]:  # an array job's files: %a is the task id
+            path = options[option] if task is None else options[option].replace("%a", str(task))
+            with open(path, "w") as handle:
                 handle.write(content)
+for relative, content in answer.get("writeOutputs", {}).items():  # declared outputs, under --chdir
+    path = os.path.join(options["--chdir"], relative)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write(content)
 sys.stdout.write(answer.get("stdout", ""))
 sys.stderr.write(answer.get("stderr", ""))
 sys.exit(answer.get("rc", 0))
@@ -62,7 +69,8 @@ class FakeSlurm:
 
         `scontrol show config` answers as the tool "scontrol-config", so that it does not use up scontrol's answers.
         An answer may also "write" {option: content}: the file named by that option's value gets the content (so a
-        fake sbatch can leave the output a job would have written).
+        fake sbatch can leave the output a job would have written), once per task of "arrayTasks" [ids] if given (%a
+        in the value is the task id); and "writeOutputs" {relative path: content}: files under --chdir.
         """
         (self.bin_dir / "scenario.json").write_text(json.dumps(scenario))
         (self.bin_dir / "scenario.json").chmod(0o644)

@@ -43,8 +43,9 @@ def test_platform_errors_are_not_the_products_own():
 @pytest.mark.parametrize("start", ["SubmitJob", "PollJob", "WaitBeforePoll"])
 def test_every_end_after_acceptance_writes_result_json(start):
     """Walk every path: each one ends in a state reached only through a result.json write, or hands the job over to
-    a continuation execution."""
-    writers = {"WriteResult", "WriteFallbackResult"}
+    a continuation execution. A writer has written only when it succeeded: its Catch branches have not."""
+    writers = {"FinishJob", "WriteFallbackResult"}  # FinishJob's Lambda writes result.json (workflow.finish)
+    last_resort = "WriteFallbackResult"  # retried; if even it fails, nothing is left to write with
     seen: set[tuple[str, bool]] = set()
     stack = [(start, False)]
     while stack:
@@ -52,9 +53,12 @@ def test_every_end_after_acceptance_writes_result_json(start):
         if (name, written) in seen:
             continue
         seen.add((name, written))
-        written = written or name in writers
         state = STATES[name]
         if state["Type"] in ("Succeed", "Fail"):
             assert written or name == "ContinuedAsNewExecution", f"{start} → … → {name} ends without result.json"
-        for following in successors(name):
-            stack.append((following, written))
+        after = written or name in writers
+        caught = [catch["Next"] for catch in state.get("Catch", [])]
+        for following in successors(name) - set(caught) | ({state["Next"]} if "Next" in state else set()):
+            stack.append((following, after))
+        for following in caught:  # a writer that failed has not written
+            stack.append((following, after if name == last_resort else written))

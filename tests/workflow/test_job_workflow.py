@@ -20,7 +20,6 @@ HAPPY_PATH = [
     "PollJob",
     "IsJobFinished",
     "FinishJob",
-    "WriteResult",
     "DidJobComplete",
 ]
 
@@ -179,7 +178,6 @@ def test_rejected_submission_still_writes_result_json(cloud, api, slurm):
         "IsContinuation",
         "SubmitJob",
         "FinishJob",
-        "WriteResult",
         "DidJobComplete",
         "JobDidNotComplete",
     ]

@@ -1,5 +1,7 @@
 """A job polled more often than one execution may hold goes on in a new execution (continue-as-new)."""
 
+import json
+
 from harness.scripted_slurm import CONFIG, NO_EARLIER_JOB, scontrol_line, squeue_line
 from harness.workflow import history, path, result_json, submit, wait_for_execution
 
@@ -22,6 +24,17 @@ def test_long_polling_continues_in_a_new_execution(slurm, make_cloud):
         assert path(history(cloud, first["executionArn"]))[-2:] == ["ContinueAsNewExecution", "ContinuedAsNewExecution"]
         second = wait_for_execution(cloud, f"{job_id}_1", timeout=60)
         events = history(cloud, second["executionArn"])
+        started = next(event for event in events if event["type"] == "ExecutionStarted")
+        carried = json.loads(started["executionStartedEventDetails"]["input"])
+        assert set(carried) - {"AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"} == {
+            "jobId",
+            "submissionId",
+            "owner",
+            "createdAt",
+            "requestHash",
+            "specKey",
+            "job",
+        }  # references and the job's progress, never the spec
         assert path(events)[:2] == ["IsContinuation", "WaitBeforePoll"] and path(events)[-1] == "JobCompleted"
         view = api.get(f"/jobs/{job_id}").json()
         assert view["status"] == "COMPLETED" and view["execution"]["arn"] == second["executionArn"]

@@ -102,4 +102,7 @@ class OutputFile(_Out):
 class JobOutput(_Out):
     job_id: str
     expires_in_seconds: int
-    files: list[OutputFile]
+    files: list[OutputFile] = Field(
+        description="One page of the collected files in result.json's order; result.json itself ends the last page"
+    )
+    next_token: str | None = Field(default=None, description="Pass as nextToken to get the next page")

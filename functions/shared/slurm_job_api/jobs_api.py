@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from slurm_job_api import arns, errors
+from slurm_job_api import arns, errors, results
 from slurm_job_api.api_models import (
     CancelAccepted,
     ErrorBody,
@@ -38,6 +38,7 @@ from slurm_job_api.results import PRESIGNED_URL_SECONDS, ResultsBucket
 from slurm_job_api.settings import Settings
 from slurm_job_api.spec import JobSpec
 from slurm_job_api.statuses import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
+from slurm_job_api.workflow_events import WorkflowInput
 
 # Job ids derived from (owner, Idempotency-Key) live in their own UUID namespace.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d3c52-6a43-4c8e-9f57-5b0f5d1c2a77")
@@ -47,6 +48,9 @@ NEXT_TOKEN_CREATED_AT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d
 # DELETE waits for scancel within API Gateway's 29 s integration timeout.
 CANCEL_WAIT_SECONDS = 20
 CANCEL_MARGIN_SECONDS = 5
+# GET /jobs/{jobId}/output: links per page (each presigned URL is about 1 KB; an array job may have 2100 files).
+OUTPUT_PAGE_SIZE = 100
+OUTPUT_PAGE_MAX = 1000
 
 
 class ApiError(Exception):
@@ -100,19 +104,27 @@ def request_hash(spec: JobSpec) -> str:
     return hashlib.sha256(json.dumps(spec.to_json_dict(), sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def encode_next_token(position: tuple[str, str]) -> str:
-    raw = json.dumps({"createdAt": position[0], "jobId": position[1]}, separators=(",", ":"))
+def _encode_token(position: dict[str, Any]) -> str:
+    raw = json.dumps(position, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decoded_token(token: str, fields: tuple[str, ...]) -> tuple[Any, ...]:
+    """The values of `fields` in a token made by _encode_token; InvalidNextToken for anything else."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return tuple(data[name] for name in fields)
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        raise InvalidNextToken("nextToken is not a token this API gave out") from None
+
+
+def encode_next_token(position: tuple[str, str]) -> str:
+    return _encode_token({"createdAt": position[0], "jobId": position[1]})
 
 
 def decode_next_token(token: str) -> tuple[str, str]:
     """The (createdAt, jobId) a page resumes after. The owner is never taken from the token."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-        created_at, job_id = data["createdAt"], data["jobId"]
-    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
-        raise InvalidNextToken("nextToken is not a token this API gave out") from None
+    created_at, job_id = _decoded_token(token, ("createdAt", "jobId"))
     if (
         not isinstance(created_at, str)
         or not isinstance(job_id, str)
@@ -121,6 +133,18 @@ def decode_next_token(token: str) -> tuple[str, str]:
     ):
         raise InvalidNextToken("nextToken is not a token this API gave out")
     return created_at, job_id
+
+
+def encode_output_token(offset: int) -> str:
+    return _encode_token({"fileOffset": offset})
+
+
+def decode_output_token(token: str, total: int) -> int:
+    """Where a page of GET /jobs/{jobId}/output resumes, within the `total` entries of the listing."""
+    (offset,) = _decoded_token(token, ("fileOffset",))
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 < offset < total:
+        raise InvalidNextToken("nextToken is not a token this API gave out for this job")
+    return offset
 
 
 @dataclass
@@ -183,17 +207,19 @@ class JobsApi:
             self.bucket.put_script(job_id, spec.script)
         created_at = iso(self.now())
         submission_id = uuid.uuid4().hex
-        execution_input = {
-            "jobId": job_id,
-            "submissionId": submission_id,
-            "owner": owner,
-            "createdAt": created_at,
-            "spec": spec.to_json_dict(),
-        }
+        # The execution input holds references only: the spec itself is in S3, whatever its size.
+        execution_input = WorkflowInput(
+            job_id=job_id,
+            submission_id=submission_id,
+            owner=owner,
+            created_at=created_at,
+            request_hash=digest,
+            spec_key=self.bucket.put_json(results.spec_key(job_id), spec.to_json_dict()),
+        )
         replayed = False
         try:
             execution_arn = self.stepfunctions.start_execution(
-                stateMachineArn=self.state_machine_arn, name=job_id, input=json.dumps(execution_input)
+                stateMachineArn=self.state_machine_arn, name=job_id, input=json.dumps(execution_input.to_input())
             )["executionArn"]
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
@@ -241,8 +267,7 @@ class JobsApi:
 
     def _check_same_request(self, execution_arn: str, digest: str) -> None:
         described = self.stepfunctions.describe_execution(executionArn=execution_arn)
-        earlier = JobSpec.model_validate(json.loads(described["input"])["spec"])
-        if request_hash(earlier) != digest:
+        if WorkflowInput.model_validate_json(described["input"]).request_hash != digest:
             raise IdempotencyKeyReused("this Idempotency-Key was used for a different job spec")
 
     @staticmethod
@@ -307,7 +332,11 @@ class JobsApi:
 
     # -- GET /jobs/{jobId}/output ----------------------------------------------------------------------------------
 
-    def output(self, owner: str, reference: str) -> JobOutput:
+    def output(
+        self, owner: str, reference: str, *, limit: int = OUTPUT_PAGE_SIZE, next_token: str | None = None
+    ) -> JobOutput:
+        """One page of links: the collected files in result.json's order, then result.json itself (on the last page,
+        so the pages together list each file once)."""
         record = self._owned(reference, owner)
         stored = record.results
         if record.status not in TERMINAL_STATUSES or not stored:
@@ -315,16 +344,26 @@ class JobsApi:
         result = self.bucket.read_json(stored.result_key)
         if result is None:
             raise OutputNotReady("the job's results are being written; try again in a few seconds")
+        collected = result.get("files", [])
+        total = len(collected) + 1  # result.json comes last
+        start = decode_output_token(next_token, total) if next_token else 0
+        end = min(start + limit, total)
         files = [
             OutputFile(
                 name=item["name"],
                 bytes=item.get("bytes"),
                 url=self.bucket.presigned_get(item["key"], filename=item["name"].rsplit("/", 1)[-1]),
             )
-            for item in result.get("files", [])
+            for item in collected[start:end]
         ]
-        files.append(OutputFile(name="result.json", bytes=None, url=self.bucket.presigned_get(stored.result_key)))
-        return JobOutput(job_id=record.job_id, expires_in_seconds=PRESIGNED_URL_SECONDS, files=files)
+        if end == total:
+            files.append(OutputFile(name="result.json", bytes=None, url=self.bucket.presigned_get(stored.result_key)))
+        return JobOutput(
+            job_id=record.job_id,
+            expires_in_seconds=PRESIGNED_URL_SECONDS,
+            files=files,
+            next_token=encode_output_token(end) if end < total else None,
+        )
 
 
 def dump(model: Any) -> dict:

@@ -27,6 +27,11 @@ def script_key(job_id: str) -> str:
     return f"jobs/{job_id}/input/script.sh"
 
 
+def spec_key(job_id: str) -> str:
+    """The accepted spec, stored by POST /jobs: the workflow's state carries only this key."""
+    return f"jobs/{job_id}/input/spec.json"
+
+
 def environment_key(job_id: str) -> str:
     return f"jobs/{job_id}/input/environment.json"
 
@@ -117,10 +122,12 @@ class ResultsBucket:
         return key
 
     def put_environment(self, job_id: str, environment: dict[str, str]) -> str:
-        key = environment_key(job_id)
-        self._s3.put_object(
-            Bucket=self.name, Key=key, Body=json.dumps(environment).encode("utf-8"), ContentType="application/json"
-        )
+        return self.put_json(environment_key(job_id), environment)
+
+    def put_json(self, key: str, document: dict) -> str:
+        """Stores a JSON document (UTF-8, non-ASCII text as is) under `key`."""
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        self._s3.put_object(Bucket=self.name, Key=key, Body=body, ContentType="application/json")
         return key
 
     def read_json(self, key: str) -> dict | None:

@@ -32,7 +32,7 @@ from slurm_job_api.sbatch import sbatch_options
 from slurm_job_api.settings import Settings
 from slurm_job_api.spec import JobSpec
 from slurm_job_api.statuses import ACTIVE_STATUSES
-from slurm_job_api.workflow_events import FinishJobEvent, PollJobEvent, SubmitJobEvent
+from slurm_job_api.workflow_events import FinishJobEvent, PollJobEvent, SubmitJobEvent, WorkflowInput
 
 FINISH_COLLECT_ATTEMPTS = 3  # transient collection errors are retried this many times before results go without
 
@@ -92,34 +92,37 @@ class Workflow:
     def _ssm_wait(self) -> float:
         return ssm_wait_seconds(self.remaining_seconds())
 
-    def _record(self, state: SubmitJobEvent, spec: JobSpec) -> JobRecord:
-        """The job's record; recreated from the workflow input if the API stopped before writing it."""
+    def _record_and_spec(self, state: WorkflowInput, execution_arn: str) -> tuple[JobRecord, JobSpec]:
+        """The job's record and its accepted spec (the record's). If the API stopped before writing the record, both
+        come from the execution input and the spec it references in S3 (the state never carries the spec itself)."""
         job_id, owner = state.job_id, state.owner
         record = self.store.get(job_id)
         if record is None:
+            stored = self.bucket.read_json(state.spec_key)
+            if stored is None:
+                raise errors.SlurmJobApiError(f"the accepted spec {state.spec_key} is not in the results bucket")
             logger.warning("job record missing: recreating it from the execution input")
             self.store.create(
                 JobRecord.new(
                     job_id=job_id,
                     submission_id=state.submission_id,
                     owner=owner,
-                    spec=spec,
+                    spec=JobSpec.model_validate(stored),
                     created_at=state.created_at,
-                    request_hash="",
-                    execution_arn=state.execution_arn,
+                    request_hash=state.request_hash,
+                    execution_arn=execution_arn,
                     retention_days=self.settings.result_retention_days,
                 )
             )
             record = self.store.get(job_id)
         if record is None or record.owner != owner:
             raise errors.HeadNodeProtocolError(f"job record {job_id} does not match the execution input")
-        return record
+        return record, JobSpec.model_validate(record.spec)
 
     # -- submit ---------------------------------------------------------------------------------------------------
 
     def submit(self, event: SubmitJobEvent) -> dict:
-        spec = JobSpec.model_validate(event.spec)
-        record = self._record(event, spec)
+        record, spec = self._record_and_spec(event, event.execution_arn)
         now = iso(self.now())
         if record.cancel_requested and not record.slurm_job_id:
             cancelled = progress.cancelled_before_submission(event.job_id, now=now)
@@ -234,11 +237,8 @@ class Workflow:
 
     def finish(self, event: FinishJobEvent) -> dict:
         state = event.state
-        job_id = state["jobId"]
-        spec = JobSpec.model_validate(state["spec"])
-        record = self._record(SubmitJobEvent.model_validate({**state, "executionArn": event.execution_arn}), spec)
-        job = JobProgress.model_validate(state["job"]) if state.get("job") else None
-        error = state.get("error")
+        job_id, job, error = state.job_id, state.job, state.error
+        record, spec = self._record_and_spec(state, event.execution_arn)
         status, cause = outcome.final_status(job, error)
         files, collection = self._collect(job, spec, event.retry_count)
         finished_at = iso(self.now())
@@ -253,6 +253,8 @@ class Workflow:
             execution_arn=event.execution_arn,
             finished_at=finished_at,
         )
+        # result.json lists every collected file, whatever their number: S3 holds it, never the workflow state.
+        result_key = self.bucket.put_json(results.result_key(job_id), document)
         final_fields = JobRecord.finish_fields(
             job,
             status=status,
@@ -261,7 +263,7 @@ class Workflow:
             results=StoredResults(
                 bucket=self.bucket.name,
                 prefix=results.job_prefix(job_id),
-                result_key=results.result_key(job_id),
+                result_key=result_key,
                 file_count=len(files),
                 collection=collection["status"],
             ),
@@ -271,7 +273,7 @@ class Workflow:
         metrics.add_dimension(name="Status", value=status)
         metrics.add_metric(name="JobsFinished", unit=MetricUnit.Count, value=1)
         logger.info("job finished", extra={"status": status, "cause": cause})
-        return {"status": status, "cause": cause, "resultKey": results.result_key(job_id), "result": document}
+        return {"status": status, "cause": cause, "resultKey": result_key, "fileCount": len(files)}
 
     def _collect(self, job: JobProgress | None, spec: JobSpec, retry_count: int) -> tuple[list[dict], dict]:
         """Uploads the job's files through the head node; returns (files, collection summary)."""

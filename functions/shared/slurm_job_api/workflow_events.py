@@ -1,6 +1,13 @@
-"""The events the state machine's Task states send to the submit, poll and finish functions."""
+"""The execution input and the events the state machine's Task states send to the submit, poll and finish functions.
+
+Workflow state stays small whatever the spec: the execution input and every state carry references (ids, the key of
+the stored spec, the request hash) and the job's progress, never the script, the environment or per-file lists.
+Step Functions fails an execution whose input or any state's data exceeds 256 KiB (States.DataLimitExceeded).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -12,12 +19,21 @@ class _Event(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
-class SubmitJobEvent(_Event):
+class WorkflowInput(_Event):
+    """The execution input POST /jobs starts a job's workflow with (a continuation execution adds `job`)."""
+
     job_id: str
     submission_id: str
     owner: str
     created_at: str
-    spec: dict
+    request_hash: str = Field(description="sha256 of the accepted spec: the idempotency replay check compares it")
+    spec_key: str = Field(description="Key of the accepted spec in the results bucket (jobs/<jobId>/input/spec.json)")
+
+    def to_input(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class SubmitJobEvent(WorkflowInput):
     execution_arn: str
 
 
@@ -28,7 +44,14 @@ class PollJobEvent(_Event):
     execution_arn: str
 
 
+class WorkflowState(WorkflowInput):
+    """The state FinishJob gets: the execution input, the job's progress once submitted, the error if one ended it."""
+
+    job: JobProgress | None = None
+    error: dict[str, Any] | None = Field(default=None, description="A Catch result: {Error, Cause}")
+
+
 class FinishJobEvent(_Event):
-    state: dict = Field(description="The whole workflow state: jobId, owner, createdAt, spec, job?, error?")
+    state: WorkflowState
     execution_arn: str
     retry_count: int = 0

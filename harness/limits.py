@@ -1,0 +1,98 @@
+"""The largest job specs the README allows, for the tests and the reliability report that check the workflow's state
+stays small whatever the spec (Step Functions fails an execution whose input or state exceeds 256 KiB)."""
+
+from __future__ import annotations
+
+SCRIPT_BYTES = 64 * 1024  # the README's limits (slurm_job_api.spec)
+ENVIRONMENT_BYTES = 64 * 1024
+ENVIRONMENT_VARIABLES = 256
+OUTPUTS = 100
+OUTPUT_PATH_CHARACTERS = 1024
+WORKING_DIRECTORY_CHARACTERS = 4096
+ARRAY_CHARACTERS = 256
+ARRAY_TASKS = 1000
+DEPENDENCIES = 32
+SLURM_NAME = "n" * 64
+WIDE_CHARACTER = "\u6587"  # 文: three bytes in UTF-8, six (\u6587) in JSON with ASCII escapes
+# What the workflow's execution input and each state may hold at most, well below Step Functions' 256 KiB: the
+# largest measured is about 1.1 KiB (docs/reliability.md), whatever the spec.
+STATE_BUDGET_BYTES = 16 * 1024
+
+
+def _filled(prefix: str, unit: str, total_bytes: int, line_bytes: int = 96) -> str:
+    """`prefix` then lines of `unit`s, padded with ASCII to exactly `total_bytes` bytes of UTF-8."""
+    text, size = [prefix], len(prefix.encode())
+    unit_bytes = len(unit.encode())
+    per_line = max(1, (line_bytes - 3) // unit_bytes)
+    line = "# " + unit * per_line + "\n"
+    while size + len(line.encode()) <= total_bytes - 5:  # room for "true\n"
+        text.append(line)
+        size += len(line.encode())
+    text.append("true\n")
+    size += 5
+    text.append("#" * (total_bytes - size))
+    return "".join(text)
+
+
+def _path(first: str, characters: int) -> str:
+    """A path of exactly `characters` characters in components of at most 200."""
+    parts, length = [first], len(first)
+    while length < characters:
+        part = "p" * min(200, characters - length - 1)
+        if not part:  # one character left: lengthen the last component instead of ending with "/"
+            parts[-1] += "p"
+            break
+        parts.append(part)
+        length += 1 + len(part)
+    return "/".join(parts)
+
+
+def largest_spec(*, wide: bool, dependency_job_id: str) -> dict:
+    """Every field at its maximum. `wide`: the script and the environment's values are three-byte UTF-8 characters
+    (the outputs stay ASCII: 100 outputs of 1024 such characters would not fit the 256 KiB request body)."""
+    unit = WIDE_CHARACTER if wide else "x"
+    per_variable = ENVIRONMENT_BYTES // ENVIRONMENT_VARIABLES  # name + value + 2, as the spec counts them
+    environment = {}
+    for index in range(ENVIRONMENT_VARIABLES):
+        name = f"E{index:03d}"
+        value_bytes = per_variable - len(name) - 2
+        value = unit * (value_bytes // len(unit.encode()))
+        environment[name] = value + "v" * (value_bytes - len(value.encode()))
+    array_ids: list[str] = []
+    while len(",".join([*array_ids, str(len(array_ids) + 1)])) <= ARRAY_CHARACTERS:
+        array_ids.append(str(len(array_ids) + 1))
+    array = ",".join(array_ids)
+    array = "0" * (ARRAY_CHARACTERS - len(array)) + array  # leading zeros make it exactly the longest allowed
+    return {
+        "name": SLURM_NAME,
+        "script": _filled("#!/bin/bash\n", unit, SCRIPT_BYTES),
+        "partition": SLURM_NAME,
+        "account": SLURM_NAME,
+        "qos": SLURM_NAME,
+        "nodes": 100_000,
+        "ntasks": 10_000_000,
+        "cpusPerTask": 4096,
+        "memoryMB": 1024**3,
+        "timeLimitMinutes": 366 * 24 * 60,
+        "array": array,
+        "dependency": [{"type": "afterany", "jobId": dependency_job_id}] * DEPENDENCIES,
+        "environment": environment,
+        "workingDirectory": _path("/srv", WORKING_DIRECTORY_CHARACTERS),
+        "outputs": [_path(f"o{index:03d}", OUTPUT_PATH_CHARACTERS) for index in range(OUTPUTS)],
+    }
+
+
+def largest_array_spec() -> dict:
+    """The most tasks with the most outputs: 1000 x (stdout, stderr) + 100 outputs = 2100 files to collect."""
+    return {
+        "name": "largest-array",
+        "script": "#!/bin/bash\ntrue\n",
+        "array": f"1-{ARRAY_TASKS}",
+        "outputs": [f"results/out-{index:03d}.csv" for index in range(OUTPUTS)],
+    }
+
+
+def largest_array_file_names() -> list[str]:
+    """The names result.json lists for largest_array_spec() when every file exists, in its order."""
+    tasks = [f"tasks/{task}/{stream}" for task in range(1, ARRAY_TASKS + 1) for stream in ("stdout", "stderr")]
+    return [*tasks, *(f"outputs/results/out-{index:03d}.csv" for index in range(OUTPUTS))]
