@@ -14,14 +14,28 @@ from local_stack.stack import LocalStack
 MIN_JOB_AGE = 5
 
 
+# Each module of this directory gets a cluster of its own (`make test` runs modules side by side on its workers, and
+# one module's jobs must never take another's nodes): its state directory name and its ports (+0, +1, +2).
+CLUSTERS = {
+    "test_jobs_on_real_slurm": ("e2e-slurm", 7817),
+    "test_dependency_never_satisfied": ("e2e-deps", 7827),
+    "test_never_start": ("e2e-never", 7837),
+    "test_limits_on_real_slurm": ("e2e-limits", 7847),
+}
+
+
 @pytest.fixture(scope="module")
-def stack():
+def stack(request):
     if os.geteuid() != 0:
         pytest.skip("the local stack runs Slurm daemons and switches users: needs root")
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    if module not in CLUSTERS:
+        raise AssertionError(f"tests/e2e/{module}.py needs a cluster of its own in CLUSTERS (tests/e2e/conftest.py)")
+    name, port_base = CLUSTERS[module]
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     stack = LocalStack(
-        name="e2e-slurm",
-        port_base=7817,
+        name=name,
+        port_base=port_base,
         accounting=True,
         min_job_age=MIN_JOB_AGE,
         # A job pending for a "never" reason ends at the first poll that sees it (tests/e2e/test_never_start.py).
