@@ -263,11 +263,12 @@ Other limits: the job record of the largest spec is at most 247,886 bytes (Dynam
 
 On real Slurm through the HTTP API (`tests/e2e/test_limits_on_real_slurm.py`): a 1000-task array with 100 declared
 outputs of 1024-character paths, a 64 KiB UTF-8 script and a 64 KiB UTF-8 environment COMPLETED with all 2100 files
-collected (in 6 collect commands: the head-node requests travel zlib-compressed), listed in result.json and handed out
-by GET /output over three pages. Known limit: the job's `arrayTaskCounts` are those of the records Slurm gives at the
-end; when a thousand tasks end within seconds, slurmdbd has recorded only some of them while slurmctld has already
-forgotten the rest (the test's MinJobAge is 5 s; 300 s on ParallelCluster), and the counts fell short (144 of 1000)
-although every task COMPLETED. The status itself is right; making the counts wait for accounting is open work."""
+collected (in 36 collect commands: the head-node requests travel zlib-compressed, and each batch is cut so its reply
+fits what SSM returns), listed in result.json and handed out by GET /output over three pages. Known limit: the job's
+`arrayTaskCounts` are those of the records Slurm gives at the end; when a thousand tasks end within seconds, slurmdbd
+has recorded only some of them while slurmctld has already forgotten the rest (the test's MinJobAge is 5 s; 300 s on
+ParallelCluster), and the counts fell short (144 of 1000) although every task COMPLETED. The status itself is right;
+making the counts wait for accounting is open work."""
 
 
 def render(results: Sequence[ScenarioResult], costs: Sequence[LongJobCost], environment: Mapping[str, str]) -> str:

@@ -72,8 +72,8 @@ def test_the_largest_array_with_the_most_outputs_keeps_every_file(cloud, api):
     assert set(view["arrayTaskCounts"]) == {"COMPLETED"} and 0 < view["arrayTaskCounts"]["COMPLETED"] <= ARRAY_TASKS
     expected = [f"tasks/{task}/{stream}" for task in range(1, ARRAY_TASKS + 1) for stream in ("stdout", "stderr")]
     expected += [f"outputs/{output_path(index)}" for index in range(OUTPUTS)]
+    assert result["collection"]["status"] == "complete", result["collection"]
     assert sorted(item["name"] for item in result["files"]) == sorted(expected)
-    assert result["collection"]["status"] == "complete"
 
     links: dict[str, str] = {}
     token = None

@@ -13,6 +13,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from slurm_job_api import head_node_program as program
 from slurm_job_api.head_node import COMMAND_BUDGET_BYTES, HeadNode
 from slurm_job_api.head_node_protocol import CancelRequest, StatusRequest
 from slurm_job_api.progress import JobProgress
@@ -22,6 +23,7 @@ from slurm_job_api.ssm_command import command_size, shell_commands
 from slurm_job_api.workflow import collect_request, submit_request
 
 LIMIT = 64 * 1024
+SSM_STDOUT_CHARACTERS = 24_000  # what GetCommandInvocation returns of stdout (docs/facts.md)
 JOB_ID = str(uuid.uuid4())
 SUBMISSION_ID = uuid.uuid4().hex
 
@@ -104,3 +106,16 @@ def test_collect_batches_stay_within_the_budget_for_the_largest_array_and_output
     print(f"{len(planned)} uploads in {len(batches)} commands, the largest {max(sizes)} bytes")
     assert sum(len(batch.uploads) for batch in batches) == len(planned) == 2 * MAX_ARRAY_TASKS + 100
     assert max(sizes) <= COMMAND_BUDGET_BYTES < LIMIT
+    # Each batch's reply fits what SSM returns of stdout (24,000 characters), even if every file failed with the
+    # longest message the program gives, and with the reply's envelope.
+    for batch in batches:
+        worst = [
+            {
+                "name": u.name,
+                "status": "error",
+                "bytes": program.MAX_UPLOAD_BYTES,
+                "message": "m" * program.COLLECT_MESSAGE_CHARACTERS,
+            }
+            for u in batch.uploads
+        ]
+        assert len(program._reply("collect", result={"files": worst})) + 1 <= SSM_STDOUT_CHARACTERS

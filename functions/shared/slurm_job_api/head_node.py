@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from slurm_job_api import errors
-from slurm_job_api.head_node_program import PROTOCOL
+from slurm_job_api.head_node_program import COLLECT_MESSAGE_CHARACTERS, MAX_UPLOAD_BYTES, PROTOCOL
 from slurm_job_api.head_node_protocol import CollectRequest, Reply, Request, Upload
 from slurm_job_api.observability import logger
 from slurm_job_api.ssm_command import command_size, shell_commands
@@ -31,6 +31,9 @@ UNREACHABLE_STATUSES = frozenset(["TimedOut", "Cancelled", "Cancelling", "Undeli
 _THROTTLING_CODES = frozenset(["ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"])
 # Bytes of one SSM command we aim to stay under (SendCommand requests are limited; see docs/facts.md).
 COMMAND_BUDGET_BYTES = 48 * 1024
+# Characters of a collect reply's file reports we allow: SSM returns the first 24,000 characters of stdout (see
+# docs/facts.md); the rest is the reply's envelope and the root stage's diagnostics.
+COLLECT_REPLY_BUDGET_CHARACTERS = 20_000
 # How long a Lambda waits for one command: at most the cap, and ending the margin before the Lambda itself times out.
 SSM_WAIT_CAP_SECONDS = 90
 SAFETY_MARGIN_SECONDS = 10
@@ -61,6 +64,17 @@ class CommandOutcome:
 def _is_throttling(error: ClientError) -> bool:
     code = error.response.get("Error", {}).get("Code", "")
     return code in _THROTTLING_CODES or "rate exceeded" in str(error).lower()
+
+
+def _largest_file_report(name: str) -> int:
+    """Characters of the largest report the program can give for one file of a collect (as its reply encodes it)."""
+    report = {
+        "bytes": MAX_UPLOAD_BYTES,
+        "message": "m" * COLLECT_MESSAGE_CHARACTERS,
+        "name": name,
+        "status": "uploaded",
+    }
+    return len(json.dumps(report, sort_keys=True)) + 2  # ", " between reports
 
 
 class HeadNode:
@@ -136,15 +150,22 @@ class HeadNode:
         }
 
     def collect_batches(self, request: CollectRequest) -> list[CollectRequest]:
-        """The collect request split into requests whose commands each stay within the command budget."""
+        """The collect request split into requests whose commands each stay within the command budget and whose
+        replies, at their largest (every file an error with the longest message), fit what SSM returns of stdout."""
         batches: list[CollectRequest] = []
         current: list[Upload] = []
+        reply_characters = 0
         for upload in request.uploads:
+            report = _largest_file_report(upload.name)
             candidate = request.model_copy(update={"uploads": [*current, upload]})
-            if current and command_size(shell_commands(self.document(candidate))) > COMMAND_BUDGET_BYTES:
+            if current and (
+                reply_characters + report > COLLECT_REPLY_BUDGET_CHARACTERS
+                or command_size(shell_commands(self.document(candidate))) > COMMAND_BUDGET_BYTES
+            ):
                 batches.append(request.model_copy(update={"uploads": current}))
-                current = []
+                current, reply_characters = [], 0
             current.append(upload)
+            reply_characters += report
         if current:
             batches.append(request.model_copy(update={"uploads": current}))
         return batches

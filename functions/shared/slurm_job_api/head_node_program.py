@@ -1104,8 +1104,19 @@ def collect(request, slurm):
         except urllib.error.HTTPError as error:
             files.append({"name": name, "status": "error", "bytes": None, "message": "upload HTTP %d" % error.code})
         except (OSError, ValueError, urllib.error.URLError) as error:
-            files.append({"name": name, "status": "error", "bytes": None, "message": str(error)[:300]})
+            files.append({"name": name, "status": "error", "bytes": None, "message": collect_message(error)})
     return {"files": files}
+
+
+# A file's error message in the collect reply, at most this many characters once JSON-encoded: the whole reply must fit
+# the 24,000 characters of stdout SSM returns, and the Lambda sizes its collect batches by it (head_node.py).
+COLLECT_MESSAGE_CHARACTERS = 200
+
+
+def collect_message(error):
+    """An upload error, as ASCII (JSON escapes nothing in it) and at most COLLECT_MESSAGE_CHARACTERS long."""
+    text = str(error).encode("ascii", "backslashreplace").decode("ascii")
+    return text.replace("\\", "/").replace('"', "'")[:COLLECT_MESSAGE_CHARACTERS]
 
 
 ACTIONS = {"submit": submit, "status": status, "cancel": cancel, "collect": collect}
