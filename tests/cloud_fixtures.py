@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from local_stack.cloud import LocalCloud
 from local_stack.slurm_cluster import ensure_cluster_user
 from local_stack.ssm_head_node import LocalHeadNode
-from tests.support.fake_slurm import FakeSlurm
+from tests.support.fake_slurm import fake_slurm
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 USER = "sjapi-test"
@@ -28,12 +27,8 @@ def slurm():
     if os.geteuid() != 0:
         pytest.skip("the head-node program switches to the cluster user: needs root")
     user = ensure_cluster_user(USER)
-    directory = Path(tempfile.mkdtemp(prefix="sjapi-workflow-slurm-"))
-    directory.chmod(0o755)
-    fake = FakeSlurm(directory / "bin", user)
-    yield fake
-    fake.remove()
-    directory.rmdir()
+    with fake_slurm(user, "sjapi-workflow-slurm-") as fake:
+        yield fake
     shutil.rmtree(Path(user.pw_dir) / ".slurm-job-api", ignore_errors=True)  # the per-job directories
 
 

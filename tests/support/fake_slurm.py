@@ -11,6 +11,9 @@ import json
 import os
 import pwd
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 TOOLS = ("sbatch", "squeue", "scontrol", "sacct", "scancel")
@@ -93,3 +96,17 @@ class FakeSlurm:
 
     def remove(self) -> None:
         shutil.rmtree(self.bin_dir, ignore_errors=True)
+
+
+@contextmanager
+def fake_slurm(user: pwd.struct_passwd, prefix: str) -> Iterator[FakeSlurm]:
+    """Recording Slurm stand-ins for `user`, in a fresh directory the cluster user can reach (not under pytest's
+    tmp directory: that one is private to root), removed afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    directory.chmod(0o755)
+    fake = FakeSlurm(directory / "bin", user)
+    try:
+        yield fake
+    finally:
+        fake.remove()
+        directory.rmdir()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fake_slurm import FakeSlurm
+from tests.support.fake_slurm import fake_slurm
 from tests.support.http_files import FileServer
 from tests.unit.test_head_node_program_actions import SUBMISSION, run_program, submit_request
 
@@ -56,12 +56,8 @@ def files():
 
 @pytest.fixture
 def slurm(user):
-    directory = Path(tempfile.mkdtemp(prefix="sjapi-tamper-slurm-"))
-    directory.chmod(0o755)
-    fake = FakeSlurm(directory / "bin", user)
-    yield fake
-    fake.remove()
-    directory.rmdir()
+    with fake_slurm(user, "sjapi-tamper-slurm-") as fake:
+        yield fake
 
 
 @pytest.fixture

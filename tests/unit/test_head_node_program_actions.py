@@ -8,7 +8,6 @@ import json
 import os
 import stat
 import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from slurm_job_api.head_node_program import REPLY_FIELDS, SUMMARY_FIELDS
 from slurm_job_api.head_node_protocol import StatusReply
 from slurm_job_api.ssm_command import shell_commands
-from tests.support.fake_slurm import FakeSlurm
+from tests.support.fake_slurm import FakeSlurm, fake_slurm
 from tests.support.http_files import FileServer
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching to the cluster user needs root, as on a head node")
@@ -43,13 +42,8 @@ def files():
 
 @pytest.fixture
 def slurm(user):
-    # Not under pytest's tmp directory: that one is private to root, and the cluster user must reach the tools.
-    directory = Path(tempfile.mkdtemp(prefix="sjapi-fake-slurm-"))
-    directory.chmod(0o755)
-    fake = FakeSlurm(directory / "bin", user)
-    yield fake
-    fake.remove()
-    directory.rmdir()
+    with fake_slurm(user, "sjapi-fake-slurm-") as fake:
+        yield fake
 
 
 SUBMISSION = "0123456789abcdef0123456789abcdef"
