@@ -60,6 +60,14 @@ PARTITION = "debug"
 SHORT_PARTITION = "short"  # MaxTime=1 minute: for PartitionTimeLimit
 DEFAULT_ADVERTISED_CPUS = 16
 DEFAULT_PORT_BASE = 6817  # slurmctld; slurmd listens on +1, slurmdbd on +2 (Slurm's usual 6817/6818/6819)
+
+
+def port_offset() -> int:
+    """$SLURM_JOB_API_PORT_OFFSET, added to every cluster's ports: two checkouts (each with its own state directory)
+    can then run the same tests at once without taking each other's ports."""
+    return int(os.environ.get("SLURM_JOB_API_PORT_OFFSET", "0"))
+
+
 LOOPBACK = "127.0.0.1"
 
 SLURM_PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
@@ -164,15 +172,15 @@ class SlurmCluster:
     ) -> None:
         """``constrain_memory`` enforces ``--mem`` with task/cgroup (cgroup v1 memory controller), the only way
         Slurm reports OUT_OF_MEMORY; off by default because it needs cgroups. ``port_base`` lets a second cluster
-        (another state directory) run beside the default one. ``enforce_part_limits`` is slurm.conf's
-        EnforcePartLimits: ALL, as ParallelCluster writes it, refuses at sbatch a job no partition can hold; NO
-        accepts it and leaves it pending (PartitionConfig, PartitionTimeLimit, ...)."""
+        (another state directory) run beside the default one (shifted by ``port_offset()``). ``enforce_part_limits``
+        is slurm.conf's EnforcePartLimits: ALL, as ParallelCluster writes it, refuses at sbatch a job no partition can
+        hold; NO accepts it and leaves it pending (PartitionConfig, PartitionTimeLimit, ...)."""
         self.state_dir = Path(state_dir).absolute()
         self.accounting = accounting
         self.min_job_age = min_job_age
         self.advertised_cpus = advertised_cpus or DEFAULT_ADVERTISED_CPUS
         self.constrain_memory = constrain_memory
-        self.port_base = port_base
+        self.port_base = port_base = port_base + port_offset()
         self.enforce_part_limits = enforce_part_limits
         self.partition = PARTITION
         self.short_partition = SHORT_PARTITION

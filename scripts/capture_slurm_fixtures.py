@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local_stack.slurm_cluster import REPO_ROOT, SlurmCluster, ensure_cluster_user
+from local_stack.slurm_cluster import REPO_ROOT, SlurmCluster, ensure_cluster_user, port_offset
 
 OUT_DIR = REPO_ROOT / "tests" / "fixtures" / "slurm"
 STATE_ROOT = REPO_ROOT / ".local-stack" / "capture"
@@ -705,7 +705,7 @@ def out_of_memory(session: Session) -> list[Recorder]:
         accounting=cluster.accounting,
         min_job_age=cluster.min_job_age,
         constrain_memory=True,
-        port_base=cluster.port_base,
+        port_base=cluster.port_base - port_offset(),  # the same ports: SlurmCluster adds the offset again
         enforce_part_limits=cluster.enforce_part_limits,
     )
     constrained.start()
