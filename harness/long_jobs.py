@@ -36,13 +36,13 @@ from harness.state_slurm import ENDED_ANSWERS, RUNNING_ANSWERS, StateSlurm, slur
 from harness.workflow import execution_arn, history, submit
 from local_stack.cloud import LocalCloud
 from local_stack.lambda_runtime import Interceptor
-from local_stack.slurm_cluster import ensure_cluster_user
+from local_stack.slurm_cluster import checkout_user_name, ensure_cluster_user
 from local_stack.ssm_head_node import LocalHeadNode
 from slurm_job_api.poll_schedule import PollSchedule
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 # The user the scripted head node runs jobs as; its own, so that no other test's clean-up removes its job directories.
-BENCHMARK_USER = "sjapi-bench"
+BENCHMARK_USER = checkout_user_name("sjapi-bench")
 JOB_LENGTHS: Mapping[str, int] = {"1 h": 3_600, "24 h": 86_400, "7 d": 604_800}
 # Step Functions fails an execution at this many history events (docs/facts.md, "AWS Step Functions").
 EXECUTION_EVENT_LIMIT = 25_000

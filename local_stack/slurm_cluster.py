@@ -68,6 +68,13 @@ def port_offset() -> int:
     return int(os.environ.get("SLURM_JOB_API_PORT_OFFSET", "0"))
 
 
+def checkout_user_name(name: str) -> str:
+    """The cluster user ``name`` of this checkout: with a port offset, the name takes it as a suffix (hpcuser-o100),
+    so that two checkouts' tests, which move and chmod files in their users' homes, never meet each other's."""
+    offset = port_offset()
+    return f"{name}-o{offset}" if offset else name
+
+
 LOOPBACK = "127.0.0.1"
 
 SLURM_PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
@@ -570,12 +577,21 @@ def ensure_cluster_user(name: str) -> pwd.struct_passwd:
         entry = pwd.getpwnam(name)
     except KeyError:
         _require_root_on_debian()
-        created = subprocess.run(
-            [str(SBIN / "useradd"), "--create-home", "--shell", "/bin/bash", "--", name], capture_output=True, text=True
-        )
-        if created.returncode not in (0, 9):  # 9: created meanwhile by a concurrent caller
-            raise ClusterError(f"useradd {name} failed: {_first_line(created.stderr)}") from None
-        entry = pwd.getpwnam(name)
+        # One useradd at a time on this machine: two at once (two xdist workers) were seen to give the user one uid
+        # and its home another.
+        with open("/run/lock/slurm-job-api-useradd.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                entry = pwd.getpwnam(name)
+            except KeyError:
+                created = subprocess.run(
+                    [str(SBIN / "useradd"), "--create-home", "--shell", "/bin/bash", "--", name],
+                    capture_output=True,
+                    text=True,
+                )
+                if created.returncode not in (0, 9):  # 9: created meanwhile by another machine-wide caller
+                    raise ClusterError(f"useradd {name} failed: {_first_line(created.stderr)}") from None
+                entry = pwd.getpwnam(name)
     if entry.pw_uid == 0:
         raise ClusterError(f"user {name!r} has uid 0: jobs must not run as root")
     return entry

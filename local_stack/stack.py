@@ -15,6 +15,7 @@ from local_stack.slurm_cluster import (
     DEFAULT_PORT_BASE,
     ClusterError,
     SlurmCluster,
+    checkout_user_name,
     ensure_cluster_user,
     local_state_root,
 )
@@ -24,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO_ROOT / "template.yaml"
 CLUSTER_NAME = "local"
 # Jobs run as this unprivileged user, as they run as ClusterUser (ec2-user by default) on a ParallelCluster head node.
-CLUSTER_USER = "hpcuser"
+CLUSTER_USER = checkout_user_name("hpcuser")
 
 
 class LocalStackError(Exception):

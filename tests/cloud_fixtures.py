@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from local_stack.cloud import LocalCloud
-from local_stack.slurm_cluster import ensure_cluster_user
+from local_stack.slurm_cluster import checkout_user_name, ensure_cluster_user
 from local_stack.ssm_head_node import LocalHeadNode
 from tests.support.fake_slurm import fake_slurm
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
-USER = "sjapi-test"
+USER = checkout_user_name("sjapi-test")
 
 
 @pytest.fixture(scope="session")

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from local_stack import slurm_cluster
-from local_stack.slurm_cluster import ClusterError, NodeTopology, SlurmCluster, ensure_cluster_user
+from local_stack.slurm_cluster import ClusterError, NodeTopology, SlurmCluster, checkout_user_name, ensure_cluster_user
 
 PORT_BASE = 16817
-TEST_USER = "slurmtest"
+TEST_USER = checkout_user_name("slurmtest")
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "DEADLINE"}
 
 slurm = pytest.mark.slurm

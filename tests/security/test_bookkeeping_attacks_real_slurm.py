@@ -25,10 +25,11 @@ import requests
 
 from harness.workflow import finish, submit
 from local_stack.api_gateway import LOCAL_DEVELOPER, LOCAL_OTHER
+from local_stack.slurm_cluster import checkout_user_name
 from local_stack.stack import LocalStack
 from slurm_job_api.jobs_api import IDEMPOTENCY_NAMESPACE
 
-CLUSTER_USER = "sjapi-shared"  # its own user: these jobs move its bookkeeping aside
+CLUSTER_USER = checkout_user_name("sjapi-shared")  # its own user: these jobs move its bookkeeping aside
 VICTIM_KEY = "nightly-report-2026-11-25"
 
 CLOSE_AND_PLANT = """#!/bin/bash

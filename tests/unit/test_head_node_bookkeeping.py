@@ -36,7 +36,7 @@ OTHER_SUBMISSION = "f" * 32
 @pytest.fixture(scope="module")
 def user():
     cluster = pytest.importorskip("local_stack.slurm_cluster", reason="creating the cluster user needs the local stack")
-    entry = cluster.ensure_cluster_user(TAMPER_USER)
+    entry = cluster.ensure_cluster_user(cluster.checkout_user_name(TAMPER_USER))
     yield entry
     clean_home(entry)
 

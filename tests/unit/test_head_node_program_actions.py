@@ -21,16 +21,23 @@ from tests.support.http_files import FileServer
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching to the cluster user needs root, as on a head node")
 
-TEST_USER = "sjapi-test"
+TEST_USER = "sjapi-test"  # with $SLURM_JOB_API_PORT_OFFSET, suffixed (local_stack.slurm_cluster.checkout_user_name)
 AGENT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
 
 
 @pytest.fixture(scope="module")
 def user():
+    return local_cluster().ensure_cluster_user(cluster_user_name())
+
+
+def local_cluster():
     # Imported here, not at the top: tests/unit collects with only the product's dependencies (the local stack is a
     # test tool), and these tests, which need root anyway, skip where it is not importable.
-    cluster = pytest.importorskip("local_stack.slurm_cluster", reason="creating the cluster user needs the local stack")
-    return cluster.ensure_cluster_user(TEST_USER)
+    return pytest.importorskip("local_stack.slurm_cluster", reason="creating the cluster user needs the local stack")
+
+
+def cluster_user_name() -> str:
+    return local_cluster().checkout_user_name(TEST_USER)
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +63,10 @@ def job_id(user):
     subprocess.run(["rm", "-rf", os.path.join(user.pw_dir, ".slurm-job-api", "jobs", job)], check=False)
 
 
-def run_program(request: dict, cluster_user: str = TEST_USER) -> tuple[dict, subprocess.CompletedProcess]:
-    """Runs the program exactly as the SSM agent would run our command; returns (reply, process)."""
-    full = {"protocol": 1, "clusterUser": cluster_user, **request}
+def run_program(request: dict, cluster_user: str | None = None) -> tuple[dict, subprocess.CompletedProcess]:
+    """Runs the program exactly as the SSM agent would run our command (as the test user unless ``cluster_user`` is
+    given); returns (reply, process)."""
+    full = {"protocol": 1, "clusterUser": cluster_user or cluster_user_name(), **request}
     done = subprocess.run(
         ["/bin/bash", "-c", "\n".join(shell_commands(full))],
         env=AGENT_ENV,
@@ -117,7 +125,7 @@ def test_submit_runs_sbatch_as_the_cluster_user_with_exact_argv(files, slurm, jo
         "--partition=debug;$(touch /tmp/canary-option)",
         f"{directory}/job.sh",
     ]
-    assert call["env"]["HOME"] == user.pw_dir and call["env"]["USER"] == TEST_USER
+    assert call["env"]["HOME"] == user.pw_dir and call["env"]["USER"] == user.pw_name
     assert "AWS_SSM_INSTANCE_ID" not in call["env"] and call["env"]["PATH"] == "/usr/local/bin:/usr/bin:/bin"
     # The files, private to the cluster user.
     assert (directory / "job.sh").read_bytes() == files.objects[f"/{job_id}/script"]
@@ -166,7 +174,12 @@ def test_a_submit_retried_after_a_crash_finds_the_job_by_its_comment(files, slur
         "jobDirectory": str(job_dir(user, job_id)),
     }
     assert slurm.calls("sbatch") == []
-    assert slurm.calls("squeue")[0]["argv"] == ["--noheader", "--states=all", f"--user={TEST_USER}", "--format=%F|%k"]
+    assert slurm.calls("squeue")[0]["argv"] == [
+        "--noheader",
+        "--states=all",
+        f"--user={user.pw_name}",
+        "--format=%F|%k",
+    ]
 
 
 @pytest.mark.parametrize(
