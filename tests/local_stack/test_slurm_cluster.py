@@ -264,9 +264,10 @@ def test_concurrent_starts_share_one_cluster(state_dir: Path) -> None:
 def test_a_port_held_by_another_process_is_a_clear_error(state_dir: Path) -> None:
     with socket.socket() as squatter:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the port may have TIME_WAIT connections
-        squatter.bind(("127.0.0.1", PORT_BASE))
+        port = SlurmCluster(state_dir, port_base=PORT_BASE).port_base  # shifted by $SLURM_JOB_API_PORT_OFFSET
+        squatter.bind(("127.0.0.1", port))
         squatter.listen()
-        with pytest.raises(ClusterError, match=rf"port {PORT_BASE} \(slurmctld\) is in use"):
+        with pytest.raises(ClusterError, match=rf"port {port} \(slurmctld\) is in use"):
             SlurmCluster(state_dir, port_base=PORT_BASE).start()
     assert SlurmCluster(state_dir, port_base=PORT_BASE).pids() == {}  # nothing left half-started
 
