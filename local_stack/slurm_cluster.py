@@ -69,10 +69,12 @@ def port_offset() -> int:
 
 
 def checkout_user_name(name: str) -> str:
-    """The cluster user ``name`` of this checkout: with a port offset, the name takes it as a suffix (hpcuser-o100),
-    so that two checkouts' tests, which move and chmod files in their users' homes, never meet each other's."""
+    """The cluster user ``name`` of this checkout and test worker: with a port offset, the name takes it as a suffix
+    (hpcuser-o100), and in a pytest-xdist worker the worker's name too (hpcuser-gw2), so that tests, which move,
+    chmod and remove files in their users' homes, never meet another checkout's or another worker's files."""
     offset = port_offset()
-    return f"{name}-o{offset}" if offset else name
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return name + (f"-o{offset}" if offset else "") + (f"-{worker}" if re.fullmatch(r"gw[0-9]+", worker) else "")
 
 
 LOOPBACK = "127.0.0.1"

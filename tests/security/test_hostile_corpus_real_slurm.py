@@ -67,7 +67,11 @@ def stack():
         pytest.skip("the local stack runs Slurm daemons and switches users: needs root")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     with LocalStack(
-        name="security-slurm", port_base=10817, accounting=True, parameters={"PollMinSeconds": "1"}
+        name="security-slurm",
+        port_base=10817,
+        accounting=True,
+        min_job_age=3600,  # slurmctld remembers every job of the module, however long a loaded machine takes
+        parameters={"PollMinSeconds": "1"},
     ) as running:
         yield running
 
