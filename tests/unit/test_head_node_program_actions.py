@@ -379,6 +379,9 @@ def test_collect_uploads_outputs_and_refuses_escapes(files, slurm, job_id, user)
         },
         {"name": "outputs/escape", "source": "output", "path": "escape", "url": files.url(f"/{job_id}/escape")},
         {"name": "outputs/up", "source": "output", "path": "../../../../etc/passwd", "url": files.url(f"/{job_id}/up")},
+        # Nothing can be found by these names: under a regular file, and longer than the system resolves (PATH_MAX).
+        {"name": "outputs/under-a-file", "source": "output", "path": "results/a.txt/b", "url": files.url("/x")},
+        {"name": "outputs/long", "source": "output", "path": "n/" * 2100 + "n", "url": files.url("/y")},
     ]
     reply, _ = run_program(
         {
@@ -393,6 +396,7 @@ def test_collect_uploads_outputs_and_refuses_escapes(files, slurm, job_id, user)
     by_name = {item["name"]: item for item in reply["result"]["files"]}
     assert by_name["stdout"]["status"] == "uploaded" and files.objects[f"/{job_id}/stdout"] == b"hello\n"
     assert by_name["stderr"]["status"] == "missing"
+    assert by_name["outputs/under-a-file"]["status"] == by_name["outputs/long"]["status"] == "missing"
     assert by_name["outputs/results/a.txt"] == {
         "name": "outputs/results/a.txt",
         "status": "uploaded",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -1312,13 +1313,21 @@ def collect(request, slurm, diagnostics=None):
     return {"files": files}
 
 
+# open(2) errors that mean nothing can be found by that name: no such entry, a component on the way that is not a
+# directory, or a name longer than the system resolves (PATH_MAX: a declared output under the longest working
+# directory the spec allows); the file is then missing, as lstat(2) would say, not an error.
+_NOTHING_BY_THAT_NAME = (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG)
+
+
 def _open_if_present(path, directory_fd=None):
     """A descriptor of the file for reading, never through a symlink in its last component and never blocking on a
     FIFO; None if there is nothing there."""
     try:
         return os.open(path, os.O_RDONLY | _OPEN_FILE, dir_fd=directory_fd)
-    except FileNotFoundError:
-        return None
+    except OSError as error:
+        if error.errno in _NOTHING_BY_THAT_NAME:
+            return None
+        raise
 
 
 # A file's error message in the collect reply, at most this many characters once JSON-encoded: the whole reply must fit
