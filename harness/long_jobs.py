@@ -36,7 +36,7 @@ from harness.state_slurm import ENDED_ANSWERS, RUNNING_ANSWERS, StateSlurm, slur
 from harness.workflow import execution_arn, history, submit
 from local_stack.cloud import LocalCloud
 from local_stack.lambda_runtime import Interceptor
-from local_stack.slurm_cluster import checkout_user_name, ensure_cluster_user
+from local_stack.slurm_cluster import checkout_user_name, ensure_cluster_user, remove_job_files
 from local_stack.ssm_head_node import LocalHeadNode
 from slurm_job_api.poll_schedule import PollSchedule
 
@@ -240,7 +240,7 @@ class ScriptedCloud:
             self.cloud.stop()
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
-        shutil.rmtree(Path(ensure_cluster_user(BENCHMARK_USER).pw_dir) / ".slurm-job-api", ignore_errors=True)
+        remove_job_files(ensure_cluster_user(BENCHMARK_USER))
 
 
 def measure_long_job(scripted: ScriptedCloud, case: LongJobCase, *, timeout: float = 1800) -> LongJobCost:

@@ -9,7 +9,8 @@ Two independent sources tell how many times Slurm took and ran each job of the A
   cluster without accounting whose controller has already forgotten it.
 
 Both map a Slurm job to the API job through its working directory, the per-job directory
-``~/.slurm-job-api/jobs/<jobId>/<submissionId>`` the head-node program gives every job.
+``~/.slurm-job-api-jobs/<jobId>/<submissionId>`` the head-node program gives every job (``~/.slurm-job-api/jobs/...``
+in versions before the state directory).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from pathlib import Path
 from local_stack.slurm_cluster import SlurmCluster
 
 LEDGER_DIRECTORY = ".fault-ledger"
-_API_JOB_IN_PATH = re.compile(r"/\.slurm-job-api/jobs/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/")
+_API_JOB_IN_PATH = re.compile(
+    r"/\.slurm-job-api(?:-jobs|/jobs)/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/"
+)
 
 
 def job_script(*, seconds: float = 0, exit_code: int = 0, after: str | None = None) -> str:

@@ -53,6 +53,25 @@ def local_state_root() -> Path:
     return Path("/var/lib/slurm-job-api-local") / hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:12]
 
 
+def head_node_state_directory() -> Path:
+    """Where the head-node programs this machine runs keep the product's bookkeeping (/var/lib/slurm-job-api on a
+    head node): one directory per local state root, so that two checkouts' tests never share one; root's, as the
+    program requires of every directory on its path."""
+    digest = hashlib.sha256(str(local_state_root()).encode()).hexdigest()[:12]
+    return Path("/var/lib/slurm-job-api-local") / digest / "head-node"
+
+
+def remove_job_files(user: pwd.struct_passwd) -> None:
+    """Removes what the head-node program keeps for ``user`` on this machine: the job directories in the home (also
+    an earlier version's tree, and what was moved aside) and the bookkeeping in this checkout's state directory."""
+    for path in Path(user.pw_dir).glob(".slurm-job-api*"):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    shutil.rmtree(head_node_state_directory() / "users" / user.pw_name, ignore_errors=True)
+
+
 DEFAULT_STATE_DIR = local_state_root() / "slurm"
 
 CLUSTER_NAME = "local"

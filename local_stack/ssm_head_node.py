@@ -40,6 +40,8 @@ from moto.ssm.exceptions import SSMException
 from moto.ssm.models import Command, SimpleSystemManagerBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
 
+from local_stack.slurm_cluster import head_node_state_directory
+
 logger = logging.getLogger(__name__)
 
 RUN_SHELL_SCRIPT_DOCUMENT = "AWS-RunShellScript"
@@ -61,6 +63,9 @@ STOPPED_PREEMPTIVELY_EXIT_CODE = 137
 NO_EXIT_CODE = -1
 
 AGENT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The head-node program's STATE_DIRECTORY_VARIABLE (functions/shared/slurm_job_api/head_node_program.py): the directory
+# where it keeps the product's bookkeeping, instead of /var/lib/slurm-job-api.
+STATE_DIRECTORY_VARIABLE = "SLURM_JOB_API_HEAD_NODE_STATE_DIRECTORY"
 SCRIPT_NAME = "_script.sh"
 
 UNSUPPORTED_DOCUMENT_DETAILS = "UnsupportedDocument: the local head node runs only AWS-RunShellScript"
@@ -299,7 +304,9 @@ class _Invocation:
 class LocalHeadNode:
     """Runs AWS-RunShellScript commands sent through moto's SSM to registered instance ids on this machine.
 
-    ``env`` is added to the agent-like environment of every command (the local stack passes SLURM_CONF there);
+    ``env`` is added to the agent-like environment of every command (the local stack passes SLURM_CONF there), after
+    ``state_directory``: where the head-node program keeps the product's bookkeeping (by default one directory per
+    checkout, :func:`local_stack.slurm_cluster.head_node_state_directory`, so that checkouts never share it);
     ``max_workers`` commands run at once, later ones stay Pending; ``shell`` runs the script file;
     ``invocation_visibility_delay`` is how long GetCommandInvocation answers InvocationDoesNotExist after SendCommand;
     ``fault_seed`` seeds the throttling fault.
@@ -312,11 +319,13 @@ class LocalHeadNode:
         self,
         *,
         env: Mapping[str, str] | None = None,
+        state_directory: Path | None = None,
         max_workers: int = 16,
         shell: str = "/bin/bash",
         invocation_visibility_delay: float = 0.2,
         fault_seed: int = 0,
     ) -> None:
+        self.state_directory = state_directory or head_node_state_directory()
         self._env = dict(env or {})
         self._shell = shell
         self._visibility_delay = invocation_visibility_delay
@@ -710,6 +719,7 @@ class LocalHeadNode:
             "LANG": "C.UTF-8",
             "AWS_SSM_INSTANCE_ID": invocation.instance_id,
             "AWS_SSM_REGION_NAME": invocation.command.backend_region,
+            STATE_DIRECTORY_VARIABLE: str(self.state_directory),
             **self._env,
         }
 

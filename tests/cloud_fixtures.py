@@ -8,13 +8,12 @@ their own conftest.py (tests/handlers, tests/workflow, tests/security); tests/un
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from local_stack.cloud import LocalCloud
-from local_stack.slurm_cluster import checkout_user_name, ensure_cluster_user
+from local_stack.slurm_cluster import checkout_user_name, ensure_cluster_user, remove_job_files
 from local_stack.ssm_head_node import LocalHeadNode
 from tests.support.fake_slurm import fake_slurm
 
@@ -29,7 +28,7 @@ def slurm():
     user = ensure_cluster_user(USER)
     with fake_slurm(user, "sjapi-workflow-slurm-") as fake:
         yield fake
-    shutil.rmtree(Path(user.pw_dir) / ".slurm-job-api", ignore_errors=True)  # the per-job directories
+    remove_job_files(user)
 
 
 @pytest.fixture(scope="session")

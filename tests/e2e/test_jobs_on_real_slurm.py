@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from harness.workflow import finish, submit, wait_for_execution
+from slurm_job_api.head_node_program import JOB_DIRECTORIES
 from tests.security.download_names import DOWNLOAD_NAMES, download_name
 
 
@@ -56,7 +57,7 @@ def test_a_job_that_completes(cloud, api, timeout_job, cluster_user):
     assert requests.get(links["stderr"], timeout=10).text == "to-stderr\n"
     info = os.stat(job_directory)
     assert info.st_uid == cluster_user.pw_uid and stat.S_IMODE(info.st_mode) == 0o700
-    assert job_directory.startswith(cluster_user.pw_dir + "/.slurm-job-api/jobs/" + view["jobId"] + "/")
+    assert job_directory.startswith(f"{cluster_user.pw_dir}/{JOB_DIRECTORIES}/{view['jobId']}/")
 
 
 def test_a_job_that_exits_3(cloud, api, slurm):
@@ -173,17 +174,25 @@ def test_a_job_over_its_time_limit_times_out(cloud, api, timeout_job):
     assert view["status"] == result["status"] == "TIMEOUT"
 
 
-def test_job_directories_stay_private(cluster_user):
-    """~/.slurm-job-api, jobs/ and jobs/<jobId>/ are root's (no job can change them); each jobs/<jobId>/<submissionId>/
-    is the cluster user's and private."""
-    root = Path(cluster_user.pw_dir) / ".slurm-job-api"
-    jobs = root / "jobs"
-    submissions = [path for path in jobs.glob("*/*") if path.is_dir() and len(path.name) == 32]
-    bookkeeping = [(root, 0o755), (jobs, 0o711), *((path.parent, 0o711) for path in submissions)]
+def test_job_directories_stay_private_and_the_bookkeeping_is_roots(cloud, cluster_user, timeout_job):
+    """Every level of ~/.slurm-job-api-jobs/<jobId>/<submissionId>/ is the cluster user's and private; the lock and
+    marker of each submission are root's, in the state directory, which no job can change."""
+    tree = Path(cluster_user.pw_dir) / JOB_DIRECTORIES
+    submissions = [path for path in tree.glob("*/*") if path.is_dir() and len(path.name) == 32]
     assert len(submissions) > 5
-    for directory, mode in bookkeeping:
+    for directory in {tree, *(path.parent for path in submissions), *submissions}:
         info = os.lstat(directory)
-        assert (stat.S_IMODE(info.st_mode), info.st_uid) == (mode, 0), directory
-    for directory in submissions:
-        info = os.lstat(directory)
-        assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == cluster_user.pw_uid, directory
+        assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o700, cluster_user.pw_uid), directory
+    state = cloud.head_node.state_directory
+    index = state / "users" / cluster_user.pw_name / "jobs"
+    assert (stat.S_IMODE(os.lstat(state).st_mode), os.lstat(state).st_uid) == (0o711, 0)
+    # This module's jobs: submitted after the first one (the state directory keeps earlier runs' too).
+    (first_lock,) = (index / timeout_job).glob("*.lock")
+    started = first_lock.stat().st_mtime
+    markers = [marker for marker in index.glob("*/*.submitted") if marker.stat().st_mtime >= started]
+    assert len(markers) > 5
+    for marker in markers:
+        for path, mode in ((marker.parent, 0o700), (marker, 0o600), (marker.with_suffix(".lock"), 0o600)):
+            assert (stat.S_IMODE(os.lstat(path).st_mode), os.lstat(path).st_uid) == (mode, 0), path
+        assert marker.read_text().isdigit()
+        assert tree / marker.parent.name / marker.stem in submissions

@@ -58,7 +58,7 @@ def test_a_job_with_another_status_exit_code_or_result_is_wrong():
 
 
 def test_slurm_jobs_are_tied_to_api_jobs_by_their_directory():
-    directory = f"/home/hpcuser/.slurm-job-api/jobs/{JOB_ID}/{'a' * 32}"
+    directory = f"/home/hpcuser/.slurm-job-api-jobs/{JOB_ID}/{'a' * 32}"
     assert api_job_of(directory) == api_job_of(directory + "/") == JOB_ID
     assert api_job_of("/tmp") is None and api_job_of(f"/home/x/jobs/{JOB_ID}/y") is None
 

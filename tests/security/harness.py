@@ -21,7 +21,8 @@ from typing import Any
 
 from harness.scripted_slurm import CONFIG, scontrol_line
 from local_stack.cloud import LocalCloud
-from tests.security.spec_oracle import environment_file_entries, expected_sbatch_argv, judge
+from slurm_job_api.head_node_program import JOB_DIRECTORIES
+from tests.security.spec_oracle import environment_file_entries, expected_sbatch_argv, judge, with_export_descriptor
 from tests.support.fake_slurm import FakeSlurm
 from tests.support.hostile import SPEC_FIELDS, Canaries, Case, HostileSpecs, Targets
 
@@ -154,26 +155,27 @@ class Harness:
         described = self.sfn.describe_execution(executionArn=self.execution_arn(job_id))
         submission_id = json.loads(described["input"])["submissionId"]
         call = self._sbatch_call(job_id)
-        directory = f"{self.cluster_user.pw_dir}/.slurm-job-api/jobs/{job_id}/{submission_id}"
+        directory = f"{self.cluster_user.pw_dir}/{JOB_DIRECTORIES}/{job_id}/{submission_id}"
         expected = expected_sbatch_argv(
             spec, directory=directory, comment=f"slurm-job-api:{job_id}:{submission_id}", slurm_ids=self.slurm_ids
         )
-        assert call["argv"] == expected
+        assert with_export_descriptor(call["argv"]) == expected
         assert call["uid"] == self.cluster_user.pw_uid and call["cwd"] == "/"
         assert call["env"] == self.sbatch_environment, "the spec changed sbatch's own environment"
         assert self._private(Path(directory), stat.S_ISDIR)
-        script = Path(expected[-1])
-        assert self._private(script, stat.S_ISREG)
+        # What sbatch read (the script on its stdin, the environment from a descriptor), and the copies left for people.
         wanted = spec["script"].encode() if "script" in spec else case.uploads[spec["scriptS3Key"]]
-        assert script.read_bytes() == wanted
+        assert self.slurm.script(call) == wanted
+        script = Path(directory, "job.sh")
+        assert self._private(script, stat.S_ISREG) and script.read_bytes() == wanted
         environment_file = Path(directory, "environment")
         if spec.get("environment"):
-            assert self._private(environment_file, stat.S_ISREG)
-            content = environment_file.read_bytes()
+            content = self.slurm.export_file(call)
             assert content.endswith(b"\0")
             assert sorted(content[:-1].split(b"\0")) == environment_file_entries(spec["environment"])
+            assert self._private(environment_file, stat.S_ISREG) and environment_file.read_bytes() == content
         else:
-            assert not environment_file.exists()
+            assert self.slurm.export_file(call) is None and not environment_file.exists()
 
     def _private(self, path: Path, kind: Any) -> bool:
         """True if `path` is of this kind (not a symlink), the cluster user's, and no one else's to read or write."""

@@ -253,8 +253,9 @@ def expected_sbatch_argv(
     spec: Mapping[str, Any], *, directory: str, comment: str, slurm_ids: Mapping[str, str]
 ) -> list[str]:
     """The exact sbatch argv for an accepted spec: the options the head node owns (its job directory, the comment
-    that identifies the submission, where output goes, the environment file), one --name=value per spec field, and
-    the script. `slurm_ids`: the Slurm job id of each job the spec depends on."""
+    that identifies the submission, where output goes, the environment file as EXPORT_FILE_DESCRIPTOR), one
+    --name=value per spec field; no script (sbatch reads it from its stdin). `slurm_ids`: the Slurm job id of each job
+    the spec depends on."""
     array = "array" in spec
     argv = [
         "--parsable",
@@ -265,7 +266,7 @@ def expected_sbatch_argv(
         "--kill-on-invalid-dep=yes",
     ]
     if spec.get("environment"):
-        argv.append(f"--export-file={directory}/environment")
+        argv.append(f"--export-file={EXPORT_FILE_DESCRIPTOR}")
     argv.append(f"--job-name={spec.get('name') or DEFAULT_JOB_NAME}")
     for flag, key in (
         ("partition", "partition"),
@@ -285,8 +286,21 @@ def expected_sbatch_argv(
         waits.setdefault(entry["type"], []).append(slurm_ids[entry["jobId"]])
     if waits:
         argv.append("--dependency=" + ",".join(":".join([kind, *waits[kind]]) for kind in sorted(waits)))
-    argv.append(f"{directory}/job.sh")
     return argv
+
+
+# Stands for the descriptor number in --export-file=<n>, whichever the program's sbatch got.
+EXPORT_FILE_DESCRIPTOR = "<descriptor>"
+
+
+def with_export_descriptor(argv: list[str]) -> list[str]:
+    """An sbatch argv with its --export-file descriptor number written as EXPORT_FILE_DESCRIPTOR."""
+    return [
+        f"--export-file={EXPORT_FILE_DESCRIPTOR}"
+        if arg.startswith("--export-file=") and arg.split("=", 1)[1].isdigit()
+        else arg
+        for arg in argv
+    ]
 
 
 def environment_file_entries(environment: Mapping[str, str]) -> list[bytes]:

@@ -1,22 +1,30 @@
-"""Jobs that attack the product's bookkeeping on the head node (issue 8, item 4), through the HTTP API of a real-Slurm
-local stack. Every job runs as the one cluster user, who owns the home directory where the per-job directories live.
+"""Jobs that attack the product's files on the head node (issue 8, item 4), through the HTTP API of a real-Slurm local
+stack. Every job runs as the one cluster user, who owns the home directory and the job directories in it; the
+product's bookkeeping (locks and markers) lies in root's state directory, outside every home.
 
-1. Job X closes the index (`chmod 000 ~/.slurm-job-api/jobs`, and the top) and plants a symlink and a directory where
-   another caller's next job will go: it computes that job's id (uuid5 of the caller's ARN and Idempotency-Key; the
-   test gives X the key, modelling an attacker who knows it). Root owns the index: every attempt fails.
-2. Job Y does what its owner may do in its home: renames the whole tree away and puts a symlink to a tree of its own,
-   with jobs/ closed, in its place. The head node moves the symlink aside at its next command and makes the tree anew.
+1. Job X tries to close, rename, list and plant in the state directory and its parent: refused, all of it. In the home
+   it plants a symlink where another caller's next job will go (it computes that job's id: uuid5 of the caller's ARN
+   and Idempotency-Key; the test gives X the key, modelling an attacker who knows it), then closes the whole tree of
+   job directories (`chmod 000`): both are the user's to do, and the next commands repair them (the collect of X's
+   own files opens the tree again; the victim's submit moves the symlink aside), and the victim's job COMPLETES.
+2. Job Y renames the tree away and puts a symlink to a tree of its own, with its jobs closed, in its place.
+3. Job Z renames the tree in a loop, as fast as it can, each time putting its own directory or a symlink in its place,
+   and tries to rename the state directory and its parents, while the other caller submits jobs: each is taken by
+   Slurm and ends with its record and its result.json (whether it could write its output where the loop left the
+   tree is up to the loop: in this shared mode the tree is the attacker's as much as anyone's).
 
-Then the other caller's job (with that key) and another job of X's caller COMPLETE, each with its record, its
-result.json and its stdout, and the attackers' own jobs have ended right too.
+Then a job of each caller COMPLETES, each with its record, its result.json and its stdout; the attackers' own jobs have
+ended right too; the bookkeeping of every job is root's and intact.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
 import stat
+import time
 import uuid
 from pathlib import Path
 
@@ -25,31 +33,79 @@ import requests
 
 from harness.workflow import finish, submit
 from local_stack.api_gateway import LOCAL_DEVELOPER, LOCAL_OTHER
-from local_stack.slurm_cluster import checkout_user_name
+from local_stack.slurm_cluster import checkout_user_name, remove_job_files
 from local_stack.stack import LocalStack
+from slurm_job_api.head_node_program import JOB_DIRECTORIES
 from slurm_job_api.jobs_api import IDEMPOTENCY_NAMESPACE
+from slurm_job_api.statuses import TERMINAL_STATUSES
 
-CLUSTER_USER = checkout_user_name("sjapi-shared")  # its own user: these jobs move its bookkeeping aside
+CLUSTER_USER = checkout_user_name("sjapi-shared")  # its own user: these jobs move its job directories around
 VICTIM_KEY = "nightly-report-2026-11-25"
+STOP_FILE = ".stop-renaming"
+VICTIMS_DURING_THE_LOOP = 4
 
-CLOSE_AND_PLANT = """#!/bin/bash
+CLOSE_AND_PLANT = f"""#!/bin/bash
 cd ~
-attempt() { if "$@" 2>/dev/null; then echo "done: $*"; else echo "refused: $*"; fi; }
-attempt chmod 000 .slurm-job-api/jobs
-attempt chmod 000 .slurm-job-api
-attempt ln -s /etc ".slurm-job-api/jobs/$VICTIM"
-attempt mkdir ".slurm-job-api/jobs/$VICTIM"
-attempt ls .slurm-job-api/jobs
+attempt() {{ if "$@" 2>/dev/null; then echo "done: $*"; else echo "refused: $*"; fi; }}
+attempt chmod 000 "$STATE"
+attempt mv "$STATE" "$STATE.moved"
+attempt mv "$(dirname "$STATE")" "$(dirname "$STATE").moved"
+attempt ln -s /etc "$STATE/users/$(id -un)"
+attempt mkdir "$STATE/mine"
+attempt ls "$STATE"
+attempt ln -s /etc "{JOB_DIRECTORIES}/$VICTIM"
+attempt chmod 000 {JOB_DIRECTORIES}
 """
 
-SWAP_THE_TREE = """#!/bin/bash
+SWAP_THE_TREE = f"""#!/bin/bash
 cd ~
-mv .slurm-job-api ".moved-by-job-$SLURM_JOB_ID"
+mv {JOB_DIRECTORIES} ".moved-by-job-$SLURM_JOB_ID"
 mkdir -p "own-tree-$SLURM_JOB_ID/jobs"
 chmod 000 "own-tree-$SLURM_JOB_ID/jobs"
-ln -s "own-tree-$SLURM_JOB_ID" .slurm-job-api
+ln -s "own-tree-$SLURM_JOB_ID" {JOB_DIRECTORIES}
 echo swapped
 """
+
+# Until the test says stop (or 10 minutes have passed): renames the tree onto one of 64 names, puts its own directory,
+# a symlink to /etc or a symlink to a moved tree in its place, and tries the state directory and its parents. It
+# writes what it did to ~/own-report-<Slurm job id>: its own stdout lies in a tree it keeps moving.
+RENAME_IN_A_LOOP = f"""#!/bin/bash
+cd ~
+exec python3 - <<'EOF'
+import json, os, time
+tree, state = "{JOB_DIRECTORIES}", os.environ["STATE"]
+counts = {{"renamed": 0, "moved jobs": 0, "state renamed": 0, "state refused": 0}}
+n, deadline = 0, time.monotonic() + 600
+while not os.path.exists("{STOP_FILE}") and time.monotonic() < deadline:
+    n += 1
+    aside = ".moved-%d" % (n % 64)
+    try:
+        os.rename(tree, aside)
+        counts["renamed"] += 1
+        counts["moved jobs"] += bool(os.path.isdir(aside) and os.listdir(aside))
+    except OSError:
+        pass
+    try:
+        if n % 3 == 0:
+            os.symlink("/etc", tree)
+        elif n % 3 == 1:
+            os.mkdir(tree)
+        else:
+            os.symlink(".moved-%d" % ((n - 1) % 64), tree)
+    except OSError:
+        pass
+    for target in (state, os.path.dirname(state), os.path.join(state, "users")):
+        try:
+            os.rename(target, target + ".moved")
+            counts["state renamed"] += 1
+        except OSError:
+            counts["state refused"] += 1
+    time.sleep(0.001)
+with open("own-report-%s" % os.environ["SLURM_JOB_ID"], "w") as report:
+    json.dump(counts, report)
+EOF
+"""
+HELLO = {"name": "after-the-attacks", "script": "#!/bin/bash\necho hello from $(id -un)\n"}
 
 
 @pytest.fixture(scope="module")
@@ -60,22 +116,31 @@ def stack():
     with LocalStack(
         name="bookkeeping-slurm", port_base=11817, cluster_user=CLUSTER_USER, parameters={"PollMinSeconds": "1"}
     ) as running:
-        home = Path(pwd.getpwnam(CLUSTER_USER).pw_dir)
-        clean(home)
-        yield running
-        clean(home)
+        user = pwd.getpwnam(CLUSTER_USER)
+        clean(user)
+        try:
+            yield running
+        finally:
+            (Path(user.pw_dir) / STOP_FILE).touch()  # a loop still running (a failed test) stops
+            clean(user)
 
 
-def clean(home: Path) -> None:
-    for path in home.iterdir():
-        if path.name.startswith((".slurm-job-api", ".moved-by-job-", "own-tree-")):
+def clean(user: pwd.struct_passwd) -> None:
+    """The home without the job directories or what the attacks made (however they closed it), and no bookkeeping of
+    the user's: nothing left that would meet the next run's jobs."""
+    for path in Path(user.pw_dir).iterdir():
+        if path.name.startswith((".moved-", "own-tree-", "own-report-", STOP_FILE)):
             if path.is_dir() and not path.is_symlink():
-                for inner in path.rglob("*"):
+                for inner in [path, *path.rglob("*")]:
                     if inner.is_dir() and not inner.is_symlink():
-                        inner.chmod(0o700)  # the closed jobs/ of a job's own tree
+                        inner.chmod(0o700)
                 shutil.rmtree(path)
             else:
                 path.unlink()
+    tree = Path(user.pw_dir) / JOB_DIRECTORIES
+    if tree.is_dir() and not tree.is_symlink():
+        tree.chmod(0o700)
+    remove_job_files(user)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +151,7 @@ def cloud(stack):
 def run(cloud, api, spec: dict, headers: dict | None = None) -> tuple[str, dict, dict, dict]:
     """(job id, execution, result.json, job view) of a job run to its end."""
     job_id = submit(api, spec, headers=headers)
-    execution, _, result, view = finish(cloud, api, job_id, timeout=120)
+    execution, _, result, view = finish(cloud, api, job_id, timeout=180)
     return job_id, execution, result, view
 
 
@@ -103,55 +168,107 @@ def assert_ended_right(execution: dict, result: dict, view: dict) -> None:
     assert view["status"] == result["status"] == "COMPLETED" and result["jobId"] == view["jobId"]
 
 
+def assert_ended_with_a_record(view: dict, result: dict) -> None:
+    """Taken by Slurm and ended: the record and result.json agree on a terminal status Slurm gave."""
+    assert view["slurmJobId"] and result["jobId"] == view["jobId"], view
+    assert view["status"] == result["status"] and view["status"] in TERMINAL_STATUSES, (view, result)
+    assert view["status"] not in ("SUBMIT_FAILED", "ERROR", "UNKNOWN"), view
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {timeout} s"
+        time.sleep(0.2)
+
+
 def test_jobs_cannot_break_other_callers_jobs(stack, cloud):
     developer, other = cloud.api_client(LOCAL_DEVELOPER), cloud.api_client(LOCAL_OTHER)
-    home = Path(pwd.getpwnam(CLUSTER_USER).pw_dir)
+    user = pwd.getpwnam(CLUSTER_USER)
+    home, state = Path(user.pw_dir), cloud.head_node.state_directory
+    tree, index = home / JOB_DIRECTORIES, state / "users" / CLUSTER_USER / "jobs"
     victim = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{LOCAL_OTHER.arn}\n{VICTIM_KEY}"))
+    state_before = sorted(path.name for path in state.parent.iterdir())
 
-    # 1. Close the index and plant at the victim's future job: refused, all of it.
-    spec = {"name": "close-and-plant", "script": CLOSE_AND_PLANT, "environment": {"VICTIM": victim}}
+    # 1. The state directory: refused, all of it. The home tree: the user's own, so a symlink is planted at the
+    #    victim's future job and the tree is closed; X's own collect opens the tree again.
+    spec = {
+        "name": "close-and-plant",
+        "script": CLOSE_AND_PLANT,
+        "environment": {"VICTIM": victim, "STATE": str(state)},
+    }
     attacker, execution, result, view = run(cloud, developer, spec)
     assert_ended_right(execution, result, view)
     assert stdout_of(developer, attacker) == "".join(
-        f"refused: {attempt}\n"
-        for attempt in (
-            "chmod 000 .slurm-job-api/jobs",
-            "chmod 000 .slurm-job-api",
-            f"ln -s /etc .slurm-job-api/jobs/{victim}",
-            f"mkdir .slurm-job-api/jobs/{victim}",
-            "ls .slurm-job-api/jobs",
-        )
+        [
+            f"refused: chmod 000 {state}\n",
+            f"refused: mv {state} {state}.moved\n",
+            f"refused: mv {state.parent} {state.parent}.moved\n",
+            f"refused: ln -s /etc {state}/users/{CLUSTER_USER}\n",
+            f"refused: mkdir {state}/mine\n",
+            f"refused: ls {state}\n",
+            f"done: ln -s /etc {JOB_DIRECTORIES}/{victim}\n",
+            f"done: chmod 000 {JOB_DIRECTORIES}\n",
+        ]
     )
-    assert not os.path.lexists(home / ".slurm-job-api" / "jobs" / victim)
-
-    # 2. Swap the tree for one of the job's own: the head node moves it aside at its next command.
-    swapper, execution, result, view = run(cloud, developer, {"name": "swap-the-tree", "script": SWAP_THE_TREE})
-    assert_ended_right(execution, result, view)
-    # Its stdout went on into the tree it moved away, where collect no longer looks: listed as missing, the job ended.
-    assert stdout_of(developer, swapper) is None
-    moved = list(home.glob(".moved-by-job-*"))
-    assert len(moved) == 1 and (moved[0] / "jobs" / swapper).is_dir()
-
-    # 3. Jobs submitted after the attacks: the victim's (with the key the attacker knew) and another of X's caller.
-    hello = {"name": "after-the-attacks", "script": "#!/bin/bash\necho hello from $(id -un)\n"}
-    victim_job, execution, result, view = run(cloud, other, hello, headers={"Idempotency-Key": VICTIM_KEY})
+    assert stat.S_IMODE(os.lstat(tree).st_mode) == 0o700  # opened again by the collect of X's files
+    assert os.path.islink(tree / victim)
+    # The victim's job (with the key the attacker knew): the symlink is moved aside, never followed.
+    victim_job, execution, result, view = run(cloud, other, HELLO, headers={"Idempotency-Key": VICTIM_KEY})
     assert victim_job == victim  # the attacker had computed it right
     assert_ended_right(execution, result, view)
     assert stdout_of(other, victim) == f"hello from {CLUSTER_USER}\n"
-    later, execution, result, view = run(cloud, developer, hello)
-    assert_ended_right(execution, result, view)
-    assert stdout_of(developer, later) == f"hello from {CLUSTER_USER}\n"
+    (aside,) = tree.glob(f".{victim}.tampered-*")
+    assert os.readlink(aside) == "/etc"
+    (submission,) = [path for path in (tree / victim).iterdir() if path.is_dir()]
+    for level in (tree, tree / victim, submission):
+        info = os.lstat(level)
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (user.pw_uid, 0o700), level
 
-    # The bookkeeping is root's again; the swapped-in symlink lies aside; what it pointed at is as the job left it.
-    top = home / ".slurm-job-api"
-    assert [os.lstat(path).st_uid for path in (top, top / "jobs", top / "jobs" / victim)] == [0, 0, 0]
-    assert stat.S_ISDIR(os.lstat(top).st_mode)
-    (aside,) = home.glob(".slurm-job-api.tampered-*")
-    assert aside.is_symlink() and os.readlink(aside).startswith("own-tree-")
-    assert [path.name for path in home.glob("own-tree-*/*")] == ["jobs"]
-    (submission,) = [path for path in (top / "jobs" / victim).iterdir() if path.is_dir()]
-    info = os.lstat(submission)
-    assert info.st_uid == pwd.getpwnam(CLUSTER_USER).pw_uid and stat.S_IMODE(info.st_mode) == 0o700
-    assert sorted(path.name for path in (top / "jobs" / victim).iterdir()) == sorted(
-        [submission.name, f"{submission.name}.lock", f"{submission.name}.submitted"]
-    )
+    # 2. Swap the tree for one of the job's own: the next command moves the symlink aside and makes a new tree.
+    swapper, execution, result, view = run(cloud, developer, {"name": "swap-the-tree", "script": SWAP_THE_TREE})
+    assert_ended_right(execution, result, view)
+    # Its stdout went on into the tree it moved away, where collect does not look: listed as missing, the job ended.
+    assert stdout_of(developer, swapper) is None
+    (moved,) = home.glob(".moved-by-job-*")
+    assert (moved / swapper).is_dir()
+
+    # 3. Rename the tree in a loop while the other caller's jobs are submitted, run and collected.
+    spec = {"name": "rename-in-a-loop", "script": RENAME_IN_A_LOOP, "environment": {"STATE": str(state)}}
+    looper = submit(developer, spec)
+    wait_for(lambda: any(home.glob(".moved-[0-9]*")), 120, "the loop started")
+    during = [
+        submit(other, {"name": f"during-the-loop-{n}", "script": HELLO["script"]})
+        for n in range(VICTIMS_DURING_THE_LOOP)
+    ]
+    ended = {job_id: finish(cloud, other, job_id, timeout=240) for job_id in during}
+    (home / STOP_FILE).touch()
+    execution, _, result, view = finish(cloud, developer, looper, timeout=240)
+    assert_ended_right(execution, result, view)
+    counts = json.loads((home / f"own-report-{view['slurmJobId']}").read_text())
+    outcomes = [(ended[job_id][3]["status"], ended[job_id][3].get("reason")) for job_id in during]
+    print(f"the loop: {counts}; the jobs during it (status, reason): {outcomes}")
+    assert counts["moved jobs"] > 0, counts  # it did move the tree with jobs in it while they were submitted
+    assert counts["state renamed"] == 0 and counts["state refused"] > 0, counts
+    for job_id in during:
+        _, _, result, view = ended[job_id]
+        assert_ended_with_a_record(view, result)
+        marker = index / job_id
+        (submitted,) = marker.glob("*.submitted")
+        assert submitted.read_text() == view["slurmJobId"] and os.lstat(submitted).st_uid == 0
+
+    # 4. Jobs submitted after the attacks, whatever the loop left in the tree's place: one of each caller.
+    after = []
+    for api in (other, developer):
+        job_id, execution, result, view = run(cloud, api, HELLO)
+        assert_ended_right(execution, result, view)
+        assert stdout_of(api, job_id) == f"hello from {CLUSTER_USER}\n"
+        after.append(job_id)
+
+    # The bookkeeping of every job is root's and intact, and the state directory's parent holds nothing new.
+    assert sorted(path.name for path in state.parent.iterdir()) == state_before
+    assert (os.lstat(state).st_uid, stat.S_IMODE(os.lstat(state).st_mode)) == (0, 0o711)
+    for job_id in (attacker, victim, swapper, looper, *during, *after):
+        (submitted,) = (index / job_id).glob("*.submitted")
+        info = os.lstat(submitted)
+        assert (info.st_uid, stat.S_IMODE(info.st_mode), info.st_nlink) == (0, 0o600, 1)

@@ -25,6 +25,7 @@ import pytest
 from harness.workflow import submit
 from local_stack.api_gateway import LOCAL_OTHER
 from local_stack.stack import LocalStack
+from slurm_job_api.head_node_program import JOB_DIRECTORIES
 from slurm_job_api.statuses import TERMINAL_STATUSES
 from tests.security.harness import Tally
 from tests.security.spec_oracle import DEFAULT_JOB_NAME, Verdict, judge
@@ -266,7 +267,7 @@ def test_slurm_ran_exactly_the_accepted_jobs_once_each(stack, cloud, outcome):
         submission = json.loads(sfn.describe_execution(executionArn=view["execution"]["arn"])["input"])["submissionId"]
         spec = item.verdict.spec
         names[slurm_id] = spec.get("name") or DEFAULT_JOB_NAME
-        directory = f"{home}/.slurm-job-api/jobs/{item.job_id}/{submission}"
+        directory = f"{home}/{JOB_DIRECTORIES}/{item.job_id}/{submission}"
         details[slurm_id] = (f"slurm-job-api:{item.job_id}:{submission}", spec.get("workingDirectory") or directory)
     foreign = cloud.api_client(LOCAL_OTHER).get(f"/jobs/{outcome.foreign_job}").json()
     accounted = accounted_jobs(stack, outcome.started_at, len(names) + 1)

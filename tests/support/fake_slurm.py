@@ -1,12 +1,14 @@
 """Stand-ins for Slurm's client commands that record how they were called (for head-node program tests).
 
 Each tool is a copy of one Python script; it answers from a scenario file and appends its argv, working directory
-and environment to calls.jsonl. The directory is made writable for the unprivileged cluster user the program
+and environment to calls.jsonl, and for sbatch what it read: the script (stdin) and the environment file (the
+descriptor --export-file names). The directory is made writable for the unprivileged cluster user the program
 switches to.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pwd
@@ -19,7 +21,7 @@ from pathlib import Path
 TOOLS = ("sbatch", "squeue", "scontrol", "sacct", "scancel")
 
 _SCRIPT = r"""#!/usr/bin/python3
-import fcntl, json, os, sys
+import base64, fcntl, json, os, sys
 here = os.path.dirname(os.path.abspath(__file__))
 tool = os.path.basename(sys.argv[0])
 if tool == "scontrol" and "config" in sys.argv[1:]:
@@ -28,11 +30,18 @@ with open(os.path.join(here, "scenario.json")) as handle:
     scenario = json.load(handle)
 answers = scenario.get(tool, [{"rc": 0, "stdout": "", "stderr": ""}])
 state_path = os.path.join(here, "state-" + tool)
+stdin = sys.stdin.buffer.read() if tool == "sbatch" else b""  # sbatch reads the script from stdin
+export_file = None
+for arg in sys.argv[1:]:  # --export-file=<a descriptor number>, as sbatch(1) reads it
+    if arg.startswith("--export-file=") and arg.split("=", 1)[1].isdigit():
+        with os.fdopen(int(arg.split("=", 1)[1]), "rb") as handle:
+            export_file = base64.b64encode(handle.read()).decode()
 with open(os.path.join(here, "lock"), "a") as lock:  # tools called at the same time (many jobs in flight) take turns
     fcntl.flock(lock, fcntl.LOCK_EX)
     with open(os.path.join(here, "calls.jsonl"), "a") as log:
         log.write(json.dumps({"tool": tool, "argv": sys.argv[1:], "cwd": os.getcwd(), "uid": os.getuid(),
-                              "env": dict(os.environ)}) + "\n")
+                              "env": dict(os.environ), "stdin": base64.b64encode(stdin).decode(),
+                              "exportFile": export_file}) + "\n")
     count = int(open(state_path).read()) if os.path.exists(state_path) else 0
     with open(state_path, "w") as handle:
         handle.write(str(count + 1))
@@ -88,6 +97,16 @@ class FakeSlurm:
         complete = text[: text.rfind("\n") + 1]  # a line still being written shows at the next look
         entries = [json.loads(line) for line in complete.splitlines()]
         return [entry for entry in entries if tool is None or entry["tool"] == tool]
+
+    @staticmethod
+    def script(call: dict) -> bytes:
+        """The script an sbatch call read from its stdin."""
+        return base64.b64decode(call["stdin"])
+
+    @staticmethod
+    def export_file(call: dict) -> bytes | None:
+        """The environment file an sbatch call read from the descriptor its --export-file named, or None."""
+        return None if call["exportFile"] is None else base64.b64decode(call["exportFile"])
 
     def sbatch_calls_for(self, job_id: str) -> list[dict]:
         """The sbatch calls that submitted this job of the API (found by the comment the program adds)."""

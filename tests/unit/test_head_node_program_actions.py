@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import uuid
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_job_api.head_node_program import REPLY_FIELDS, SUMMARY_FIELDS
+from slurm_job_api.head_node_program import JOB_DIRECTORIES, REPLY_FIELDS, STATE_DIRECTORY_VARIABLE, SUMMARY_FIELDS
 from slurm_job_api.head_node_protocol import StatusReply
 from slurm_job_api.ssm_command import shell_commands
 from tests.support.fake_slurm import FakeSlurm, fake_slurm
@@ -23,6 +24,13 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching to the clus
 
 TEST_USER = "sjapi-test"  # with $SLURM_JOB_API_PORT_OFFSET, suffixed (local_stack.slurm_cluster.checkout_user_name)
 AGENT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
+
+
+def state_directory() -> Path:
+    """The bookkeeping directory the program uses here: this checkout's, as the local head node gives it."""
+    from local_stack.slurm_cluster import head_node_state_directory  # the local stack: not importable in every run
+
+    return head_node_state_directory()
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +68,19 @@ SUBMISSION = "0123456789abcdef0123456789abcdef"
 def job_id(user):
     job = str(uuid.uuid4())
     yield job
-    subprocess.run(["rm", "-rf", os.path.join(user.pw_dir, ".slurm-job-api", "jobs", job)], check=False)
+    shutil.rmtree(Path(user.pw_dir) / JOB_DIRECTORIES / job, ignore_errors=True)
+    shutil.rmtree(state_directory() / "users" / user.pw_name / "jobs" / job, ignore_errors=True)
 
 
-def run_program(request: dict, cluster_user: str | None = None) -> tuple[dict, subprocess.CompletedProcess]:
+def run_program(
+    request: dict, cluster_user: str | None = None, state: Path | None = None
+) -> tuple[dict, subprocess.CompletedProcess]:
     """Runs the program exactly as the SSM agent would run our command (as the test user unless ``cluster_user`` is
-    given); returns (reply, process)."""
+    given), with `state` (else this checkout's) as its state directory; returns (reply, process)."""
     full = {"protocol": 1, "clusterUser": cluster_user or cluster_user_name(), **request}
     done = subprocess.run(
         ["/bin/bash", "-c", "\n".join(shell_commands(full))],
-        env=AGENT_ENV,
+        env={**AGENT_ENV, STATE_DIRECTORY_VARIABLE: str(state or state_directory())},
         capture_output=True,
         text=True,
         timeout=60,
@@ -96,7 +107,7 @@ def submit_request(files: FileServer, slurm: FakeSlurm, job_id: str, **extra) ->
 
 
 def job_dir(user, job_id: str) -> Path:
-    return Path(user.pw_dir) / ".slurm-job-api" / "jobs" / job_id / SUBMISSION
+    return Path(user.pw_dir) / JOB_DIRECTORIES / job_id / SUBMISSION
 
 
 def test_submit_runs_sbatch_as_the_cluster_user_with_exact_argv(files, slurm, job_id, user):
@@ -113,6 +124,8 @@ def test_submit_runs_sbatch_as_the_cluster_user_with_exact_argv(files, slurm, jo
     }
     (call,) = slurm.calls("sbatch")
     assert call["uid"] == user.pw_uid
+    export_file = next(arg for arg in call["argv"] if arg.startswith("--export-file="))
+    assert export_file.split("=", 1)[1].isdigit()  # a descriptor sbatch reads the environment from
     assert call["argv"] == [
         "--parsable",
         f"--comment=slurm-job-api:{job_id}:{SUBMISSION}",
@@ -120,17 +133,25 @@ def test_submit_runs_sbatch_as_the_cluster_user_with_exact_argv(files, slurm, jo
         f"--output={directory}/slurm-stdout",
         f"--error={directory}/slurm-stderr",
         "--kill-on-invalid-dep=yes",
-        f"--export-file={directory}/environment",
+        export_file,
         "--job-name=x",
         "--partition=debug;$(touch /tmp/canary-option)",
-        f"{directory}/job.sh",
-    ]
+    ]  # and no script path: sbatch reads the script from its stdin
+    content = b"GREETING=" + environment["GREETING"].encode() + b"\0N=1\0"
+    assert slurm.script(call) == files.objects[f"/{job_id}/script"]
+    assert slurm.export_file(call) == content
     assert call["env"]["HOME"] == user.pw_dir and call["env"]["USER"] == user.pw_name
     assert "AWS_SSM_INSTANCE_ID" not in call["env"] and call["env"]["PATH"] == "/usr/local/bin:/usr/bin:/bin"
-    # The files, private to the cluster user.
+    # The copies left for people, and every level of the directory: private to the cluster user.
     assert (directory / "job.sh").read_bytes() == files.objects[f"/{job_id}/script"]
-    assert (directory / "environment").read_bytes() == b"GREETING=" + environment["GREETING"].encode() + b"\0N=1\0"
-    for path, mode in ((directory, 0o700), (directory / "job.sh", 0o700), (directory / "environment", 0o600)):
+    assert (directory / "environment").read_bytes() == content
+    assert sorted(path.name for path in directory.iterdir()) == ["environment", "job.sh"]
+    levels = (directory.parent.parent, directory.parent, directory)
+    for path, mode in (
+        *((level, 0o700) for level in levels),
+        (directory / "job.sh", 0o700),
+        (directory / "environment", 0o600),
+    ):
         info = path.stat()
         assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (user.pw_uid, mode), path
     assert not any(Path(f"/tmp/canary-{name}").exists() for name in ("script", "option", "env"))
@@ -358,6 +379,9 @@ def test_collect_uploads_outputs_and_refuses_escapes(files, slurm, job_id, user)
         },
         {"name": "outputs/escape", "source": "output", "path": "escape", "url": files.url(f"/{job_id}/escape")},
         {"name": "outputs/up", "source": "output", "path": "../../../../etc/passwd", "url": files.url(f"/{job_id}/up")},
+        # Nothing can be found by these names: under a regular file, and longer than the system resolves (PATH_MAX).
+        {"name": "outputs/under-a-file", "source": "output", "path": "results/a.txt/b", "url": files.url("/x")},
+        {"name": "outputs/long", "source": "output", "path": "n/" * 2100 + "n", "url": files.url("/y")},
     ]
     reply, _ = run_program(
         {
@@ -372,6 +396,7 @@ def test_collect_uploads_outputs_and_refuses_escapes(files, slurm, job_id, user)
     by_name = {item["name"]: item for item in reply["result"]["files"]}
     assert by_name["stdout"]["status"] == "uploaded" and files.objects[f"/{job_id}/stdout"] == b"hello\n"
     assert by_name["stderr"]["status"] == "missing"
+    assert by_name["outputs/under-a-file"]["status"] == by_name["outputs/long"]["status"] == "missing"
     assert by_name["outputs/results/a.txt"] == {
         "name": "outputs/results/a.txt",
         "status": "uploaded",

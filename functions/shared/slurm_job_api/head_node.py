@@ -32,7 +32,7 @@ _THROTTLING_CODES = frozenset(["ThrottlingException", "Throttling", "TooManyRequ
 # Bytes of one SSM command we aim to stay under (SendCommand requests are limited; see docs/facts.md).
 COMMAND_BUDGET_BYTES = 48 * 1024
 # Characters of a collect reply's file reports we allow: SSM returns the first 24,000 characters of stdout (see
-# docs/facts.md); the rest is the reply's envelope and the root stage's diagnostics.
+# docs/facts.md); the rest is the reply's envelope and the program's diagnostics.
 COLLECT_REPLY_BUDGET_CHARACTERS = 20_000
 # How long a Lambda waits for one command: at most the cap, and ending the margin before the Lambda itself times out.
 SSM_WAIT_CAP_SECONDS = 90
@@ -263,9 +263,9 @@ class HeadNode:
                 f"exit {outcome.response_code}): {outcome.stderr.strip()[-1000:] or outcome.stdout.strip()[-1000:]}"
             )
         if reply.get("diagnostics"):
-            # The root stage found the product's files on the head node tampered with and repaired them.
+            # The program found the product's files on the head node tampered with and repaired them.
             logger.warning(
-                "the head node repaired its bookkeeping", extra={"action": action, "diagnostics": reply["diagnostics"]}
+                "the head node repaired its files", extra={"action": action, "diagnostics": reply["diagnostics"]}
             )
         if reply.get("ok"):
             return reply["result"]

@@ -6,10 +6,11 @@ node has), because it is sent as text inside AWS-RunShellScript and executed by 
 Protocol (see docs/architecture.md): the SSM command feeds two base64 lines on stdin to a fixed loader: the
 zlib-compressed source of this file and the zlib-compressed JSON request. Nothing from the request is ever
 part of shell text.
-Started as root by the SSM agent, the program keeps the product's bookkeeping in root-owned directories of the
-cluster user's home (the root stage: directory descriptors only, see "Per-job directories" below) and re-runs itself
-as the configured cluster user through `runuser` for all the work (the user stage); it never runs Slurm commands or
-fetches URLs as root. It prints exactly one JSON document on stdout:
+Started as root by the SSM agent, the program keeps the product's bookkeeping in a state directory of root's, outside
+every home (the root stage: directory descriptors only, see "The product's files on the head node" below), and re-runs
+itself as the configured cluster user through `runuser` for all the work (the user stage), which makes the job's
+directory in that user's home; it never runs Slurm commands, fetches URLs or writes in a home as root. It prints
+exactly one JSON document on stdout:
 
     {"ok": true,  "protocol": 1, "action": "...", "result": {...}}
     {"ok": false, "protocol": 1, "action": "...", "error": {"type": "...", "message": "...", "retryable": false}}
@@ -23,6 +24,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -32,7 +34,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -542,13 +543,20 @@ _OPTION_RE = re.compile(r"^--([a-z-]+)=(.+)$", re.DOTALL)
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def _text(data):
+    """A command's output as text: UTF-8, with universal newlines."""
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+
+
 class Slurm(object):
     """Runs Slurm client commands from one bin directory, with argv lists only."""
 
     def __init__(self, bin_dir):
         self.bin_dir = bin_dir
 
-    def run(self, tool, args, timeout=SLURM_COMMAND_TIMEOUT_SECONDS):
+    def run(self, tool, args, timeout=SLURM_COMMAND_TIMEOUT_SECONDS, stdin=None, pass_fds=()):
+        """The command's CompletedProcess, its output as text; `stdin`: bytes it reads (else nothing), `pass_fds`:
+        descriptors it inherits."""
         path = os.path.join(self.bin_dir, tool)
         if not os.access(path, os.X_OK):
             raise HeadNodeSetupError(
@@ -556,16 +564,18 @@ class Slurm(object):
                 "(check the SlurmBinDir parameter)" % path
             )
         try:
-            return subprocess.run(
+            done = subprocess.run(
                 [path, *args],
-                stdin=subprocess.DEVNULL,
+                input=stdin,
+                stdin=subprocess.DEVNULL if stdin is None else None,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                universal_newlines=True,
+                pass_fds=pass_fds,
                 timeout=timeout,
             )
         except subprocess.TimeoutExpired:
             raise SlurmControllerUnavailable("%s did not answer within %d s" % (tool, timeout)) from None
+        return subprocess.CompletedProcess(done.args, done.returncode, _text(done.stdout), _text(done.stderr))
 
     def check(self, tool, args):
         """Runs a command that must succeed; classifies its failure."""
@@ -582,42 +592,62 @@ class Slurm(object):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Per-job directories, and the bookkeeping that root keeps beside them (docs/architecture.md, "Files on the head node")
+# The product's files on the head node (docs/architecture.md, "Files on the head node")
 #
-#   ~user/.slurm-job-api/                              root, 0755
-#       jobs/                                          root, 0711 (not listable: submission ids stay unknown)
-#           <jobId>/                                   root, 0711
-#               <submissionId>/                        the cluster user, 0700: script, environment, Slurm output
-#               <submissionId>.lock                    root, 0600: one submit of a submission at a time
-#               <submissionId>.submitted               root, 0600: the Slurm job id, once sbatch took the job
+# The bookkeeping is root's, outside every home, on a path that only root can change:
 #
-# Jobs run as the cluster user, who owns the home directory: a job can rename or replace entries there, but can
-# neither change nor add anything inside root's directories. The root stage opens every directory below the home
-# relative to its parent's descriptor with O_NOFOLLOW|O_DIRECTORY|O_NONBLOCK and judges what it opened by fstat, so
-# no symlink, FIFO or directory swapped in between a check and a use is ever followed; an entry that is not what it
-# must be is renamed aside within its parent (".<name>.tampered-<utc>-<random>") and made again.
+#   /var/lib/slurm-job-api/                               root, 0711 (STATE_DIRECTORY)
+#       users/<user>/jobs/<jobId>/                        root, 0700 each level
+#           <submissionId>.lock                           root, 0600: one submit of a submission at a time
+#           <submissionId>.submitted                      root, 0600: the Slurm job id, once sbatch took the job
+#
+# The job directories are the user's, in the user's home (which ParallelCluster shares with the compute nodes, where
+# Slurm writes the jobs' output), made by the user stage as that user: root never writes in a home.
+#
+#   ~user/.slurm-job-api-jobs/<jobId>/<submissionId>/     the user's, 0700 each level: job.sh, environment, output
+#
+# Both stages open every directory relative to its parent's descriptor with O_NOFOLLOW|O_DIRECTORY|O_NONBLOCK and
+# judge what they opened by fstat, so no symlink, FIFO or directory swapped in between a check and a use is ever
+# followed; an entry that is not what it must be is renamed aside within its parent (".<name>.tampered-<utc>-<random>")
+# and made again, and a directory of the user's that a chmod closed is opened again.
+#
+# Versions before this one kept the bookkeeping in root-owned directories of the home, beside each job's directory:
+# ~user/.slurm-job-api/jobs/<jobId>/<submissionId>{/,.lock,.submitted} (LEGACY_DIRECTORY). Root still reads those
+# markers (it never writes there) and collect falls back to those job directories, so that jobs submitted before an
+# upgrade are recognised when their submit is retried, and collected.
 # --------------------------------------------------------------------------------------------------------------------
 
-BOOKKEEPING_DIRECTORY = ".slurm-job-api"
-JOBS_DIRECTORY = os.path.join(BOOKKEEPING_DIRECTORY, "jobs")
-BOOKKEEPING_MODE = 0o755
-INDEX_MODE = 0o711
+STATE_DIRECTORY = "/var/lib/slurm-job-api"
+# Where the state directory is instead, if the SSM agent's environment says so (the local stack gives each checkout
+# its own); on a head node the default is right.
+STATE_DIRECTORY_VARIABLE = "SLURM_JOB_API_HEAD_NODE_STATE_DIRECTORY"
+STATE_MODE = 0o711
+INDEX_MODE = 0o700
+JOB_DIRECTORIES = ".slurm-job-api-jobs"
+LEGACY_DIRECTORY = ".slurm-job-api"
 PRIVATE_MODE = 0o700
 ROOT_FILE_MODE = 0o600
 LOCK_SUFFIX = ".lock"
 SUBMITTED_SUFFIX = ".submitted"
-_REPAIR_ATTEMPTS = 5
+_REPAIR_ATTEMPTS = 10
 _OPEN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# A level to pass through without reading it (another user's directory of mode 0711); Linux, like the head node.
+_OPEN_PASSAGE = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN_FILE = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def job_directory_path(home, job_id, submission_id):
-    """~/.slurm-job-api/jobs/<jobId>/<submissionId>: one submission's private directory. The submission id keeps a
-    job id that comes back (an Idempotency-Key reused against a redeployed stack) from meeting earlier files."""
-    path = os.path.join(home, JOBS_DIRECTORY, job_id, submission_id)
+    """~/.slurm-job-api-jobs/<jobId>/<submissionId>: one submission's directory. The submission id keeps a job id that
+    comes back (an Idempotency-Key reused against a redeployed stack) from meeting earlier files."""
+    path = os.path.join(home, JOB_DIRECTORIES, job_id, submission_id)
     if "%" in path or "\n" in path:
         raise HeadNodeSetupError("the cluster user's home directory %r cannot hold Slurm output paths" % home)
     return path
+
+
+def legacy_job_directory_path(home, job_id, submission_id):
+    """Where versions before the state directory put a submission's directory (root's levels above it)."""
+    return os.path.join(home, LEGACY_DIRECTORY, "jobs", job_id, submission_id)
 
 
 def _describe(info):
@@ -657,35 +687,85 @@ def _move_aside(parent_fd, parent_path, name, diagnostics):
     )
 
 
-def _directory(parent_fd, parent_path, name, mode, diagnostics, user=None):
-    """A descriptor of parent/name, made if missing: a real directory on the parent's file system, root's (and not
-    writable by others) or, with `user`, handed to that user with fchown. Anything else there is moved aside."""
+def _open_again(parent_fd, parent_path, name, owner, device, mode, diagnostics):
+    """True if parent/name is a directory of `owner`, the user running this, that a chmod closed to its owner: its mode
+    is set back to `mode` through a descriptor of it (O_PATH, which needs no permission on it and follows nothing)."""
+    if owner != os.geteuid() or not hasattr(os, "O_PATH"):
+        return False
+    try:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != owner or info.st_dev != device:
+            return False
+        os.chmod("/proc/self/fd/%d" % fd, mode)  # fchmod refuses O_PATH descriptors; this names the same inode
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    diagnostics.append(
+        "%s was closed (mode %04o): its mode is %04o again"
+        % (os.path.join(parent_path, name), stat.S_IMODE(info.st_mode), mode)
+    )
+    return True
+
+
+def _directory(parent_fd, parent_path, name, mode, diagnostics, owner=0):
+    """A descriptor of parent/name, made if missing, with `mode`: a real directory on the parent's file system owned
+    by `owner` (root's must not be writable by others). One of the owner's that a chmod closed is opened again;
+    anything else there is moved aside and made again."""
     device = os.fstat(parent_fd).st_dev
-    owners = (0,) if user is None else (0, user.pw_uid)
     for _ in range(_REPAIR_ATTEMPTS):
         try:
             os.mkdir(name, mode, dir_fd=parent_fd)
         except FileExistsError:
             pass
         except OSError as error:
-            raise HeadNodeSetupError("root cannot create %s: %s" % (os.path.join(parent_path, name), error)) from None
+            raise HeadNodeSetupError(
+                "uid %d cannot create %s: %s" % (os.geteuid(), os.path.join(parent_path, name), error)
+            ) from None
         try:
             fd = os.open(name, _OPEN_DIRECTORY, dir_fd=parent_fd)
         except FileNotFoundError:
             continue  # moved away meanwhile: make it again
+        except PermissionError:
+            if _open_again(parent_fd, parent_path, name, owner, device, mode, diagnostics):
+                continue
+            fd = None
         except OSError:
             fd = None  # a symlink, file, FIFO or socket (O_DIRECTORY refuses each without opening or following it)
         if fd is not None:
             info = os.fstat(fd)
-            if info.st_uid in owners and info.st_dev == device and (user is not None or not info.st_mode & 0o022):
-                if user is not None:
-                    os.fchown(fd, user.pw_uid, user.pw_gid)
-                if stat.S_IMODE(info.st_mode) != mode or user is not None:
+            if info.st_uid == owner and info.st_dev == device and (owner != 0 or not info.st_mode & 0o022):
+                if stat.S_IMODE(info.st_mode) != mode:
                     os.fchmod(fd, mode)
                 return fd
             os.close(fd)
         _move_aside(parent_fd, parent_path, name, diagnostics)
-    raise HeadNodeSetupError("%s keeps being replaced while root prepares it" % os.path.join(parent_path, name))
+    raise HeadNodeSetupError("%s keeps being replaced while it is prepared" % os.path.join(parent_path, name))
+
+
+def _existing_directory(parent_fd, parent_path, name, owner, device, diagnostics):
+    """A descriptor of parent/name if it is a real directory of `owner` on `device` (None otherwise): readable if it
+    is the running user's (one a chmod closed is opened again), else only passed through. Nothing is made or moved."""
+    flags = _OPEN_DIRECTORY if owner == os.geteuid() else _OPEN_PASSAGE
+    for _ in range(2):
+        try:
+            fd = os.open(name, flags, dir_fd=parent_fd)
+        except PermissionError:
+            if _open_again(parent_fd, parent_path, name, owner, device, PRIVATE_MODE, diagnostics):
+                continue
+            return None
+        except OSError:
+            return None
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == owner and info.st_dev == device:
+            return fd
+        os.close(fd)
+        return None
+    return None
 
 
 def _root_file(parent_fd, parent_path, name, flags, diagnostics):
@@ -711,24 +791,80 @@ def _root_file(parent_fd, parent_path, name, flags, diagnostics):
     raise HeadNodeSetupError("%s keeps being replaced while root prepares it" % os.path.join(parent_path, name))
 
 
-def _write_root_file(parent_fd, name, data):
-    """Replaces parent/name atomically by a new 0600 file of root's holding `data`."""
-    temporary = "%s.tmp-%s" % (name, os.urandom(8).hex())
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FILE, ROOT_FILE_MODE, dir_fd=parent_fd)
+def _write_file(parent_fd, name, data, mode):
+    """Replaces parent/name atomically by a new file of the running user's, with `mode`, holding `data`; returns a
+    descriptor of the new file, read from its start (never a path: the directory may be renamed meanwhile)."""
+    temporary = ".%s.tmp-%s" % (name, os.urandom(8).hex())
+    fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FILE, mode, dir_fd=parent_fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+        os.lseek(fd, 0, os.SEEK_SET)
         os.rename(temporary, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
     except BaseException:
+        os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(temporary, dir_fd=parent_fd)
+        raise
+    return fd
+
+
+def _write_root_file(parent_fd, name, data):
+    """Replaces parent/name atomically by a new 0600 file of root's holding `data`."""
+    os.close(_write_file(parent_fd, name, data, ROOT_FILE_MODE))
+
+
+def _state_directory():
+    """(descriptor, path) of the state directory, made if missing. Every directory on its path must be root's and
+    closed to writes by others (or sticky, as /tmp is, where only an entry's owner may rename it), so that no other
+    user can rename, replace or change anything below it."""
+    configured = os.environ.get(STATE_DIRECTORY_VARIABLE) or STATE_DIRECTORY
+    if not configured.startswith("/") or "\x00" in configured:
+        raise HeadNodeSetupError("the state directory must be an absolute path, not %r" % configured)
+    path = os.path.realpath(configured)
+    names = [name for name in path.split("/") if name]
+    if not names:
+        raise HeadNodeSetupError("the state directory cannot be /")
+    fd, current = os.open("/", _OPEN_DIRECTORY), "/"
+    try:
+        for index, name in enumerate(names):
+            info = os.fstat(fd)
+            if info.st_uid != 0 or (info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX):
+                raise HeadNodeSetupError(
+                    "the state directory %s is below %s, which is %s: users other than root could rename what is in "
+                    "it" % (path, current, _describe(info))
+                )
+            try:  # an existing entry answers EEXIST first, even on a read-only file system
+                os.mkdir(name, STATE_MODE if index == len(names) - 1 else 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            except OSError as error:
+                message = "root cannot create %s: %s" % (os.path.join(current, name), error)
+                raise HeadNodeSetupError(message) from None
+            try:
+                child = os.open(name, _OPEN_DIRECTORY, dir_fd=fd)
+            except OSError as error:
+                message = "%s is not a directory root can open: %s" % (os.path.join(current, name), error)
+                raise HeadNodeSetupError(message) from None
+            os.close(fd)
+            fd, current = child, os.path.join(current, name)
+        info = os.fstat(fd)
+        if info.st_uid != 0 or info.st_mode & 0o022:
+            raise HeadNodeSetupError(
+                "the state directory %s is %s: it must be root's and writable by root alone" % (path, _describe(info))
+            )
+        return fd, path
+    except BaseException:
+        os.close(fd)
         raise
 
 
 class JobIndex(object):
-    """The root stage's hold on ~user/.slurm-job-api/jobs: directory descriptors, closed on leaving the `with`."""
+    """The root stage's hold on its index of one user's jobs, in the state directory: directory descriptors, closed on
+    leaving the `with`."""
 
     def __init__(self, user, diagnostics):
         self.user = user
@@ -746,58 +882,114 @@ class JobIndex(object):
         self._descriptors.append(fd)
         return fd
 
-    def jobs(self):
-        """A descriptor of jobs/, with ~/.slurm-job-api and jobs/ made or repaired first."""
-        home = self.user.pw_dir
-        try:
-            home_fd = self._keep(os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
-        except OSError as error:
-            message = "the home directory of %s cannot be opened: %s" % (self.user.pw_name, error)
-            raise HeadNodeSetupError(message) from None
-        if os.fstat(home_fd).st_uid not in (0, self.user.pw_uid):
-            raise HeadNodeSetupError("the home directory %s is not owned by %s" % (home, self.user.pw_name))
-        top = self._keep(_directory(home_fd, home, BOOKKEEPING_DIRECTORY, BOOKKEEPING_MODE, self.diagnostics))
-        top_path = os.path.join(home, BOOKKEEPING_DIRECTORY)
-        return self._keep(_directory(top, top_path, "jobs", INDEX_MODE, self.diagnostics))
-
-    def submission(self, job_id, submission_id):
-        """A descriptor of jobs/<jobId>/ (root's), once jobs/<jobId>/<submissionId>/ is the cluster user's, 0700."""
-        job_path = os.path.dirname(job_directory_path(self.user.pw_dir, job_id, submission_id))
-        job_fd = self._keep(_directory(self.jobs(), os.path.dirname(job_path), job_id, INDEX_MODE, self.diagnostics))
-        os.close(_directory(job_fd, job_path, submission_id, PRIVATE_MODE, self.diagnostics, user=self.user))
-        return job_fd
+    def job(self, job_id):
+        """(descriptor, path) of users/<user>/jobs/<jobId>/, each level made or repaired first."""
+        state, path = _state_directory()
+        fd = self._keep(state)
+        for name in ("users", self.user.pw_name, "jobs", job_id):
+            fd = self._keep(_directory(fd, path, name, INDEX_MODE, self.diagnostics))
+            path = os.path.join(path, name)
+        return fd, path
 
 
-def job_directory(job_id, submission_id):
-    """The cluster user's directory for one submission of a job, as the root stage prepared it."""
-    path = job_directory_path(pwd.getpwuid(os.getuid()).pw_dir, job_id, submission_id)
+def _legacy_marker(user, job_id, submission_id):
+    """The Slurm job id an earlier version recorded for this submission in its tree in the home, or None. The tree
+    counts only where every level is root's, as those versions made it (a job can rename the tree, never write in it);
+    root only reads it."""
+    descriptors = []
     try:
-        info = os.lstat(path)
+        fd = os.open(user.pw_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        descriptors.append(fd)
+        device = os.fstat(fd).st_dev
+        for name in (LEGACY_DIRECTORY, "jobs", job_id):
+            fd = os.open(name, _OPEN_DIRECTORY, dir_fd=fd)
+            descriptors.append(fd)
+            info = os.fstat(fd)
+            if info.st_uid != 0 or info.st_mode & 0o022 or info.st_dev != device:
+                return None
+        marker = os.open(submission_id + SUBMITTED_SUFFIX, os.O_RDONLY | _OPEN_FILE, dir_fd=fd)
+        with os.fdopen(marker, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != 0 or info.st_nlink != 1:
+                return None
+            text = handle.read(64).decode("ascii", "replace").strip()
+        return text if SLURM_JOB_ID_RE.match(text) else None
+    except OSError:
+        return None
+    finally:
+        for fd in descriptors:
+            os.close(fd)
+
+
+def _home():
+    """(descriptor, path) of the running user's home (user stage)."""
+    home = pwd.getpwuid(os.getuid()).pw_dir
+    try:
+        fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as error:
-        raise HeadNodeSetupError("the job directory %s is missing: %s" % (path, error)) from None
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        raise HeadNodeSetupError("%s is not a directory owned by the cluster user" % path)
-    return path
+        raise HeadNodeSetupError("the home directory %s cannot be opened: %s" % (home, error)) from None
+    if os.fstat(fd).st_uid not in (0, os.getuid()):
+        os.close(fd)
+        raise HeadNodeSetupError("the home directory %s is not owned by uid %d" % (home, os.getuid()))
+    return fd, home
 
 
-def _write_private_file(path, data):
-    """Writes bytes atomically to a new 0600 file (never through an existing symlink)."""
-    fd, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+def make_job_directory(job_id, submission_id, diagnostics):
+    """(descriptor, path) of the submission's directory in the user's home, each level made or repaired (user stage)."""
+    fd, home = _home()
+    path = job_directory_path(home, job_id, submission_id)
+    parent_path = home
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temporary, 0o600)
-        os.rename(temporary, path)
+        for name in (JOB_DIRECTORIES, job_id, submission_id):
+            child = _directory(fd, parent_path, name, PRIVATE_MODE, diagnostics, owner=os.getuid())
+            os.close(fd)
+            fd, parent_path = child, os.path.join(parent_path, name)
     except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        os.close(fd)
         raise
+    return fd, path
+
+
+def open_job_directory(job_id, submission_id, diagnostics):
+    """(descriptor, path) of the submission's directory as submit made it, else as an earlier version made it (levels
+    above it root's); (None, path) if neither is there. Nothing is followed, made or moved (user stage)."""
+    home_fd, home = _home()
+    uid = os.getuid()
+    layouts = (  # each level's name and owner
+        ((JOB_DIRECTORIES, uid), (job_id, uid), (submission_id, uid)),
+        ((LEGACY_DIRECTORY, 0), ("jobs", 0), (job_id, 0), (submission_id, uid)),
+    )
+    try:
+        device = os.fstat(home_fd).st_dev
+        for levels in layouts:
+            fd, path = os.dup(home_fd), home
+            try:
+                for name, owner in levels:
+                    child = _existing_directory(fd, path, name, owner, device, diagnostics)
+                    if child is None:
+                        break
+                    os.close(fd)
+                    fd, path = child, os.path.join(path, name)
+                else:
+                    found, fd = fd, None
+                    return found, path
+            finally:
+                if fd is not None:
+                    os.close(fd)
+        return None, job_directory_path(home, job_id, submission_id)
+    finally:
+        os.close(home_fd)
+
+
+def output_name(stream, task_id=None):
+    """The name of a job's stdout/stderr in its directory: slurm-stdout, or slurm-stdout.<task> for arrays."""
+    name = "slurm-%s" % stream
+    return name if task_id is None else "%s.%d" % (name, task_id)
 
 
 def output_path(directory, stream, task_id=None):
     """Where Slurm writes a job's stdout/stderr: <jobdir>/slurm-stdout, or slurm-stdout.<task> for arrays."""
-    name = "slurm-%s" % stream
-    return os.path.join(directory, name if task_id is None else "%s.%d" % (name, task_id))
+    return os.path.join(directory, output_name(stream, task_id))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -890,40 +1082,46 @@ def _submission(request):
     return job_id, submission_id, options, request.get("environmentUrl"), working_directory
 
 
-def submit(request, slurm):
-    """sbatch, as the cluster user, in the directory the root stage prepared; root holds the lock and keeps the
-    marker (see _submit_as_root), so this runs once per submission unless a crash came between sbatch and marker."""
+def submit(request, slurm, diagnostics=None):
+    """sbatch, as the cluster user, in the job's directory; root holds the lock and keeps the marker (see
+    _submit_as_root), so this runs once per submission unless a crash came between sbatch and marker.
+
+    sbatch reads the script from its stdin and the environment from a descriptor, so what the job runs is what was
+    downloaded, whatever happens to the paths in the home meanwhile; job.sh and environment stay in the directory for
+    people to read."""
     job_id, submission_id, options, environment_url, working_directory = _submission(request)
     is_array = any(option.startswith("--array=") for option in options)
-    directory = job_directory(job_id, submission_id)
-    found = _find_submitted_job(slurm, job_id, submission_id)
-    if found:
-        return {"slurmJobId": found, "alreadySubmitted": True, "jobDirectory": directory}
-
-    script_path = os.path.join(directory, "job.sh")
-    _write_private_file(script_path, _fetch(_require(request, "scriptUrl"), MAX_SCRIPT_BYTES))
-    os.chmod(script_path, 0o700)
-    argv = [
-        "--parsable",
-        "--comment=" + job_comment(job_id, submission_id),
-        "--chdir=" + (working_directory or directory),
-        "--output=" + (output_path(directory, "stdout") + (".%a" if is_array else "")),
-        "--error=" + (output_path(directory, "stderr") + (".%a" if is_array else "")),
-        # A dependency that can never be satisfied (afterok on a job that failed or was cancelled) ends the job
-        # (CANCELLED, reason DependencyNeverSatisfied) instead of leaving it pending forever (sbatch(1)).
-        "--kill-on-invalid-dep=yes",
-    ]
-    if environment_url:
-        try:
-            environment = json.loads(_fetch(environment_url, MAX_ENVIRONMENT_BYTES).decode("utf-8"))
-        except ValueError:
-            raise BadRequest("the job environment is not a JSON object") from None
-        env_path = os.path.join(directory, "environment")
-        _write_private_file(env_path, _environment_file_content(environment))
-        argv.append("--export-file=" + env_path)
-    argv.extend(options)
-    argv.append(script_path)
-    done = slurm.run("sbatch", argv)
+    directory_fd, directory = make_job_directory(job_id, submission_id, [] if diagnostics is None else diagnostics)
+    descriptors = [directory_fd]
+    try:
+        found = _find_submitted_job(slurm, job_id, submission_id)
+        if found:
+            return {"slurmJobId": found, "alreadySubmitted": True, "jobDirectory": directory}
+        script = _fetch(_require(request, "scriptUrl"), MAX_SCRIPT_BYTES)
+        os.close(_write_file(directory_fd, "job.sh", script, 0o700))
+        argv = [
+            "--parsable",
+            "--comment=" + job_comment(job_id, submission_id),
+            "--chdir=" + (working_directory or directory),
+            "--output=" + (output_path(directory, "stdout") + (".%a" if is_array else "")),
+            "--error=" + (output_path(directory, "stderr") + (".%a" if is_array else "")),
+            # A dependency that can never be satisfied (afterok on a job that failed or was cancelled) ends the job
+            # (CANCELLED, reason DependencyNeverSatisfied) instead of leaving it pending forever (sbatch(1)).
+            "--kill-on-invalid-dep=yes",
+        ]
+        if environment_url:
+            try:
+                environment = json.loads(_fetch(environment_url, MAX_ENVIRONMENT_BYTES).decode("utf-8"))
+            except ValueError:
+                raise BadRequest("the job environment is not a JSON object") from None
+            content = _environment_file_content(environment)
+            descriptors.append(_write_file(directory_fd, "environment", content, 0o600))
+            argv.append("--export-file=%d" % descriptors[-1])  # sbatch(1): a number names a readable descriptor
+        argv.extend(options)
+        done = slurm.run("sbatch", argv, stdin=script, pass_fds=tuple(descriptors[1:]))
+    finally:
+        for fd in descriptors:
+            os.close(fd)
     if done.returncode != 0:
         message = done.stderr.strip()[:4000] or "sbatch exited with %d" % done.returncode
         if controller_unreachable(done.stderr):
@@ -968,7 +1166,7 @@ def _complete(candidate, live):
     return _task_total(candidate) >= _task_total(live) and _status_counts(candidate) == _status_counts(live)
 
 
-def status(request, slurm):
+def status(request, slurm, diagnostics=None):
     """The job's state: squeue while the job is active; once it has ended, the exit codes come from sacct when
     accounting works, else from slurmctld's memory (scontrol, for MinJobAge seconds); gone from both: not found.
 
@@ -1044,7 +1242,7 @@ def _all_terminal(records):
     return bool(records) and all(record.status in TERMINAL_STATUSES for record in records)
 
 
-def cancel(request, slurm):
+def cancel(request, slurm, diagnostics=None):
     slurm_job_id = _require(request, "slurmJobId", SLURM_JOB_ID_RE)
     slurm.check("scancel", [slurm_job_id])
     return {"slurmJobId": slurm_job_id, "requested": True}
@@ -1054,9 +1252,8 @@ def _inside(path, root):
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _upload(path, url):
-    """PUTs a regular file to a presigned URL; returns its size."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+def _upload(fd, url):
+    """PUTs a regular file, opened as `fd` (closed here), to a presigned URL; returns its size."""
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
@@ -1072,40 +1269,65 @@ def _upload(path, url):
         return info.st_size
 
 
-def collect(request, slurm):
-    """Uploads stdout/stderr (per task for arrays) and declared outputs through presigned PUT URLs."""
+def collect(request, slurm, diagnostics=None):
+    """Uploads stdout/stderr (per task for arrays) and declared outputs through presigned PUT URLs. The job's streams
+    are opened relative to its directory's descriptor, found without following anything (open_job_directory)."""
     job_id = _require(request, "jobId", JOB_ID_RE)
     submission_id = _require(request, "submissionId", SUBMISSION_ID_RE)
     uploads = request.get("uploads")
     if not isinstance(uploads, list):
         raise BadRequest("uploads must be a list")
-    directory = job_directory_path(pwd.getpwuid(os.getuid()).pw_dir, job_id, submission_id)
+    directory_fd, directory = open_job_directory(job_id, submission_id, [] if diagnostics is None else diagnostics)
     working_directory = os.path.realpath(request.get("workingDirectory") or directory)
     files = []
-    for upload in uploads:
-        name = upload.get("name")
-        source = upload.get("source")
-        task_id = upload.get("taskId")
-        try:
-            if source in ("stdout", "stderr"):
-                path = output_path(directory, source, task_id if isinstance(task_id, int) else None)
-            elif source == "output":
-                relative = upload.get("path") or ""
-                path = os.path.realpath(os.path.join(working_directory, relative))
-                if relative.startswith("/") or not _inside(path, working_directory):
-                    raise ValueError("outside the working directory")
-            else:
-                raise ValueError("unknown source %r" % (source,))
-            if not os.path.lexists(path):
-                files.append({"name": name, "status": "missing", "bytes": None, "message": None})
-                continue
-            size = _upload(path, upload["url"])
-            files.append({"name": name, "status": "uploaded", "bytes": size, "message": None})
-        except urllib.error.HTTPError as error:
-            files.append({"name": name, "status": "error", "bytes": None, "message": "upload HTTP %d" % error.code})
-        except (OSError, ValueError, urllib.error.URLError) as error:
-            files.append({"name": name, "status": "error", "bytes": None, "message": collect_message(error)})
+    try:
+        for upload in uploads:
+            name = upload.get("name")
+            source = upload.get("source")
+            task_id = upload.get("taskId")
+            try:
+                if source in ("stdout", "stderr"):
+                    stream = output_name(source, task_id if isinstance(task_id, int) else None)
+                    fd = None if directory_fd is None else _open_if_present(stream, directory_fd)
+                elif source == "output":
+                    relative = upload.get("path") or ""
+                    path = os.path.realpath(os.path.join(working_directory, relative))
+                    if relative.startswith("/") or not _inside(path, working_directory):
+                        raise ValueError("outside the working directory")
+                    fd = _open_if_present(path)
+                else:
+                    raise ValueError("unknown source %r" % (source,))
+                if fd is None:
+                    files.append({"name": name, "status": "missing", "bytes": None, "message": None})
+                    continue
+                size = _upload(fd, upload["url"])
+                files.append({"name": name, "status": "uploaded", "bytes": size, "message": None})
+            except urllib.error.HTTPError as error:
+                message = "upload HTTP %d" % error.code
+                files.append({"name": name, "status": "error", "bytes": None, "message": message})
+            except (OSError, ValueError, urllib.error.URLError) as error:
+                files.append({"name": name, "status": "error", "bytes": None, "message": collect_message(error)})
+    finally:
+        if directory_fd is not None:
+            os.close(directory_fd)
     return {"files": files}
+
+
+# open(2) errors that mean nothing can be found by that name: no such entry, a component on the way that is not a
+# directory, or a name longer than the system resolves (PATH_MAX: a declared output under the longest working
+# directory the spec allows); the file is then missing, as lstat(2) would say, not an error.
+_NOTHING_BY_THAT_NAME = (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG)
+
+
+def _open_if_present(path, directory_fd=None):
+    """A descriptor of the file for reading, never through a symlink in its last component and never blocking on a
+    FIFO; None if there is nothing there."""
+    try:
+        return os.open(path, os.O_RDONLY | _OPEN_FILE, dir_fd=directory_fd)
+    except OSError as error:
+        if error.errno in _NOTHING_BY_THAT_NAME:
+            return None
+        raise
 
 
 # A file's error message in the collect reply, at most this many characters once JSON-encoded: the whole reply must fit
@@ -1251,7 +1473,8 @@ def _last_document(output):
 
 
 def _with_diagnostics(output, diagnostics, stderr):
-    """The reply with what the root stage repaired as `"diagnostics": [...]` (also on stderr, which SSM keeps)."""
+    """The reply with what this stage repaired added to its `"diagnostics": [...]` (also on stderr, which SSM keeps);
+    the user stage's own come first."""
     if not diagnostics:
         return output
     for line in diagnostics:
@@ -1259,7 +1482,8 @@ def _with_diagnostics(output, diagnostics, stderr):
     document = _last_document(output)
     if document is None:
         return output
-    document["diagnostics"] = list(diagnostics)
+    earlier = document.get("diagnostics")
+    document["diagnostics"] = [*(earlier if isinstance(earlier, list) else []), *diagnostics]
     return "\n".join([*output.strip().splitlines()[:-1], json.dumps(document, sort_keys=True)]) + "\n"
 
 
@@ -1274,37 +1498,39 @@ def _read_marker(parent_fd, parent_path, name, diagnostics):
 
 
 def _submit_as_root(request, user, program_line, request_line, diagnostics):
-    """Prepares the submission's directories, holds its lock while the user stage runs sbatch, keeps its marker."""
+    """Holds the submission's lock while the user stage runs sbatch, and keeps its marker, in the state directory."""
     job_id, submission_id = _submission(request)[:2]
-    job_path = os.path.dirname(job_directory_path(user.pw_dir, job_id, submission_id))
     with JobIndex(user, diagnostics) as index:
-        job_fd = index.submission(job_id, submission_id)
+        job_fd, job_path = index.job(job_id)
         lock = _root_file(job_fd, job_path, submission_id + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, diagnostics)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)  # a retried command waits for the first one, then finds its marker
-            slurm_job_id = _read_marker(job_fd, job_path, submission_id + SUBMITTED_SUFFIX, diagnostics)
+            marker = submission_id + SUBMITTED_SUFFIX
+            slurm_job_id = _read_marker(job_fd, job_path, marker, diagnostics)
+            directory = job_directory_path(user.pw_dir, job_id, submission_id)
+            if slurm_job_id is None:
+                slurm_job_id = _legacy_marker(user, job_id, submission_id)  # submitted before an upgrade
+                if slurm_job_id is not None:
+                    _write_root_file(job_fd, marker, slurm_job_id.encode("ascii"))
+                    directory = legacy_job_directory_path(user.pw_dir, job_id, submission_id)
             if slurm_job_id is not None:
-                directory = os.path.join(job_path, submission_id)
                 result = {"slurmJobId": slurm_job_id, "alreadySubmitted": True, "jobDirectory": directory}
                 return _reply("submit", result=result) + "\n", 0
             output, code = _run_as(user, program_line, request_line)
             reply = _last_document(output)
             slurm_job_id = (reply.get("result") or {}).get("slurmJobId") if reply and reply.get("ok") else None
             if isinstance(slurm_job_id, str) and SLURM_JOB_ID_RE.match(slurm_job_id):
-                _write_root_file(job_fd, submission_id + SUBMITTED_SUFFIX, slurm_job_id.encode("ascii"))
+                _write_root_file(job_fd, marker, slurm_job_id.encode("ascii"))
             return output, code
         finally:
             os.close(lock)
 
 
 def _root_stage(action, request, user, program_line, request_line, diagnostics):
-    """What root does around the user stage: the bookkeeping of submit; a repaired index before collect reads the
-    job's files by path; nothing more (Slurm and S3 are only ever used by the user stage)."""
+    """What root does around the user stage: the bookkeeping of submit, nothing more (Slurm, S3 and the files in the
+    home are only ever used by the user stage)."""
     if action == "submit":
         return _submit_as_root(request, user, program_line, request_line, diagnostics)
-    if action == "collect":
-        with JobIndex(user, diagnostics) as index:
-            index.jobs()
     return _run_as(user, program_line, request_line)
 
 
@@ -1334,8 +1560,8 @@ def main(program_line=None, stdin=None, stdout=None):
             return code
         if os.getuid() != user.pw_uid:
             raise ClusterUserInvalid("running as uid %d, not as the cluster user %r" % (os.getuid(), user.pw_name))
-        result = ACTIONS[action](request, Slurm(_require(request, "slurmBinDir")))
-        stdout.write(_reply(action, result=result) + "\n")
+        result = ACTIONS[action](request, Slurm(_require(request, "slurmBinDir")), diagnostics)
+        stdout.write(_with_diagnostics(_reply(action, result=result) + "\n", diagnostics, sys.stderr))
         return 0
     except ProgramError as error:
         stdout.write(_with_diagnostics(_reply(action, error=error) + "\n", diagnostics, sys.stderr))
