@@ -19,6 +19,7 @@ from harness.workflow import SCRIPT, execution_arn, submit, wait_for_execution
 from local_stack.api_gateway import LOCAL_OTHER
 from tests.security.download_names import DOWNLOAD_NAMES, download_name
 from tests.support.api_routes import documented_operations
+from tests.support.idempotency import conflicting_retry
 
 FULL_SPEC = {
     "name": "full",
@@ -179,6 +180,29 @@ def test_idempotency_key_returns_the_same_job_and_starts_nothing_new(cloud, api,
     wait_for_execution(cloud, theirs.json()["jobId"])
     assert len(slurm.sbatch_calls_for(first.json()["jobId"])) == 1  # none for the replay
     assert len(slurm.sbatch_calls_for(theirs.json()["jobId"])) == 1
+
+
+def test_a_retry_with_another_spec_changes_nothing_and_the_first_job_runs_its_own_script(cloud, api, slurm):
+    """The Idempotency-Key repeated with another spec while the first attempt's record is not written yet (see
+    tests/support/idempotency.py): 422, and the first job's spec.json and script.sh stay byte for byte its own."""
+    completes(slurm)
+    first = {"name": "first", "script": "#!/bin/bash\necho first\n"}
+    retry = conflicting_retry(
+        cloud, api, key="conflict-1", first=first, second={"name": "second", "script": "#!/bin/bash\necho second\n"}
+    )
+    assert retry.status == 422 and retry.answer["code"] == "IdempotencyKeyReused", retry.answer
+    job_id = retry.job_id
+    assert retry.objects_after == retry.objects_before
+    assert retry.objects_before[f"jobs/{job_id}/input/script.sh"] == first["script"].encode()
+    assert json.loads(retry.objects_before[f"jobs/{job_id}/input/spec.json"]) == first
+    assert retry.executions_after == retry.executions_before and retry.record_after is None  # nothing started or made
+    assert wait_for_execution(cloud, job_id)["status"] == "SUCCEEDED"
+    view = api.get(f"/jobs/{job_id}").json()
+    assert view["status"] == "COMPLETED" and view["name"] == "first", view
+    (call,) = slurm.sbatch_calls_for(job_id)
+    assert Path(call["argv"][-1]).read_text() == first["script"]  # the script sbatch ran is the first request's
+    replayed = api.post("/jobs", json=first, headers={"Idempotency-Key": "conflict-1"})
+    assert replayed.status_code == 202 and replayed.json()["jobId"] == job_id
 
 
 def test_malformed_requests(api):
