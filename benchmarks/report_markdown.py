@@ -246,9 +246,9 @@ and, on a failure path, the error (Step Functions caps an error's cause at 32,76
 Every status update writes the whole job record, and DynamoDB bills a write per started 1 KB of the item (as much
 again for `OwnerCreatedAtIndex`, which projects every attribute). The record therefore keeps a summary of the spec
 (`SpecSummary`: every field but the script, the environment and the outputs, which it gives by size); SubmitJob and
-FinishJob read the whole spec from `spec.json`, and `result.json` repeats it. Record sizes are DynamoDB's measure
-(`dynamodb_item_bytes` in `harness/limits.py`, AWS's published rules); the budget for the largest spec's record is
-16 KiB (`RECORD_BUDGET_BYTES`).
+FinishJob read the whole spec from `jobs/<jobId>/input/spec.json`, and `result.json` repeats it. Record sizes are
+DynamoDB's measure (`dynamodb_item_bytes` in `harness/limits.py`, AWS's published rules); the budget for the largest
+spec's record is 16 KiB (`RECORD_BUDGET_BYTES`).
 
 The largest spec has every field at its maximum: a 64 KiB script, a 64 KiB environment in 256 variables, 100
 outputs of 1024 characters, a 4096-character working directory, a 256-character array, 32 dependencies.
