@@ -3,6 +3,10 @@ stays small whatever the spec (Step Functions fails an execution whose input or 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
 SCRIPT_BYTES = 64 * 1024  # the README's limits (slurm_job_api.spec)
 ENVIRONMENT_BYTES = 64 * 1024
 ENVIRONMENT_VARIABLES = 256
@@ -96,3 +100,42 @@ def largest_array_file_names() -> list[str]:
     """The names result.json lists for largest_array_spec() when every file exists, in its order."""
     tasks = [f"tasks/{task}/{stream}" for task in range(1, ARRAY_TASKS + 1) for stream in ("stdout", "stderr")]
     return [*tasks, *(f"outputs/results/out-{index:03d}.csv" for index in range(OUTPUTS))]
+
+
+# What one job record (DynamoDB item) may hold: every status update writes the whole item, billed per started 1 KB
+# (DynamoDB's write units), so the record keeps a summary of the spec, never the script, the environment or the
+# outputs. RECORD_BUDGET_BYTES: the record of the largest spec (measured about 7 KiB, docs/reliability.md);
+# RECORD_WORST_CASE_BYTES: any record, whatever the spec and however the job ends (the longest cause and error).
+RECORD_BUDGET_BYTES = 16 * 1024
+RECORD_WORST_CASE_BYTES = 20 * 1024
+DYNAMODB_ITEM_LIMIT_BYTES = 400 * 1024
+DYNAMODB_WRITE_UNIT_BYTES = 1024
+
+
+def dynamodb_item_bytes(item: Mapping[str, Any]) -> int:
+    """The size DynamoDB bills for an item of plain values (str, int, Decimal, bool, None, lists, maps), by the rules
+    of "DynamoDB item sizes and formats" (docs/facts.md): names and strings in UTF-8 bytes, a number 1 byte per two
+    significant digits plus 1, a boolean or null 1 byte, a list or map 3 bytes plus 1 byte per element plus its
+    elements (a map's element counts its name too)."""
+    return sum(len(name.encode()) + _value_bytes(value) for name, value in item.items())
+
+
+def _value_bytes(value: Any) -> int:
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, int | float | Decimal):
+        digits = format(Decimal(value).normalize(), "f").lstrip("-").replace(".", "").strip("0") or "0"
+        return (len(digits) + 1) // 2 + 1
+    if isinstance(value, Mapping):
+        return 3 + sum(1 + len(name.encode()) + _value_bytes(element) for name, element in value.items())
+    if isinstance(value, list | tuple):
+        return 3 + sum(1 + _value_bytes(element) for element in value)
+    raise TypeError(f"not a DynamoDB value: {value!r}")
+
+
+def write_units(item_bytes: int) -> int:
+    """Write units one write of an item of this size costs: 1 per started KB (a global secondary index that projects
+    every attribute, as OwnerCreatedAtIndex does, costs as much again)."""
+    return -(-item_bytes // DYNAMODB_WRITE_UNIT_BYTES)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import time
 
+from boto3.dynamodb.types import TypeDeserializer
+
+from harness.limits import dynamodb_item_bytes
 from local_stack.cloud import LocalCloud
 from slurm_job_api import arns
 
@@ -72,6 +75,12 @@ def finish(cloud: LocalCloud, api, job_id: str, timeout: float = 90) -> tuple[di
     execution = wait_for_execution(cloud, job_id, timeout)
     events = history(cloud, execution["executionArn"])
     return execution, events, result_json(cloud, job_id), api.get(f"/jobs/{job_id}").json()
+
+
+def record_bytes(cloud: LocalCloud, job_id: str) -> int:
+    """The size DynamoDB bills for the job's record as it is stored now (harness.limits.dynamodb_item_bytes)."""
+    item = cloud.client("dynamodb").get_item(TableName=cloud.table_name, Key={"jobId": {"S": job_id}})["Item"]
+    return dynamodb_item_bytes({name: TypeDeserializer().deserialize(value) for name, value in item.items()})
 
 
 def state_sizes(cloud: LocalCloud, execution: dict, events: list[dict]) -> dict[str, int]:

@@ -9,8 +9,17 @@ import json
 
 import requests
 
-from harness.limits import ARRAY_TASKS, ENVIRONMENT_BYTES, OUTPUTS, SCRIPT_BYTES, WIDE_CHARACTER, largest_spec
-from harness.workflow import finish
+from harness.limits import (
+    ARRAY_TASKS,
+    ENVIRONMENT_BYTES,
+    OUTPUTS,
+    RECORD_BUDGET_BYTES,
+    SCRIPT_BYTES,
+    WIDE_CHARACTER,
+    largest_spec,
+    write_units,
+)
+from harness.workflow import finish, record_bytes
 
 COMPONENT = "p" * 200
 
@@ -93,3 +102,10 @@ def test_the_largest_array_with_the_most_outputs_keeps_every_file(cloud, api):
         assert requests.get(links[f"tasks/{task}/stderr"], timeout=30).text == f"stderr of {task}\n"
     for index in (0, OUTPUTS - 1):
         assert requests.get(links[f"outputs/{output_path(index)}"], timeout=30).text == f"output {index}\n"
+
+    # The record keeps the spec's summary: every status update of this job wrote a few KB, not the 240 KB spec.
+    assert view["spec"]["scriptBytes"] == SCRIPT_BYTES and view["spec"]["outputCount"] == OUTPUTS
+    assert view["spec"]["environmentBytes"] == ENVIRONMENT_BYTES and "script" not in view["spec"]
+    size = record_bytes(cloud, job_id)
+    print(f"record of the largest array on real Slurm: {size} bytes, {write_units(size)} write units per update")
+    assert size <= RECORD_BUDGET_BYTES

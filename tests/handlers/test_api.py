@@ -14,11 +14,13 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from harness.limits import RECORD_BUDGET_BYTES
 from harness.scripted_slurm import CONFIG, NO_EARLIER_JOB, scontrol_line, squeue_line
-from harness.workflow import SCRIPT, execution_arn, submit, wait_for_execution
+from harness.workflow import SCRIPT, execution_arn, record_bytes, result_json, submit, wait_for_execution
 from local_stack.api_gateway import LOCAL_OTHER
 from tests.security.download_names import DOWNLOAD_NAMES, download_name
 from tests.support.api_routes import documented_operations
+from tests.support.idempotency import conflicting_retry
 
 FULL_SPEC = {
     "name": "full",
@@ -47,6 +49,38 @@ def completes(slurm, **sbatch):
             "scontrol": [scontrol_line("COMPLETED", "0:0")],
         }
     )
+
+
+# The fields README.md's route table names for GET /jobs/{jobId} and for each job of GET /jobs.
+README = Path(__file__).resolve().parents[2] / "README.md"
+VIEW_FIELDS = {
+    "jobId",
+    "name",
+    "status",
+    "slurmJobId",
+    "slurmState",
+    "reason",
+    "exitCode",
+    "signal",
+    "createdAt",
+    "updatedAt",
+    "submittedAt",
+    "startedAt",
+    "endedAt",
+    "finishedAt",
+    "execution",
+    "arrayTaskCounts",
+    "cancelRequested",
+    "results",
+    "cause",
+    "error",
+    "spec",
+}
+LIST_FIELDS = {"jobId", "name", "status", "slurmJobId", "reason", "exitCode", "createdAt", "updatedAt"}
+
+
+def readme_route_row(route: str) -> str:
+    return next(line for line in README.read_text().splitlines() if line.startswith(f"| `{route}` |"))
 
 
 def keeps_running(slurm):
@@ -183,6 +217,29 @@ def test_idempotency_key_returns_the_same_job_and_starts_nothing_new(cloud, api,
     assert len(slurm.sbatch_calls_for(theirs.json()["jobId"])) == 1
 
 
+def test_a_retry_with_another_spec_changes_nothing_and_the_first_job_runs_its_own_script(cloud, api, slurm):
+    """The Idempotency-Key repeated with another spec while the first attempt's record is not written yet (see
+    tests/support/idempotency.py): 422, and the first job's spec.json and script.sh stay byte for byte its own."""
+    completes(slurm)
+    first = {"name": "first", "script": "#!/bin/bash\necho first\n"}
+    retry = conflicting_retry(
+        cloud, api, key="conflict-1", first=first, second={"name": "second", "script": "#!/bin/bash\necho second\n"}
+    )
+    assert retry.status == 422 and retry.answer["code"] == "IdempotencyKeyReused", retry.answer
+    job_id = retry.job_id
+    assert retry.objects_after == retry.objects_before
+    assert retry.objects_before[f"jobs/{job_id}/input/script.sh"] == first["script"].encode()
+    assert json.loads(retry.objects_before[f"jobs/{job_id}/input/spec.json"]) == first
+    assert retry.executions_after == retry.executions_before and retry.record_after is None  # nothing started or made
+    assert wait_for_execution(cloud, job_id)["status"] == "SUCCEEDED"
+    view = api.get(f"/jobs/{job_id}").json()
+    assert view["status"] == "COMPLETED" and view["name"] == "first", view
+    (call,) = slurm.sbatch_calls_for(job_id)
+    assert Path(call["argv"][-1]).read_text() == first["script"]  # the script sbatch ran is the first request's
+    replayed = api.post("/jobs", json=first, headers={"Idempotency-Key": "conflict-1"})
+    assert replayed.status_code == 202 and replayed.json()["jobId"] == job_id
+
+
 def test_malformed_requests(api):
     assert api.post("/jobs", data="{not json", headers={"Content-Type": "application/json"}).status_code == 400
     assert api.post("/jobs", data="{}", headers={"Content-Type": "text/plain"}).status_code == 415
@@ -210,6 +267,30 @@ def test_job_by_id_and_by_url_encoded_execution_arn(cloud, api, slurm):
     other_machine = execution_arn(cloud, job_id).replace(":slurm-job-api-local-jobs:", ":someone-elses:")
     assert api.get("/jobs/" + quote(other_machine, safe="")).status_code == 404
     assert api.get("/jobs/not-a-job").status_code == 404
+
+
+def test_the_job_view_and_the_list_answer_the_fields_the_readme_names(cloud, api, slurm):
+    """GET /jobs/{jobId} answers exactly the fields README.md documents, its spec a summary (the large fields by
+    size); result.json keeps the whole spec; the record stays small; GET /jobs answers the documented fields."""
+    completes(slurm)
+    job_id = submit(api, FULL_SPEC)
+    wait_for_execution(cloud, job_id)
+    view = api.get(f"/jobs/{job_id}").json()
+    assert set(view) == VIEW_FIELDS
+    row = readme_route_row("GET /jobs/{jobId}")
+    assert [name for name in sorted(VIEW_FIELDS) if f"`{name}`" not in row] == []
+    small = {name: value for name, value in FULL_SPEC.items() if name not in ("script", "environment", "outputs")}
+    sizes = {"scriptBytes": len(SCRIPT.encode()), "environmentVariables": 1, "environmentBytes": 5 + 5 + 2}
+    sizes["outputCount"] = 1
+    assert view["spec"] == {**small, **sizes}
+    assert [name for name in sizes if f"`{name}`" not in row] == []
+    assert result_json(cloud, job_id)["spec"] == FULL_SPEC  # result.json: the whole spec, as before
+    assert record_bytes(cloud, job_id) < RECORD_BUDGET_BYTES
+    (listed,) = [job for job in api.get("/jobs", params={"limit": 100}).json()["jobs"] if job["jobId"] == job_id]
+    assert set(listed) == LIST_FIELDS
+    assert {name: listed[name] for name in LIST_FIELDS} == {name: view[name] for name in LIST_FIELDS}
+    list_row = readme_route_row("GET /jobs?status=&limit=&nextToken=")
+    assert [name for name in sorted(LIST_FIELDS) if f"`{name}`" not in list_row] == []
 
 
 def test_other_callers_get_404_for_my_jobs(cloud, api, other, slurm):

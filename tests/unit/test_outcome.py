@@ -7,6 +7,7 @@ import pytest
 from slurm_job_api.job_record import JobRecord
 from slurm_job_api.outcome import error_details, final_status, result_document
 from slurm_job_api.progress import JobProgress
+from slurm_job_api.spec import JobSpec
 
 JOB = "0b6f1c9e-3f7a-4c1e-9a53-2a8f6f2b9d10"
 OTHER_RECORD_FIELDS = {"owner": "o", "status": "RUNNING", "executionArn": "arn:x"}
@@ -87,10 +88,12 @@ def test_error_details_of_plain_causes():
 
 def test_result_document_has_everything_a_client_needs():
     job = ended("COMPLETED", exit_code=0, submitted_at="s", started_at="t", ended_at="e")
+    spec = {"script": "#!/bin/sh\n", "environment": {"A": "b"}, "outputs": ["o.txt"]}
     document = result_document(
         record=JobRecord.model_validate(
-            {"jobId": JOB, "name": "n", "createdAt": "c", "spec": {"script": "#!"}} | OTHER_RECORD_FIELDS
+            {"jobId": JOB, "name": "n", "createdAt": "c", "spec": spec} | OTHER_RECORD_FIELDS
         ),
+        spec=JobSpec.model_validate(spec),
         progress=job,
         status="COMPLETED",
         cause="done",
@@ -108,3 +111,4 @@ def test_result_document_has_everything_a_client_needs():
         "e",
     )
     assert document["files"][0]["bytes"] == 3 and json.dumps(document)
+    assert document["spec"] == spec  # the whole spec, though the record keeps only its summary

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from slurm_job_api.job_record import JobRecord, JobState, StoredResults
+from slurm_job_api.job_record import JobRecord, JobState, SpecSummary, StoredResults
 from slurm_job_api.statuses import Status
 
 
@@ -46,15 +46,19 @@ class JobView(JobState, _Out):
     execution: ExecutionView
     results: ResultsView | None = None
     error: ErrorBody | None = None
-    spec: dict
+    spec: SpecSummary = Field(
+        description="The accepted spec, with the script, the environment and the outputs given by their sizes "
+        "(scriptBytes, environmentVariables, environmentBytes, outputCount); result.json holds the whole spec"
+    )
 
     @classmethod
     def from_record(cls, record: JobRecord, execution_status: str) -> JobView:
         """The API's view of a record; its results count as available once the execution has ended."""
-        own = set(cls.model_fields) - {"execution", "results", "error"}
+        own = set(cls.model_fields) - {"execution", "results", "error", "spec"}
         return cls.model_validate(
             {
                 **record.model_dump(include=own),
+                "spec": record.spec,
                 "execution": ExecutionView(arn=record.execution_arn, status=execution_status),
                 "results": ResultsView(
                     available=execution_status not in ("RUNNING", "UNKNOWN"), **record.results.model_dump()

@@ -3,6 +3,11 @@
 Stored field names are the camelCase aliases below; JobStore reads and writes records through this model, the API's
 JobView and JobSummary and result.json are built from it, and the state machine's RecordFinishFailure state writes
 only fields declared here (a test parses statemachine/job.asl.json to prove it).
+
+The record stays small whatever the spec: every status update writes the whole item, and DynamoDB bills a write per
+started 1 KB of it (and as much again for the OwnerCreatedAtIndex, which projects every attribute). So the record
+keeps a summary of the spec (SpecSummary), never the script, the environment or the outputs; the whole spec is
+jobs/<jobId>/input/spec.json in the results bucket, where the workflow reads it.
 """
 
 from __future__ import annotations
@@ -11,10 +16,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 from pydantic.alias_generators import to_camel
 
-from slurm_job_api.spec import JobSpec
+from slurm_job_api.spec import JobSpec, JobSpecBase, environment_bytes
 from slurm_job_api.statuses import SUBMITTING, Status
 
 
@@ -51,6 +56,47 @@ class StoredResults(_Stored):
     collection: str | None = Field(default=None, description="complete, partial, failed or skipped")
 
 
+class SpecSummary(JobSpecBase):
+    """The accepted spec as the record keeps it and GET /jobs/{jobId} shows it: every field of the spec given (the
+    small ones, JobSpecBase), and for the three that can be large — the script (64 KiB), the environment (64 KiB)
+    and the outputs (100 paths of up to 1024 characters) — their sizes instead. At most about 8 KB whatever the
+    spec; the whole spec is jobs/<jobId>/input/spec.json, and result.json repeats it."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    script_bytes: int | None = Field(default=None, description="Size of the inline script in UTF-8 bytes")
+    environment_variables: int | None = Field(default=None, description="How many environment variables were given")
+    environment_bytes: int | None = Field(
+        default=None, description="Size of the environment as its 64 KiB limit counts it (names, values, 2 per entry)"
+    )
+    output_count: int | None = Field(default=None, description="How many outputs were declared")
+
+    @classmethod
+    def of(cls, spec: JobSpec) -> SpecSummary:
+        return cls.model_validate(spec.to_json_dict())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _summarized(cls, data: Any) -> Any:
+        """A whole spec (JobSpec.to_json_dict(), or a record written before records kept summaries) → its summary."""
+        if not isinstance(data, Mapping) or not {"script", "environment", "outputs"} & set(data):
+            return data
+        summary = {name: value for name, value in data.items() if name not in ("script", "environment", "outputs")}
+        if isinstance(data.get("script"), str):
+            summary["scriptBytes"] = len(data["script"].encode("utf-8"))
+        if isinstance(data.get("environment"), Mapping):
+            summary["environmentVariables"] = len(data["environment"])
+            summary["environmentBytes"] = environment_bytes(dict(data["environment"]))
+        if isinstance(data.get("outputs"), list):
+            summary["outputCount"] = len(data["outputs"])
+        return summary
+
+    @model_serializer(mode="wrap")
+    def _given_fields_only(self, handler: SerializerFunctionWrapHandler):  # unannotated: the schema stays the model's
+        """Like the spec itself, the summary leaves out the fields that were not given (no null for each)."""
+        return {name: value for name, value in handler(self).items() if value is not None}
+
+
 class JobRecord(JobState):
     """One job as the jobs table holds it."""
 
@@ -60,7 +106,7 @@ class JobRecord(JobState):
     name: str | None = None
     created_at: str
     updated_at: str | None = None
-    spec: dict
+    spec: SpecSummary
     request_hash: str = ""
     execution_arn: str
     cancel_requested: bool = False
@@ -94,7 +140,7 @@ class JobRecord(JobState):
             status=SUBMITTING,
             created_at=created_at,
             updated_at=created_at,
-            spec=spec.to_json_dict(),
+            spec=SpecSummary.of(spec),
             request_hash=request_hash,
             execution_arn=execution_arn,
             cancel_requested=False,

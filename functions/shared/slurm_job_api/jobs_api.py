@@ -203,8 +203,7 @@ class JobsApi:
             job_id = str(uuid.uuid4())
         self._check_references(owner, spec, job_id)
 
-        if spec.script is not None:
-            self.bucket.put_script(job_id, spec.script)
+        spec_key = self._store_inputs(job_id, spec)
         created_at = iso(self.now())
         submission_id = uuid.uuid4().hex
         # The execution input holds references only: the spec itself is in S3, whatever its size.
@@ -214,7 +213,7 @@ class JobsApi:
             owner=owner,
             created_at=created_at,
             request_hash=digest,
-            spec_key=self.bucket.put_json(results.spec_key(job_id), spec.to_json_dict()),
+            spec_key=spec_key,
         )
         replayed = False
         try:
@@ -247,6 +246,30 @@ class JobsApi:
         logger.info("job accepted", extra={"replayed": replayed})
         current = self.store.get(job_id) or record
         return self._accepted(current), replayed
+
+    def _store_inputs(self, job_id: str, spec: JobSpec) -> str:
+        """Stores the accepted spec and an inline script for the workflow; returns the spec's key.
+
+        A job id's inputs are written once (S3 conditional writes): spec.json first, and only if there is none. If
+        there is one, an earlier attempt of this request (same caller, same Idempotency-Key) stored it and may have
+        started the workflow without writing the record yet; a different spec is then refused before anything is
+        written, so the first job runs with its own inputs whatever is retried. The same spec goes on (the script,
+        part of the spec, is the same too)."""
+        key = results.spec_key(job_id)
+        document = spec.to_json_dict()
+        try:
+            if not self.bucket.put_json(key, document, only_if_new=True) and self.bucket.read_json(key) != document:
+                raise IdempotencyKeyReused("this Idempotency-Key was used for a different job spec")
+            if spec.script is not None:
+                self.bucket.put_script(job_id, spec.script, only_if_new=True)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != results.CONCURRENT_WRITE:
+                raise
+            # Another request with this key is writing the same object right now: the retry will see what it wrote.
+            raise ServiceUnavailable(
+                "a request with this Idempotency-Key is in progress; retry", headers={"Retry-After": "1"}
+            ) from error
+        return key
 
     def _check_references(self, owner: str, spec: JobSpec, job_id: str) -> None:
         problems = []

@@ -8,6 +8,7 @@ from typing import Any
 
 from slurm_job_api.job_record import JobRecord
 from slurm_job_api.progress import JobProgress, parse_time
+from slurm_job_api.spec import JobSpec
 from slurm_job_api.statuses import (
     BOOT_FAIL,
     CANCELLED,
@@ -113,6 +114,7 @@ def final_status(progress: JobProgress | None, error: Mapping[str, Any] | None) 
 def result_document(
     *,
     record: JobRecord,
+    spec: JobSpec,
     progress: JobProgress | None,
     status: str,
     cause: str,
@@ -122,7 +124,8 @@ def result_document(
     execution_arn: str,
     finished_at: str,
 ) -> dict:
-    """The content of result.json: the record's identity and spec, the job's state as the workflow last knew it."""
+    """The content of result.json: the record's identity, the whole accepted spec (the record keeps a summary), the
+    job's state as the workflow last knew it."""
     known = progress or JobProgress(job_id=record.job_id)
     return {
         "formatVersion": RESULT_FORMAT_VERSION,
@@ -134,7 +137,7 @@ def result_document(
         "createdAt": record.created_at,
         "finishedAt": finished_at,
         "executionArn": execution_arn,
-        "spec": record.spec,
+        "spec": spec.to_json_dict(),
         "files": files,
         "collection": collection,
         "error": error_details(error),

@@ -17,6 +17,10 @@ MAX_KEPT_EXTENSION_BYTES = 16
 # RFC 8187 attr-char beyond what urllib.parse.quote always leaves alone (ALPHA, DIGIT, "-", ".", "_", "~").
 _ATTR_CHARACTERS = "!#$&+^`|"
 _UNSAFE_IN_FALLBACK = re.compile(r'[^\x20-\x7e]|["\\%;]')
+# A conditional write (If-None-Match: *) fails with 412 PreconditionFailed if the key exists, and with 409
+# ConditionalRequestConflict while another conditional write of that key is in progress (docs/facts.md).
+OBJECT_EXISTS = "PreconditionFailed"
+CONCURRENT_WRITE = "ConditionalRequestConflict"
 
 
 def job_prefix(job_id: str) -> str:
@@ -114,21 +118,31 @@ class ResultsBucket:
         self._s3 = s3
         self.name = bucket_name
 
-    def put_script(self, job_id: str, script: str) -> str:
-        key = script_key(job_id)
-        self._s3.put_object(
-            Bucket=self.name, Key=key, Body=script.encode("utf-8"), ContentType="text/x-shellscript; charset=utf-8"
-        )
-        return key
+    def put_script(self, job_id: str, script: str, *, only_if_new: bool = False) -> bool:
+        """Stores a job's inline script; with `only_if_new`, only if it has none (False then)."""
+        body = script.encode("utf-8")
+        return self._put(script_key(job_id), body, "text/x-shellscript; charset=utf-8", only_if_new=only_if_new)
 
     def put_environment(self, job_id: str, environment: dict[str, str]) -> str:
-        return self.put_json(environment_key(job_id), environment)
-
-    def put_json(self, key: str, document: dict) -> str:
-        """Stores a JSON document (UTF-8, non-ASCII text as is) under `key`."""
-        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        self._s3.put_object(Bucket=self.name, Key=key, Body=body, ContentType="application/json")
+        key = environment_key(job_id)
+        self.put_json(key, environment)
         return key
+
+    def put_json(self, key: str, document: dict, *, only_if_new: bool = False) -> bool:
+        """Stores a JSON document (UTF-8, non-ASCII text as is) under `key`; with `only_if_new`, only if there is no
+        object under `key` (False then, and the object is left as it was)."""
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return self._put(key, body, "application/json", only_if_new=only_if_new)
+
+    def _put(self, key: str, body: bytes, content_type: str, *, only_if_new: bool) -> bool:
+        condition = {"IfNoneMatch": "*"} if only_if_new else {}
+        try:
+            self._s3.put_object(Bucket=self.name, Key=key, Body=body, ContentType=content_type, **condition)
+        except ClientError as error:
+            if only_if_new and error.response.get("Error", {}).get("Code") == OBJECT_EXISTS:
+                return False
+            raise
+        return True
 
     def read_json(self, key: str) -> dict | None:
         """A JSON object stored in the bucket, or None if there is no such object."""

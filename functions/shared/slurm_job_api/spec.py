@@ -64,15 +64,11 @@ def _check_path_text(value: str, what: str) -> str:
     return value
 
 
-class JobSpec(_Model):
-    """What to run and with which resources."""
+class JobSpecBase(_Model):
+    """The fields of the spec whose size stays small (a few KiB in all, whatever the values): every field but the
+    script, the environment and the outputs. The job record keeps these (slurm_job_api.job_record.SpecSummary)."""
 
     name: SlurmName | None = Field(default=None, description="Slurm job name", examples=["hello"])
-    script: str | None = Field(
-        default=None,
-        description="The batch script itself (at most 64 KiB, starting with #!)",
-        examples=["#!/bin/bash\necho hello\n"],
-    )
     script_s3_key: str | None = Field(
         default=None,
         alias="scriptS3Key",
@@ -92,33 +88,11 @@ class JobSpec(_Model):
         default=None, max_length=256, description="Job array indices, e.g. 1-10%2", examples=["1-10%2"]
     )
     dependency: list[Dependency] | None = Field(default=None, min_length=1, max_length=32)
-    environment: dict[str, str] | None = Field(
-        default=None, max_length=256, description="Variables added to the job's environment"
-    )
     working_directory: str | None = Field(
         default=None, max_length=4096, description="Absolute directory the job starts in (default: a per-job one)"
     )
     account: SlurmName | None = None
     qos: SlurmName | None = None
-    outputs: list[str] | None = Field(
-        default=None,
-        max_length=100,
-        description="Files (relative to the working directory) copied to S3 after the job",
-        examples=[["results/summary.csv"]],
-    )
-
-    @field_validator("script")
-    @classmethod
-    def _script(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if len(value.encode("utf-8")) > MAX_SCRIPT_BYTES:
-            raise ValueError(f"script must be at most {MAX_SCRIPT_BYTES} bytes")
-        if not value.startswith("#!"):
-            raise ValueError("script must start with #! and an interpreter, e.g. #!/bin/bash")
-        if "\x00" in value:
-            raise ValueError("script must not contain NUL characters")
-        return value
 
     @field_validator("script_s3_key")
     @classmethod
@@ -143,24 +117,6 @@ class JobSpec(_Model):
             raise ValueError(f"array: {error} (at most {MAX_ARRAY_TASKS} tasks, e.g. 1-10%2 or 1,3,5-9:2)") from None
         return value
 
-    @field_validator("environment")
-    @classmethod
-    def _environment(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return value
-        total = 0
-        for name, text in value.items():
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", name):
-                raise ValueError(f"environment variable name {name!r} must match [A-Za-z_][A-Za-z0-9_]*")
-            if name.upper().startswith(RESERVED_ENVIRONMENT_PREFIXES):
-                raise ValueError(f"environment variable {name!r} is reserved for Slurm")
-            if "\x00" in text:
-                raise ValueError(f"environment variable {name!r} must not contain NUL characters")
-            total += len(name) + len(text.encode("utf-8")) + 2
-        if total > MAX_ENVIRONMENT_BYTES:
-            raise ValueError(f"environment must be at most {MAX_ENVIRONMENT_BYTES} bytes in all")
-        return value
-
     @field_validator("working_directory")
     @classmethod
     def _working_directory(cls, value: str | None) -> str | None:
@@ -169,6 +125,63 @@ class JobSpec(_Model):
         if not value.startswith("/"):
             raise ValueError("workingDirectory must be an absolute path")
         return _check_path_text(value, "workingDirectory")
+
+    @property
+    def array_task_ids(self) -> list[int] | None:
+        return expand_array_indices(self.array, limit=MAX_ARRAY_TASKS) if self.array else None
+
+
+def environment_bytes(environment: dict[str, str]) -> int:
+    """The size of an environment as its limit counts it: each name, its value in UTF-8 and 2 bytes ("=", NUL)."""
+    return sum(len(name) + len(text.encode("utf-8")) + 2 for name, text in environment.items())
+
+
+class JobSpec(JobSpecBase):
+    """What to run and with which resources."""
+
+    script: str | None = Field(
+        default=None,
+        description="The batch script itself (at most 64 KiB, starting with #!)",
+        examples=["#!/bin/bash\necho hello\n"],
+    )
+    environment: dict[str, str] | None = Field(
+        default=None, max_length=256, description="Variables added to the job's environment"
+    )
+    outputs: list[str] | None = Field(
+        default=None,
+        max_length=100,
+        description="Files (relative to the working directory) copied to S3 after the job",
+        examples=[["results/summary.csv"]],
+    )
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if len(value.encode("utf-8")) > MAX_SCRIPT_BYTES:
+            raise ValueError(f"script must be at most {MAX_SCRIPT_BYTES} bytes")
+        if not value.startswith("#!"):
+            raise ValueError("script must start with #! and an interpreter, e.g. #!/bin/bash")
+        if "\x00" in value:
+            raise ValueError("script must not contain NUL characters")
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return value
+        for name, text in value.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", name):
+                raise ValueError(f"environment variable name {name!r} must match [A-Za-z_][A-Za-z0-9_]*")
+            if name.upper().startswith(RESERVED_ENVIRONMENT_PREFIXES):
+                raise ValueError(f"environment variable {name!r} is reserved for Slurm")
+            if "\x00" in text:
+                raise ValueError(f"environment variable {name!r} must not contain NUL characters")
+        if environment_bytes(value) > MAX_ENVIRONMENT_BYTES:
+            raise ValueError(f"environment must be at most {MAX_ENVIRONMENT_BYTES} bytes in all")
+        return value
 
     @field_validator("outputs")
     @classmethod
@@ -192,10 +205,6 @@ class JobSpec(_Model):
         if (self.script is None) == (self.script_s3_key is None):
             raise ValueError("give exactly one of script or scriptS3Key")
         return self
-
-    @property
-    def array_task_ids(self) -> list[int] | None:
-        return expand_array_indices(self.array, limit=MAX_ARRAY_TASKS) if self.array else None
 
     def to_json_dict(self) -> dict:
         """The spec as the API shows it (camelCase, unset fields left out)."""

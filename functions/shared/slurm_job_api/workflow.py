@@ -93,21 +93,22 @@ class Workflow:
         return ssm_wait_seconds(self.remaining_seconds())
 
     def _record_and_spec(self, state: WorkflowInput, execution_arn: str) -> tuple[JobRecord, JobSpec]:
-        """The job's record and its accepted spec (the record's). If the API stopped before writing the record, both
-        come from the execution input and the spec it references in S3 (the state never carries the spec itself)."""
+        """The job's record and its accepted spec, read from S3 (the record keeps only a summary of it, the state only
+        its key). If the API stopped before writing the record, it is made here from the execution input."""
         job_id, owner = state.job_id, state.owner
+        stored = self.bucket.read_json(state.spec_key)
+        if stored is None:
+            raise errors.SlurmJobApiError(f"the accepted spec {state.spec_key} is not in the results bucket")
+        spec = JobSpec.model_validate(stored)
         record = self.store.get(job_id)
         if record is None:
-            stored = self.bucket.read_json(state.spec_key)
-            if stored is None:
-                raise errors.SlurmJobApiError(f"the accepted spec {state.spec_key} is not in the results bucket")
             logger.warning("job record missing: recreating it from the execution input")
             self.store.create(
                 JobRecord.new(
                     job_id=job_id,
                     submission_id=state.submission_id,
                     owner=owner,
-                    spec=JobSpec.model_validate(stored),
+                    spec=spec,
                     created_at=state.created_at,
                     request_hash=state.request_hash,
                     execution_arn=execution_arn,
@@ -117,7 +118,7 @@ class Workflow:
             record = self.store.get(job_id)
         if record is None or record.owner != owner:
             raise errors.HeadNodeProtocolError(f"job record {job_id} does not match the execution input")
-        return record, JobSpec.model_validate(record.spec)
+        return record, spec
 
     # -- submit ---------------------------------------------------------------------------------------------------
 
@@ -244,6 +245,7 @@ class Workflow:
         finished_at = iso(self.now())
         document = outcome.result_document(
             record=record,
+            spec=spec,
             progress=job,
             status=status,
             cause=cause,
@@ -254,7 +256,8 @@ class Workflow:
             finished_at=finished_at,
         )
         # result.json lists every collected file, whatever their number: S3 holds it, never the workflow state.
-        result_key = self.bucket.put_json(results.result_key(job_id), document)
+        result_key = results.result_key(job_id)
+        self.bucket.put_json(result_key, document)
         final_fields = JobRecord.finish_fields(
             job,
             status=status,
