@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import stat
 import time
 import uuid
@@ -38,6 +37,7 @@ from local_stack.stack import LocalStack
 from slurm_job_api.head_node_program import JOB_DIRECTORIES
 from slurm_job_api.jobs_api import IDEMPOTENCY_NAMESPACE
 from slurm_job_api.statuses import TERMINAL_STATUSES
+from tests.support.tree_attacks import RENAMING_LOOP, remove
 
 CLUSTER_USER = checkout_user_name("sjapi-shared")  # its own user: these jobs move its job directories around
 VICTIM_KEY = "nightly-report-2026-11-25"
@@ -71,39 +71,8 @@ echo swapped
 # writes what it did to ~/own-report-<Slurm job id>: its own stdout lies in a tree it keeps moving.
 RENAME_IN_A_LOOP = f"""#!/bin/bash
 cd ~
-exec python3 - <<'EOF'
-import json, os, time
-tree, state = "{JOB_DIRECTORIES}", os.environ["STATE"]
-counts = {{"renamed": 0, "moved jobs": 0, "state renamed": 0, "state refused": 0}}
-n, deadline = 0, time.monotonic() + 600
-while not os.path.exists("{STOP_FILE}") and time.monotonic() < deadline:
-    n += 1
-    aside = ".moved-%d" % (n % 64)
-    try:
-        os.rename(tree, aside)
-        counts["renamed"] += 1
-        counts["moved jobs"] += bool(os.path.isdir(aside) and os.listdir(aside))
-    except OSError:
-        pass
-    try:
-        if n % 3 == 0:
-            os.symlink("/etc", tree)
-        elif n % 3 == 1:
-            os.mkdir(tree)
-        else:
-            os.symlink(".moved-%d" % ((n - 1) % 64), tree)
-    except OSError:
-        pass
-    for target in (state, os.path.dirname(state), os.path.join(state, "users")):
-        try:
-            os.rename(target, target + ".moved")
-            counts["state renamed"] += 1
-        except OSError:
-            counts["state refused"] += 1
-    time.sleep(0.001)
-with open("own-report-%s" % os.environ["SLURM_JOB_ID"], "w") as report:
-    json.dump(counts, report)
-EOF
+exec python3 - {JOB_DIRECTORIES} /etc "$STATE" {STOP_FILE} "own-report-$SLURM_JOB_ID" <<'EOF'
+{RENAMING_LOOP}EOF
 """
 HELLO = {"name": "after-the-attacks", "script": "#!/bin/bash\necho hello from $(id -un)\n"}
 
@@ -130,13 +99,7 @@ def clean(user: pwd.struct_passwd) -> None:
     the user's: nothing left that would meet the next run's jobs."""
     for path in Path(user.pw_dir).iterdir():
         if path.name.startswith((".moved-", "own-tree-", "own-report-", STOP_FILE)):
-            if path.is_dir() and not path.is_symlink():
-                for inner in [path, *path.rglob("*")]:
-                    if inner.is_dir() and not inner.is_symlink():
-                        inner.chmod(0o700)
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+            remove(path)
     tree = Path(user.pw_dir) / JOB_DIRECTORIES
     if tree.is_dir() and not tree.is_symlink():
         tree.chmod(0o700)

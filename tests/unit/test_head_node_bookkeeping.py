@@ -21,7 +21,6 @@ import shutil
 import stat
 import subprocess
 import tempfile
-import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ import pytest
 from slurm_job_api.head_node_program import JOB_DIRECTORIES, LEGACY_DIRECTORY
 from tests.support.fake_slurm import fake_slurm
 from tests.support.http_files import FileServer
+from tests.support.tree_attacks import RENAMING_LOOP, remove
 from tests.unit.test_head_node_program_actions import SUBMISSION, run_program, state_directory, submit_request
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the root stage and the switch to the user need root")
@@ -49,17 +49,6 @@ def user():
     clean(entry)
     yield entry
     clean(entry)
-
-
-def remove(path: Path) -> None:
-    """Removes a file or a whole tree, whoever owns it and however an attack closed it."""
-    if path.is_dir() and not path.is_symlink():
-        for inner in [path, *path.rglob("*")]:
-            if inner.is_dir() and not inner.is_symlink():
-                inner.chmod(0o700)
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def clean(user) -> None:
@@ -365,50 +354,12 @@ def test_a_job_renaming_the_tree_in_a_loop_never_stops_a_submission(files, slurm
     assert entry(state) == ("dir", 0, 0o711)
 
 
-# Renames the tree away (onto one of 64 names, so that the home does not fill up), then puts its own directory, a
-# symlink to /etc or a symlink to a moved tree in its place; tries to rename the state directory and its parent.
-RENAMING_LOOP = textwrap.dedent(
-    """
-    import json, os, sys, time
-    tree, sensitive, state, stop = sys.argv[1:5]
-    counts = {"renamed": 0, "moved jobs": 0, "state renamed": 0, "state refused": 0}
-    n = 0
-    while not os.path.exists(stop):
-        n += 1
-        aside = ".moved-%d" % (n % 64)
-        try:
-            os.rename(tree, aside)
-            counts["renamed"] += 1
-            counts["moved jobs"] += bool(os.path.isdir(aside) and os.listdir(aside))
-        except OSError:
-            pass
-        try:
-            if n % 3 == 0:
-                os.symlink(sensitive, tree)
-            elif n % 3 == 1:
-                os.mkdir(tree)
-            else:
-                os.symlink(".moved-%d" % ((n - 1) % 64), tree)
-        except OSError:
-            pass
-        for target in (state, os.path.dirname(state), os.path.join(state, "users")):
-            try:
-                os.rename(target, target + ".moved")
-                counts["state renamed"] += 1
-            except OSError:
-                counts["state refused"] += 1
-        time.sleep(0.001)
-    print(json.dumps(counts))
-    """
-)
-
-
 @contextlib.contextmanager
 def renaming_loop(user, sensitive: Path, state: Path) -> Iterator:
     """A process of the user's running RENAMING_LOOP in its home until the block ends; yields a function that returns
     its counts once it has stopped."""
     stop = Path(user.pw_dir) / ".moved-stop"
-    loop = [T, str(sensitive), str(state), str(stop)]
+    loop = [T, str(sensitive), str(state), str(stop), "-"]
     process = subprocess.Popen(
         [runuser(), "-u", user.pw_name, "--", "/usr/bin/python3", "-c", RENAMING_LOOP, *loop],
         cwd=user.pw_dir,
