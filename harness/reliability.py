@@ -25,7 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from harness.slurm_records import SlurmRecords, job_script
-from harness.workflow import execution_arn, history, result_json, task_failures
+from harness.workflow import execution_arn, history, path, result_json, task_failures
 from local_stack.stack import LocalStack
 from slurm_job_api.statuses import COMPLETED, FAILED, TERMINAL_STATUSES
 
@@ -77,6 +77,7 @@ class JobOutcome:
     slurm_job_ids: frozenset[str]
     runs: int
     task_failures: tuple[str, ...]
+    states: tuple[str, ...] = ()  # the states its execution entered, the poll loop's rounds collapsed into one
 
     @property
     def ended(self) -> bool:
@@ -233,6 +234,7 @@ class JobRun:
                     slurm_job_ids=frozenset(slurm_jobs.get(job_id, set()) | set(runs.get(job_id, []))),
                     runs=len(runs.get(job_id, [])),
                     task_failures=tuple(task_failures(events)),
+                    states=tuple(path(events)),
                 )
             )
         return outcomes

@@ -185,8 +185,9 @@ def test_a_handler_past_its_timeout_is_reported_as_timed_out_and_its_environment
     invoke(cloud, {"action": "describe"})  # a warm environment: the 3 s Timeout does not count the init phase
     environments = cloud.runtime.live_environments("WorkerFunction")
     started = time.monotonic()
-    error, payload = invoke(cloud, {"action": "sleep", "seconds": 10})
-    assert time.monotonic() - started < 7  # answered at the 3 s Timeout, not when the handler would have ended
+    error, payload = invoke(cloud, {"action": "sleep", "seconds": 120})
+    # Answered at the 3 s Timeout, not when the handler would have ended (the margin is for a loaded machine).
+    assert time.monotonic() - started < 60
     assert error == "Unhandled"
     assert payload["errorType"] == "Sandbox.Timedout"
     assert "Task timed out after 3.00 seconds" in payload["errorMessage"]
@@ -438,7 +439,7 @@ def test_an_init_that_outlasts_the_timeout_too_is_a_timed_out_invocation(tmp_pat
         runtime.uninstall()
     assert (failed.function_error, failed.json()["errorType"]) == ("Unhandled", "Sandbox.Timedout")
     assert "Task timed out after 1.00 seconds" in failed.json()["errorMessage"]
-    assert runtime.invocations_of("Slow")[0].duration_seconds < 5
+    assert runtime.invocations_of("Slow")[0].duration_seconds < 20  # ended at its Timeout, not after the 30 s import
 
 
 def test_failing_inits_fail_the_next_cold_starts_with_runtime_init_error(tmp_path: Path) -> None:

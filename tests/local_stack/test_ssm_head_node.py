@@ -314,7 +314,7 @@ def test_execution_timeout_kills_the_process_group(
     assert invocation["StandardOutputContent"] == "started\n"
     assert wait_until_gone(int(pid_file.read_text()))
     [run] = head_node.commands_run
-    assert run.elapsed_seconds is not None and 1 <= run.elapsed_seconds < 5
+    assert run.elapsed_seconds is not None and 1 <= run.elapsed_seconds < 30  # killed at 1 s, long before 60 s
     assert run.pid is not None and not process_running(run.pid)
 
 
