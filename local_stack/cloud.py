@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import os
+import threading
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +33,7 @@ from botocore.config import Config
 from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 
-from local_stack import moto_fixes
+from local_stack import moto_fixes, moto_speedups
 from local_stack.api_gateway import DEFAULT_PRINCIPALS, LOCAL_DEVELOPER, ApiClient, LocalApiGateway
 from local_stack.lambda_runtime import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, LambdaRuntime
 from local_stack.sigv4 import Principal
@@ -120,6 +121,8 @@ class LocalCloud:
         self._runtime: LambdaRuntime | None = None
         self._api: LocalApiGateway | None = None
         self._head_node_installed = False
+        self._clients: dict[str, BaseClient] = {}  # each service's default client, made once (thread-safe)
+        self._clients_lock = threading.Lock()
         self.head_node_instance_id: str | None = None
         self._created_state_machines: list[str] = []
 
@@ -140,6 +143,7 @@ class LocalCloud:
             raise RuntimeError("this LocalCloud is already started")
         try:
             moto_fixes.install()
+            moto_speedups.install()
             self._start_moto()
             self._runtime = LambdaRuntime(self.model, endpoint_url=self.endpoint_url)
             self._runtime.install()
@@ -172,6 +176,8 @@ class LocalCloud:
             requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=30)
             self._server.stop()
             self._server = None
+        with self._clients_lock:
+            self._clients.clear()
         if self._saved_werkzeug_level is not None:
             _WERKZEUG_LOGGER.setLevel(self._saved_werkzeug_level)
             self._saved_werkzeug_level = None
@@ -229,7 +235,17 @@ class LocalCloud:
         )
 
     def client(self, service: str, **kwargs: Any) -> BaseClient:
-        """A boto3 client for ``service`` pointing at the local cloud."""
+        """A boto3 client for ``service`` pointing at the local cloud. Without ``kwargs`` it is the service's one
+        shared client: making a client loads its service model from disk (~20 ms of CPU), and tests ask for one at
+        every step."""
+        if kwargs:
+            return self._new_client(service, **kwargs)
+        with self._clients_lock:
+            if service not in self._clients:
+                self._clients[service] = self._new_client(service)
+            return self._clients[service]
+
+    def _new_client(self, service: str, **kwargs: Any) -> BaseClient:
         kwargs.setdefault("config", Config(retries={"max_attempts": 2, "mode": "standard"}))
         return self.session().client(service, endpoint_url=self.endpoint_url, **kwargs)  # type: ignore[call-overload]
 

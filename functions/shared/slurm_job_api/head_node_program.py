@@ -34,8 +34,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 import zlib
 
 PROTOCOL = 1
@@ -1032,6 +1030,9 @@ def _environment_file_content(environment):
 
 def _fetch(url, limit):
     """GETs a presigned S3 URL (the job script or environment), at most `limit` bytes."""
+    import urllib.error  # here, not at the top: see collect
+    import urllib.request
+
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         raise BadRequest("download URLs must be http(s) URLs")
     try:
@@ -1254,6 +1255,8 @@ def _inside(path, root):
 
 def _upload(fd, url):
     """PUTs a regular file, opened as `fd` (closed here), to a presigned URL; returns its size."""
+    import urllib.request  # here, not at the top: see collect
+
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
@@ -1272,6 +1275,10 @@ def _upload(fd, url):
 def collect(request, slurm, diagnostics=None):
     """Uploads stdout/stderr (per task for arrays) and declared outputs through presigned PUT URLs. The job's streams
     are opened relative to its directory's descriptor, found without following anything (open_job_directory)."""
+    # urllib is imported by the actions that move files, not at the top: importing it (http.client, email, ssl) was
+    # a third of the CPU of every status and cancel command, which never use it.
+    import urllib.error
+
     job_id = _require(request, "jobId", JOB_ID_RE)
     submission_id = _require(request, "submissionId", SUBMISSION_ID_RE)
     uploads = request.get("uploads")
