@@ -106,6 +106,7 @@ BIN = Path("/usr/bin")
 # Memory kept back from what slurmd detects: a node configured with more RealMemory than it has drains.
 MEMORY_HEADROOM = 0.05
 START_TIMEOUT = 30.0
+SLURMDBD_STARTS = 3
 STOP_TIMEOUT = 15.0
 PORT_RELEASE_GRACE = 3.0
 USABLE_NODE_STATES = frozenset({"idle", "mixed", "allocated", "completing"})
@@ -518,10 +519,14 @@ class SlurmCluster:
         )
         self._wait_for_pid(self._mariadbd)
         _wait_until(self.mariadb_socket.is_socket, "MariaDB to open its socket", self._mariadbd.log_file)
+        # The socket opens before the server answers queries; slurmdbd's first queries must not come earlier.
+        ping = [str(BIN / "mariadb-admin"), f"--socket={self.mariadb_socket}", "--user=root", "ping"]
+        _wait_until(lambda: _succeeds(ping, self._daemon_env()), "MariaDB to answer", self._mariadbd.log_file)
 
     def _start_slurmdbd(self) -> None:
-        _run([str(SBIN / "slurmdbd")], env={**self._daemon_env(), "MYSQL_UNIX_PORT": str(self.mariadb_socket)})
-        self._wait_for_pid(self._slurmdbd)
+        """Starts slurmdbd and waits until it answers. On a loaded machine its first start can fail while it creates
+        its tables ("We should have gotten a result", then fatal: the accounting plugin did not initialise); it is
+        started again, up to SLURMDBD_STARTS times."""
         sacctmgr = [str(BIN / "sacctmgr"), "--immediate", "--noheader", "--parsable2"]
         env = self._daemon_env()
 
@@ -529,7 +534,21 @@ class SlurmCluster:
             listed = _run([*sacctmgr, "list", "cluster", "format=Cluster"], env=env, check=False)
             return listed.returncode == 0 and CLUSTER_NAME in listed.stdout.split()
 
-        _wait_until(lambda: _succeeds([*sacctmgr, "list", "cluster"], env), "slurmdbd", self._slurmdbd.log_file)
+        for attempt in range(1, SLURMDBD_STARTS + 1):
+            _run([str(SBIN / "slurmdbd")], env={**env, "MYSQL_UNIX_PORT": str(self.mariadb_socket)})
+            self._wait_for_pid(self._slurmdbd)
+            answering = False
+
+            def answering_or_gone() -> bool:
+                nonlocal answering
+                answering = _succeeds([*sacctmgr, "list", "cluster"], env)
+                return answering or self._slurmdbd.pid() is None
+
+            _wait_until(answering_or_gone, "slurmdbd", self._slurmdbd.log_file)
+            if answering:
+                break
+            if attempt == SLURMDBD_STARTS:
+                raise ClusterError(f"slurmdbd ended during its start {attempt} times (see {self._slurmdbd.log_file})")
         if not cluster_listed():
             _run([*sacctmgr, "add", "cluster", CLUSTER_NAME], env=env)
 
