@@ -7,6 +7,7 @@ import json
 import shutil
 import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
@@ -215,6 +216,28 @@ def test_idempotency_key_returns_the_same_job_and_starts_nothing_new(cloud, api,
     wait_for_execution(cloud, theirs.json()["jobId"])
     assert len(slurm.sbatch_calls_for(first.json()["jobId"])) == 1  # none for the replay
     assert len(slurm.sbatch_calls_for(theirs.json()["jobId"])) == 1
+
+
+def test_job_ids_with_an_idempotency_key_are_random_and_a_refused_request_claims_nothing(cloud, api, slurm):
+    """Nobody can compute another caller's next job id from public data (their ARN and key): the key names a random id
+    that its first accepted request claimed; a request refused for its spec writes no claim, so the key stays free."""
+    completes(slurm)
+    dynamodb = cloud.client("dynamodb")
+    items_before = dynamodb.scan(TableName=cloud.table_name, Select="COUNT")["Count"]
+    missing = {"script": SCRIPT, "dependency": [{"jobId": "0b6f1c9e-3f7a-4c1e-9a53-2a8f6f2b9d10"}]}
+    refused = api.post("/jobs", json=missing, headers={"Idempotency-Key": "random-1"})
+    assert refused.status_code == 422 and "dependency[0].jobId" in refused.json()["message"]
+    assert dynamodb.scan(TableName=cloud.table_name, Select="COUNT")["Count"] == items_before
+    ids = [
+        api.post("/jobs", json={"script": SCRIPT}, headers={"Idempotency-Key": key}).json()["jobId"]
+        for key in ("random-1", "random-2", "random-1")
+    ]
+    assert ids[0] == ids[2] != ids[1]
+    assert all(uuid.UUID(job_id).version == 4 for job_id in ids)
+    listed = {job["jobId"] for job in api.get("/jobs").json()["jobs"]}
+    assert set(ids) <= listed and not any(job_id.startswith("idempotency-key#") for job_id in listed)
+    for job_id in set(ids):
+        wait_for_execution(cloud, job_id)
 
 
 def test_a_retry_with_another_spec_changes_nothing_and_the_first_job_runs_its_own_script(cloud, api, slurm):

@@ -60,3 +60,18 @@ def test_an_update_only_if_active_sets_every_field_and_stops_once_the_job_ended(
 
 def test_get_owned_answers_only_the_owner(store):
     assert store.get_owned(JOB, "mallory") is None and store.get_owned(JOB, "alice").job_id == JOB
+
+
+def test_an_idempotency_key_names_the_id_its_first_request_claimed_for_that_caller_only(store):
+    assert store.claimed_job_id("alice", "k") is None
+    first = "11111111-1111-4111-8111-111111111111"
+    second = "22222222-2222-4222-8222-222222222222"
+    assert store.claim_job_id("alice", "k", first, expires_at=1) == first
+    # A concurrent request with the same key proposed another id: it gets the first one.
+    assert store.claim_job_id("alice", "k", second, expires_at=2) == first
+    assert store.claimed_job_id("alice", "k") == first
+    # Another caller's same key is another claim; the key's claim is no record and names no job of anyone.
+    assert store.claim_job_id("bob", "k", second, expires_at=2) == second
+    claim = store._table.get_item(Key={"jobId": store.claim_key("alice", "k")})["Item"]
+    assert claim == {"jobId": store.claim_key("alice", "k"), "claimedJobId": first, "expiresAt": 1}
+    assert store.get_owned(first, "alice") is None and store.claim_key("alice", "k").startswith("idempotency-key#")

@@ -3,10 +3,10 @@ stack. Every job runs as the one cluster user, who owns the home directory and t
 product's bookkeeping (locks and markers) lies in root's state directory, outside every home.
 
 1. Job X tries to close, rename, list and plant in the state directory and its parent: refused, all of it. In the home
-   it plants a symlink where another caller's next job will go (it computes that job's id: uuid5 of the caller's ARN
-   and Idempotency-Key; the test gives X the key, modelling an attacker who knows it), then closes the whole tree of
-   job directories (`chmod 000`): both are the user's to do, and the next commands repair them (the collect of X's
-   own files opens the tree again; the victim's submit moves the symlink aside), and the victim's job COMPLETES.
+   it plants a symlink where another caller's next job would go if job ids could be computed from public data (the
+   caller's ARN and Idempotency-Key, which the test gives X, modelling an attacker who knows the key; version 1 made
+   the id so), then closes the whole tree of job directories (`chmod 000`): both are the user's to do. The collect of
+   X's own files opens the tree again; the victim's job gets a random id, so the plant misses it; it COMPLETES.
 2. Job Y renames the tree away and puts a symlink to a tree of its own, with its jobs closed, in its place.
 3. Job Z renames the tree in a loop, as fast as it can, each time putting its own directory or a symlink in its place,
    and tries to rename the state directory and its parents, while the other caller submits jobs: each is taken by
@@ -35,7 +35,6 @@ from local_stack.api_gateway import LOCAL_DEVELOPER, LOCAL_OTHER
 from local_stack.slurm_cluster import checkout_user_name, remove_job_files
 from local_stack.stack import LocalStack
 from slurm_job_api.head_node_program import JOB_DIRECTORIES
-from slurm_job_api.jobs_api import IDEMPOTENCY_NAMESPACE
 from slurm_job_api.statuses import TERMINAL_STATUSES
 from tests.support.tree_attacks import RENAMING_LOOP, remove
 
@@ -150,15 +149,16 @@ def test_jobs_cannot_break_other_callers_jobs(stack, cloud):
     user = pwd.getpwnam(CLUSTER_USER)
     home, state = Path(user.pw_dir), cloud.head_node.state_directory
     tree, index = home / JOB_DIRECTORIES, state / "users" / CLUSTER_USER / "jobs"
-    victim = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{LOCAL_OTHER.arn}\n{VICTIM_KEY}"))
+    # The id version 1 gave the victim's next job: uuid5 of the caller's ARN and Idempotency-Key, public data.
+    guess = str(uuid.uuid5(uuid.UUID("6f1d3c52-6a43-4c8e-9f57-5b0f5d1c2a77"), f"{LOCAL_OTHER.arn}\n{VICTIM_KEY}"))
     state_before = sorted(path.name for path in state.parent.iterdir())
 
     # 1. The state directory: refused, all of it. The home tree: the user's own, so a symlink is planted at the
-    #    victim's future job and the tree is closed; X's own collect opens the tree again.
+    #    id version 1 would have given the victim's next job and the tree is closed; X's own collect opens it again.
     spec = {
         "name": "close-and-plant",
         "script": CLOSE_AND_PLANT,
-        "environment": {"VICTIM": victim, "STATE": str(state)},
+        "environment": {"VICTIM": guess, "STATE": str(state)},
     }
     attacker, execution, result, view = run(cloud, developer, spec)
     assert_ended_right(execution, result, view)
@@ -170,19 +170,18 @@ def test_jobs_cannot_break_other_callers_jobs(stack, cloud):
             f"refused: ln -s /etc {state}/users/{CLUSTER_USER}\n",
             f"refused: mkdir {state}/mine\n",
             f"refused: ls {state}\n",
-            f"done: ln -s /etc {JOB_DIRECTORIES}/{victim}\n",
+            f"done: ln -s /etc {JOB_DIRECTORIES}/{guess}\n",
             f"done: chmod 000 {JOB_DIRECTORIES}\n",
         ]
     )
     assert stat.S_IMODE(os.lstat(tree).st_mode) == 0o700  # opened again by the collect of X's files
-    assert os.path.islink(tree / victim)
-    # The victim's job (with the key the attacker knew): the symlink is moved aside, never followed.
-    victim_job, execution, result, view = run(cloud, other, HELLO, headers={"Idempotency-Key": VICTIM_KEY})
-    assert victim_job == victim  # the attacker had computed it right
+    assert os.path.islink(tree / guess)
+    # The victim's job (with the key the attacker knew) has a random id: the plant missed it, and stays untouched.
+    victim, execution, result, view = run(cloud, other, HELLO, headers={"Idempotency-Key": VICTIM_KEY})
+    assert victim != guess and uuid.UUID(victim).version == 4
     assert_ended_right(execution, result, view)
     assert stdout_of(other, victim) == f"hello from {CLUSTER_USER}\n"
-    (aside,) = tree.glob(f".{victim}.tampered-*")
-    assert os.readlink(aside) == "/etc"
+    assert os.readlink(tree / guess) == "/etc" and not list(tree.glob(".*.tampered-*"))
     (submission,) = [path for path in (tree / victim).iterdir() if path.is_dir()]
     for level in (tree, tree / victim, submission):
         info = os.lstat(level)

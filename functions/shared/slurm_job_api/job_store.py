@@ -1,7 +1,10 @@
-"""Job records in DynamoDB (one item per job, keyed by jobId; GSI OwnerCreatedAtIndex lists an owner's jobs)."""
+"""Job records in DynamoDB (one item per job, keyed by jobId; GSI OwnerCreatedAtIndex lists an owner's jobs), and
+the claims of Idempotency-Keys (one item per caller and key, keyed by `idempotency-key#<sha256>`, holding the random
+job id the key names; a claim has no owner, so no listing shows it)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -13,6 +16,8 @@ from slurm_job_api.job_record import JobRecord
 from slurm_job_api.statuses import ACTIVE_STATUSES
 
 OWNER_INDEX = "OwnerCreatedAtIndex"
+# A claim's key: never a job id (those are UUIDs), so no route can reach it.
+IDEMPOTENCY_CLAIM_PREFIX = "idempotency-key#"
 
 
 def plain(value: Any) -> Any:
@@ -63,6 +68,34 @@ class JobStore:
         """The record if it exists and belongs to `owner`; otherwise None (callers answer 404 either way)."""
         record = self.get(job_id)
         return record if record and record.owner == owner else None
+
+    @staticmethod
+    def claim_key(owner: str, idempotency_key: str) -> str:
+        digest = hashlib.sha256(f"{owner}\n{idempotency_key}".encode()).hexdigest()
+        return IDEMPOTENCY_CLAIM_PREFIX + digest
+
+    def claimed_job_id(self, owner: str, idempotency_key: str) -> str | None:
+        """The job id an earlier request of `owner` claimed for this Idempotency-Key, if one did."""
+        key = {"jobId": self.claim_key(owner, idempotency_key)}
+        item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
+        return str(item["claimedJobId"]) if item else None
+
+    def claim_job_id(self, owner: str, idempotency_key: str, job_id: str, expires_at: int) -> str:
+        """Claims `job_id` (a new random id) for this caller's Idempotency-Key with one conditional write; returns the
+        id the key names: `job_id`, or the one a concurrent request with the same key claimed first. The claim expires
+        with the job's record."""
+        key = self.claim_key(owner, idempotency_key)
+        item = {"jobId": key, "claimedJobId": job_id, "expiresAt": expires_at}
+        try:
+            self._table.put_item(Item=item, ConditionExpression=Attr("jobId").not_exists())
+        except ClientError as error:
+            if not _conditional_failure(error):
+                raise
+            claimed = self.claimed_job_id(owner, idempotency_key)
+            if claimed is None:  # the claim expired in between: this request's id stands, claimed again
+                return self.claim_job_id(owner, idempotency_key, job_id, expires_at)
+            return claimed
+        return job_id
 
     def update(self, job_id: str, fields: Mapping[str, Any], *, only_if_active: bool = False) -> JobRecord | None:
         """Sets fields (stored names; None removes one); returns the new record, or None if only_if_active and it

@@ -40,8 +40,6 @@ from slurm_job_api.spec import JobSpec
 from slurm_job_api.statuses import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
 from slurm_job_api.workflow_events import WorkflowInput
 
-# Job ids derived from (owner, Idempotency-Key) live in their own UUID namespace.
-IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d3c52-6a43-4c8e-9f57-5b0f5d1c2a77")
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 JOB_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 NEXT_TOKEN_CREATED_AT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -192,16 +190,20 @@ class JobsApi:
     def submit(self, owner: str, spec: JobSpec, idempotency_key: str | None) -> tuple[JobAccepted, bool]:
         """Accepts a job; returns (answer, replayed) — replayed when the Idempotency-Key was seen before."""
         digest = request_hash(spec)
-        if idempotency_key is not None:
-            if not IDEMPOTENCY_KEY_RE.match(idempotency_key):
-                raise BadRequest("Idempotency-Key must be 1 to 255 printable ASCII characters without spaces")
-            job_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{owner}\n{idempotency_key}"))
-            existing = self.store.get(job_id)
-            if existing is not None:
+        if idempotency_key is not None and not IDEMPOTENCY_KEY_RE.match(idempotency_key):
+            raise BadRequest("Idempotency-Key must be 1 to 255 printable ASCII characters without spaces")
+        # Job ids are random (uuid4), with or without a key: nobody can compute another caller's next job id. A key
+        # names the id its first request claimed (JobStore.claim_job_id).
+        claimed = None if idempotency_key is None else self.store.claimed_job_id(owner, idempotency_key)
+        if claimed is not None and (existing := self.store.get(claimed)) is not None:
+            return self._replay(existing, digest), True
+        self._check_references(owner, spec, claimed)  # before anything is written: a refused request changes nothing
+        job_id = claimed or str(uuid.uuid4())
+        if idempotency_key is not None and claimed is None:
+            expires_at = int(self.now().timestamp()) + self.settings.result_retention_days * 86400
+            job_id = self.store.claim_job_id(owner, idempotency_key, job_id, expires_at)
+            if (existing := self.store.get(job_id)) is not None:  # a concurrent request with the key got there first
                 return self._replay(existing, digest), True
-        else:
-            job_id = str(uuid.uuid4())
-        self._check_references(owner, spec, job_id)
 
         spec_key = self._store_inputs(job_id, spec)
         created_at = iso(self.now())
@@ -271,7 +273,7 @@ class JobsApi:
             ) from error
         return key
 
-    def _check_references(self, owner: str, spec: JobSpec, job_id: str) -> None:
+    def _check_references(self, owner: str, spec: JobSpec, job_id: str | None) -> None:
         problems = []
         if spec.script_s3_key is not None and not self.bucket.exists(spec.script_s3_key):
             problems.append(f"scriptS3Key: no object {spec.script_s3_key} in the results bucket")
