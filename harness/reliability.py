@@ -25,7 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from harness.slurm_records import SlurmRecords, job_script
-from harness.workflow import execution_arn, history, path, result_json, task_failures
+from harness.workflow import execution_arn, execution_statuses, history, path, result_json, task_failures
 from local_stack.stack import LocalStack
 from slurm_job_api.statuses import COMPLETED, FAILED, TERMINAL_STATUSES
 
@@ -197,15 +197,7 @@ class JobRun:
 
     def wait_for_executions(self, timeout: float) -> dict[str, str]:
         """Waits until every job's execution has ended, or ``timeout``; returns the execution status by job id."""
-        sfn = self.cloud.client("stepfunctions")
-        statuses = dict.fromkeys(self.plans, EXECUTION_RUNNING)
-        deadline = time.monotonic() + timeout
-        while True:
-            for job_id in [job_id for job_id, status in statuses.items() if status == EXECUTION_RUNNING]:
-                statuses[job_id] = sfn.describe_execution(executionArn=execution_arn(self.cloud, job_id))["status"]
-            if EXECUTION_RUNNING not in statuses.values() or time.monotonic() > deadline:
-                return statuses
-            time.sleep(0.5)
+        return execution_statuses(self.cloud, self.plans, timeout)
 
     def outcomes(self, timeout: float = 240) -> list[JobOutcome]:
         """Waits for the jobs' workflows, then gathers each job's outcome from every source (once per run: it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 
 from boto3.dynamodb.types import TypeDeserializer
 
@@ -34,6 +35,25 @@ def wait_for_execution(cloud: LocalCloud, name: str, timeout: float = 90) -> dic
             return described
         time.sleep(0.2)
     raise AssertionError(f"execution {name} still running after {timeout} s")
+
+
+def execution_statuses(
+    cloud: LocalCloud, names: Iterable[str], timeout: float, interval: float = 0.5
+) -> dict[str, str]:
+    """Waits until none of the executions named ``names`` runs any more, or ``timeout``; returns their statuses. One
+    ListExecutions of the running ones per round, whatever the number of jobs (not one DescribeExecution each)."""
+    sfn = cloud.client("stepfunctions")
+    wanted = set(names)
+    deadline = time.monotonic() + timeout
+
+    def listed(**status_filter: str) -> dict[str, str]:
+        pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=cloud.state_machine_arn, **status_filter)
+        return {item["name"]: item["status"] for page in pages for item in page["executions"] if item["name"] in wanted}
+
+    while listed(statusFilter="RUNNING") and time.monotonic() < deadline:
+        time.sleep(interval)
+    statuses = listed()
+    return {name: statuses.get(name, "MISSING") for name in sorted(wanted)}
 
 
 def history(cloud: LocalCloud, arn: str) -> list[dict]:

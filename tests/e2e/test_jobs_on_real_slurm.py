@@ -18,6 +18,7 @@ import requests
 from harness.workflow import finish, submit, wait_for_execution
 from slurm_job_api.head_node_program import JOB_DIRECTORIES
 from tests.security.download_names import DOWNLOAD_NAMES, download_name
+from tests.support.idempotency import conflicting_retry
 
 
 def run_job(cloud, api, spec: dict, **headers) -> tuple[dict, dict, dict]:
@@ -133,6 +134,25 @@ def test_the_same_idempotency_key_twice_is_one_slurm_job(cloud, api, slurm):
         assert time.monotonic() < deadline
         time.sleep(0.5)
     assert slurm.job_ids_named(name) == [api.get(f"/jobs/{first['jobId']}").json()["slurmJobId"]]
+
+
+def test_a_retry_with_another_spec_is_refused_and_the_first_job_runs_its_own_script(cloud, api):
+    """The Idempotency-Key repeated with another spec while the first attempt's record is not written yet
+    (tests/support/idempotency.py), on real Slurm: 422, nothing changed, and the job's stdout is the first script's."""
+    first = {"name": "first", "script": "#!/bin/bash\necho first\n"}
+    second = {"name": "second", "script": "#!/bin/bash\necho second\n"}
+    retry = conflicting_retry(cloud, api, key=f"conflict-{uuid.uuid4().hex[:8]}", first=first, second=second)
+    assert retry.status == 422 and retry.answer["code"] == "IdempotencyKeyReused", retry.answer
+    assert retry.objects_after == retry.objects_before and retry.executions_after == retry.executions_before
+    execution, _, result, view = finish(cloud, api, retry.job_id, timeout=120)
+    assert (execution["status"], view["status"], result["status"], view["name"]) == (
+        "SUCCEEDED",
+        "COMPLETED",
+        "COMPLETED",
+        "first",
+    )
+    stdout = requests.get(output_links(api, retry.job_id)["stdout"], timeout=10)
+    assert stdout.status_code == 200 and stdout.text == "first\n"
 
 
 def test_a_job_polled_after_slurmctld_forgot_it_is_read_from_accounting(cloud, api, slurm):

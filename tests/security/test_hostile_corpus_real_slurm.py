@@ -22,7 +22,7 @@ from datetime import datetime
 
 import pytest
 
-from harness.workflow import submit
+from harness.workflow import execution_statuses, submit
 from local_stack.api_gateway import LOCAL_OTHER
 from local_stack.stack import LocalStack
 from slurm_job_api.head_node_program import JOB_DIRECTORIES
@@ -117,18 +117,11 @@ def send_all(cloud, cases: list[Case], my_jobs: set[str]) -> list[Sent]:
 
 
 def wait_until_ended(cloud, job_ids: list[str], timeout: float) -> None:
-    sfn = cloud.client("stepfunctions")
-    prefix = cloud.state_machine_arn.replace(":stateMachine:", ":execution:") + ":"
-    deadline = time.monotonic() + timeout
-    remaining = list(job_ids)
-    while remaining:
-        remaining = [
-            job for job in remaining if sfn.describe_execution(executionArn=prefix + job)["status"] == "RUNNING"
-        ]
-        if remaining and time.monotonic() > deadline:
-            views = [cloud.api_client().get(f"/jobs/{job}").json() for job in remaining[:5]]
-            raise AssertionError(f"{len(remaining)} jobs still running after {timeout} s, e.g. {views}")
-        time.sleep(1)
+    statuses = execution_statuses(cloud, job_ids, timeout, interval=1)
+    remaining = [job for job, status in statuses.items() if status == "RUNNING"]
+    if remaining:
+        views = [cloud.api_client().get(f"/jobs/{job}").json() for job in remaining[:5]]
+        raise AssertionError(f"{len(remaining)} jobs still running after {timeout} s, e.g. {views}")
 
 
 @pytest.fixture(scope="module")
