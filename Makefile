@@ -13,7 +13,7 @@ serve:
 
 # Every test: unit, handlers, workflow, static checks and end-to-end on real Slurm.
 test: bootstrap
-	.venv/bin/python -m pytest -n 6 --dist loadscope --no-loadscope-reorder
+	.venv/bin/python -m pytest -n 4 --dist loadscope --no-loadscope-reorder
 
 lint: bootstrap
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
