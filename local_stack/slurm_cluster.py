@@ -488,12 +488,17 @@ class SlurmCluster:
 
     def _start_mariadb(self) -> None:
         data_dir = self.mariadb_dir / "data"
+        # Its own temporary directory: in /tmp, mariadb-install-db once failed ("Could not remove temporary table
+        # '/tmp/#sql-temptable-…', error: 2") while the tests ran.
+        tmp_dir = self.mariadb_dir / "tmp"
+        tmp_dir.mkdir(mode=0o700, exist_ok=True)
         if not (data_dir / "mysql").is_dir():
             _run(
                 [
                     str(BIN / "mariadb-install-db"),
                     "--no-defaults",
                     f"--datadir={data_dir}",
+                    f"--tmpdir={tmp_dir}",
                     "--user=root",
                     "--auth-root-authentication-method=socket",
                     "--skip-test-db",
@@ -507,6 +512,7 @@ class SlurmCluster:
                 str(SBIN / "mariadbd"),
                 "--no-defaults",
                 f"--datadir={data_dir}",
+                f"--tmpdir={tmp_dir}",
                 f"--socket={self.mariadb_socket}",
                 f"--pid-file={self._mariadbd.pid_file}",
                 f"--log-error={self._mariadbd.log_file}",
