@@ -492,18 +492,23 @@ class SlurmCluster:
         # '/tmp/#sql-temptable-…', error: 2") while the tests ran.
         tmp_dir = self.mariadb_dir / "tmp"
         tmp_dir.mkdir(mode=0o700, exist_ok=True)
-        if not (data_dir / "mysql").is_dir():
+        if not data_dir.is_dir():
+            # Installed beside and renamed when complete: a failed install leaves no half-made data directory that
+            # a later start would take for a database.
+            installing = self.mariadb_dir / "data.installing"
+            shutil.rmtree(installing, ignore_errors=True)
             _run(
                 [
                     str(BIN / "mariadb-install-db"),
                     "--no-defaults",
-                    f"--datadir={data_dir}",
+                    f"--datadir={installing}",
                     f"--tmpdir={tmp_dir}",
                     "--user=root",
                     "--auth-root-authentication-method=socket",
                     "--skip-test-db",
                 ]
             )
+            installing.rename(data_dir)
         # mariadbd does not detach itself: setsid --fork does, so it outlives the process that started it.
         _run(
             [
