@@ -5,6 +5,7 @@
 #   .venv-checkov  checkov (policy checks of template.yaml)
 #   node_modules   asl-validator, exactly as package-lock.json says
 # Idempotent: each part is reinstalled only when its pin changed (hash stamps, like bootstrap-python.sh).
+# With --system-packages: only the Debian packages it needs (npm), as scripts/bootstrap.sh runs it before the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -46,27 +47,49 @@ fill_layer_wheelhouse() {
   echo "$want" > "$stamp"
 }
 
-install_node_modules() {
-  local stamp=node_modules/.package-lock.sha256 want
-  want=$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+# npm, from Debian when it is missing (before the parts run side by side).
+ensure_npm() {
+  if command -v npm >/dev/null 2>&1 || node_modules_up_to_date; then
     return 0
   fi
-  if ! command -v npm >/dev/null 2>&1; then
-    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-      echo "error: Node.js >= 18 with npm is needed for asl-validator (Debian: apt-get install nodejs npm)." >&2
-      return 1
-    fi
-    echo "bootstrap: installing nodejs and npm with apt-get" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: Node.js >= 18 with npm is needed for asl-validator (Debian: apt-get install nodejs npm)." >&2
+    return 1
+  fi
+  echo "bootstrap: installing nodejs and npm with apt-get" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+}
+
+node_modules_stamp() {
+  cat package.json package-lock.json | sha256sum | cut -d' ' -f1
+}
+
+node_modules_up_to_date() {
+  [ -f node_modules/.package-lock.sha256 ] && [ "$(cat node_modules/.package-lock.sha256)" = "$(node_modules_stamp)" ]
+}
+
+install_node_modules() {
+  if node_modules_up_to_date; then
+    return 0
   fi
   echo "bootstrap: installing node_modules from package-lock.json" >&2
   npm ci --no-audit --no-fund
-  echo "$want" > "$stamp"
+  node_modules_stamp > node_modules/.package-lock.sha256
 }
 
-make_tool_venv .venv-sam "aws-sam-cli==$SAM_CLI_VERSION"
-fill_layer_wheelhouse
-make_tool_venv .venv-checkov "checkov==$CHECKOV_VERSION"
-install_node_modules
+sam_cli_and_layer_wheels() {
+  make_tool_venv .venv-sam "aws-sam-cli==$SAM_CLI_VERSION"
+  fill_layer_wheelhouse
+}
+
+if [ "${1:-}" = --system-packages ]; then  # scripts/bootstrap.sh: apt-get alone, before the parts
+  ensure_npm
+  exit 0
+fi
+# The parts side by side (scripts/lib.sh, start_part).
+ensure_npm
+start_part sam sam_cli_and_layer_wheels
+start_part checkov make_tool_venv .venv-checkov "checkov==$CHECKOV_VERSION"
+start_part node install_node_modules
+finish_parts
