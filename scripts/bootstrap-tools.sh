@@ -5,7 +5,8 @@
 #   .venv-checkov  checkov (policy checks of template.yaml)
 #   node_modules   asl-validator, exactly as package-lock.json says
 # Idempotent: each part is reinstalled only when its pin changed (hash stamps, like bootstrap-python.sh).
-# With --system-packages: only the Debian packages it needs (npm), as scripts/bootstrap.sh runs it before the rest.
+# Parts (scripts/bootstrap.sh runs them beside its own): --system-packages, the Debian packages (npm); --python, the
+# two venvs and the wheelhouse; --node, node_modules (needs npm). With no argument: all of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -47,7 +48,7 @@ fill_layer_wheelhouse() {
   echo "$want" > "$stamp"
 }
 
-# npm, from Debian when it is missing (before the parts run side by side).
+# npm, from Debian when it is missing.
 ensure_npm() {
   if command -v npm >/dev/null 2>&1 || node_modules_up_to_date; then
     return 0
@@ -83,13 +84,23 @@ sam_cli_and_layer_wheels() {
   fill_layer_wheelhouse
 }
 
-if [ "${1:-}" = --system-packages ]; then  # scripts/bootstrap.sh: apt-get alone, before the parts
-  ensure_npm
-  exit 0
-fi
-# The parts side by side (scripts/lib.sh, start_part).
-ensure_npm
-start_part sam sam_cli_and_layer_wheels
-start_part checkov make_tool_venv .venv-checkov "checkov==$CHECKOV_VERSION"
-start_part node install_node_modules
-finish_parts
+case "${1:-all}" in
+  --system-packages) ensure_npm ;;
+  --python)
+    start_part sam sam_cli_and_layer_wheels
+    start_part checkov make_tool_venv .venv-checkov "checkov==$CHECKOV_VERSION"
+    finish_parts
+    ;;
+  --node) install_node_modules ;;
+  all)
+    ensure_npm
+    start_part sam sam_cli_and_layer_wheels
+    start_part checkov make_tool_venv .venv-checkov "checkov==$CHECKOV_VERSION"
+    start_part node install_node_modules
+    finish_parts
+    ;;
+  *)
+    echo "usage: $0 [--system-packages | --python | --node]" >&2
+    exit 2
+    ;;
+esac
