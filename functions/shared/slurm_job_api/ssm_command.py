@@ -13,7 +13,7 @@ import zlib
 from functools import cache
 from importlib import resources
 
-from slurm_job_api.head_node_program import LOADER, PROTOCOL
+from slurm_job_api.head_node_program import LOADER, PROTOCOL, PYTHON_OPTIONS
 
 HEREDOC_DELIMITER = "SLURM_JOB_API_INPUT"
 NO_PYTHON_REPLY = json.dumps(
@@ -52,7 +52,7 @@ def shell_commands(request: dict) -> list[str]:
         "set -u",
         'PYTHON="$(command -v python3 || true)"',
         f"if [ -z \"$PYTHON\" ]; then echo '{NO_PYTHON_REPLY}'; exit 2; fi",
-        f"exec \"$PYTHON\" -I -c '{LOADER}' <<'{HEREDOC_DELIMITER}'",
+        f"exec \"$PYTHON\" {' '.join(PYTHON_OPTIONS)} -c '{LOADER}' <<'{HEREDOC_DELIMITER}'",
         program_line(),
         request_line(request),
         HEREDOC_DELIMITER,
