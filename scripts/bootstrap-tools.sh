@@ -84,20 +84,23 @@ sam_cli_and_layer_wheels() {
   fill_layer_wheelhouse
 }
 
+# The two venvs side by side (scripts/lib.sh, start_part), and node_modules too when asked.
+install_tools() {
+  start_part sam sam_cli_and_layer_wheels
+  start_part checkov make_tool_venv .venv-checkov "checkov==$CHECKOV_VERSION"
+  if [ "${1:-}" = with-node ]; then
+    start_part node install_node_modules
+  fi
+  finish_parts
+}
+
 case "${1:-all}" in
   --system-packages) ensure_npm ;;
-  --python)
-    start_part sam sam_cli_and_layer_wheels
-    start_part checkov make_tool_venv .venv-checkov "checkov==$CHECKOV_VERSION"
-    finish_parts
-    ;;
+  --python) install_tools ;;
   --node) install_node_modules ;;
   all)
     ensure_npm
-    start_part sam sam_cli_and_layer_wheels
-    start_part checkov make_tool_venv .venv-checkov "checkov==$CHECKOV_VERSION"
-    start_part node install_node_modules
-    finish_parts
+    install_tools with-node
     ;;
   *)
     echo "usage: $0 [--system-packages | --python | --node]" >&2
