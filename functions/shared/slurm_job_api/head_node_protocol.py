@@ -149,4 +149,49 @@ class CollectRequest(Request[CollectReply]):
     uploads: list[Upload] = Field(default_factory=list)
 
 
-REQUEST_TYPES: tuple[type[Request], ...] = (SubmitRequest, StatusRequest, CancelRequest, CollectRequest)
+# -- sweep ----------------------------------------------------------------------------------------------------------
+
+
+class SweepJob(_Message):
+    """One job a sweep asks about."""
+
+    slurm_job_id: str
+    is_array: bool = False
+
+
+class SweepReply(Reply):
+    """What the sweep's command prints: the report itself went to `report_url` (it can be larger than the 24,000
+    characters of stdout SSM returns), this says how much of it there is and what the sweep cost slurmctld."""
+
+    DIAGNOSTICS: ClassVar[tuple[str, ...]] = ("queries",)
+
+    reported: int  # jobs in the report (every job asked about, found or not)
+    report_bytes: int
+    queries: dict[str, int]  # Slurm client calls by tool, e.g. {"squeue": 1, "sacct": 1, "scontrol": 0}
+
+
+class SweepRequest(Request[SweepReply]):
+    """The state of many jobs at once: one squeue for all of them; sacct (one call) for those squeue no longer shows
+    or shows ended; scontrol (one call each) only for those neither knows completely. The program PUTs the report —
+    a SweepReport — to `report_url`, a presigned URL of the results bucket."""
+
+    ACTION: ClassVar[str] = "sweep"
+
+    jobs: list[SweepJob]
+    report_url: str
+
+
+class SweepReport(_Message):
+    """The object the sweep uploads: one status result per job asked about, in the order asked (each exactly what
+    the status action would have answered for that job)."""
+
+    jobs: list[StatusReply]
+
+
+REQUEST_TYPES: tuple[type[Request], ...] = (
+    SubmitRequest,
+    StatusRequest,
+    CancelRequest,
+    CollectRequest,
+    SweepRequest,
+)
