@@ -36,6 +36,7 @@ from moto.server import ThreadedMotoServer
 from local_stack import moto_fixes, moto_speedups
 from local_stack.api_gateway import DEFAULT_PRINCIPALS, LOCAL_DEVELOPER, ApiClient, LocalApiGateway
 from local_stack.lambda_runtime import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, LambdaRuntime
+from local_stack.scheduler import LocalScheduler
 from local_stack.sigv4 import Principal
 from local_stack.ssm_head_node import LocalHeadNode
 from local_stack.template_model import DEFAULT_REGION, TableSpec, TemplateError, TemplateModel
@@ -106,6 +107,7 @@ class LocalCloud:
         head_node: LocalHeadNode | None = None,
         principals: Mapping[str, Principal] = DEFAULT_PRINCIPALS,
         region: str = DEFAULT_REGION,
+        schedule_period_seconds: float | None = None,
     ) -> None:
         self.model = TemplateModel(
             template_path, stack_name=stack_name, parameter_overrides=parameter_overrides, region=region
@@ -120,6 +122,8 @@ class LocalCloud:
         self._saved_werkzeug_level: int | None = None
         self._runtime: LambdaRuntime | None = None
         self._api: LocalApiGateway | None = None
+        self._schedule_period_seconds = schedule_period_seconds
+        self.scheduler: LocalScheduler | None = None
         self._head_node_installed = False
         self._clients: dict[str, BaseClient] = {}  # each service's default client, made once (thread-safe)
         self._clients_lock = threading.Lock()
@@ -156,12 +160,22 @@ class LocalCloud:
             if self.model.apis:
                 self._api = LocalApiGateway(self.model, self._runtime, principals=self._principals)
                 self._api.start()
+            runtime = self._runtime
+            self.scheduler = LocalScheduler(
+                [schedule for function in self.model.functions.values() for schedule in function.schedules],
+                lambda logical_id, event: runtime.invoke(logical_id, event),
+                period_seconds=self._schedule_period_seconds,
+            )
+            self.scheduler.start()
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
         """Stop everything started, reset moto and restore the environment; safe to call more than once."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         if self._api is not None:
             self._api.stop()
             self._api = None

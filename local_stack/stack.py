@@ -28,6 +28,11 @@ CLUSTER_NAME = "local"
 CLUSTER_USER = checkout_user_name("hpcuser")
 
 
+# The local stack compresses schedule time: every schedule of the template (the cluster's status sweep) fires this
+# often instead of at its rate (EventBridge's shortest is a minute). None: the template's rates.
+LOCAL_SCHEDULE_PERIOD_SECONDS = 2.0
+
+
 class LocalStackError(Exception):
     """The local stack cannot run here; the message says why and what to do."""
 
@@ -36,7 +41,8 @@ class LocalStack:
     """Context manager: starts Slurm (unless it already runs), the local cloud and the local API; stops what it started.
 
     ``parameters`` override template parameters (e.g. PollMinSeconds); ``min_job_age`` and ``accounting`` configure
-    the Slurm cluster. ``name`` and ``port_base`` give a stack its own Slurm cluster (state directory and ports), so
+    the Slurm cluster; ``schedule_period_seconds`` how often the template's schedules fire (LOCAL_SCHEDULE_PERIOD_SECONDS;
+    None: at their rates). ``name`` and ``port_base`` give a stack its own Slurm cluster (state directory and ports), so
     that test modules with differently configured clusters can run at the same time.
     """
 
@@ -49,6 +55,7 @@ class LocalStack:
         name: str = "slurm",
         port_base: int = DEFAULT_PORT_BASE,
         cluster_user: str = CLUSTER_USER,
+        schedule_period_seconds: float | None = LOCAL_SCHEDULE_PERIOD_SECONDS,
     ) -> None:
         self.cluster = SlurmCluster(
             local_state_root() / name, accounting=accounting, min_job_age=min_job_age, port_base=port_base
@@ -60,6 +67,7 @@ class LocalStack:
             "SlurmBinDir": str(self.cluster.bin_dir),
             **(parameters or {}),
         }
+        self.schedule_period_seconds = schedule_period_seconds
         self.cloud: LocalCloud | None = None
         self._started_cluster = False
 
@@ -87,7 +95,10 @@ class LocalStack:
         # Tracing needs the X-Ray daemon of a real Lambda environment.
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
         self.cloud = LocalCloud(
-            TEMPLATE, parameter_overrides=self.parameters, head_node=LocalHeadNode(env=self.cluster.env())
+            TEMPLATE,
+            parameter_overrides=self.parameters,
+            head_node=LocalHeadNode(env=self.cluster.env()),
+            schedule_period_seconds=self.schedule_period_seconds,
         )
         self.cloud.start()
 

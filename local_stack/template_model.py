@@ -523,6 +523,35 @@ class ApiRoute:
 
 
 @dataclass(frozen=True)
+class ScheduleSpec:
+    """One ``Schedule`` or ``ScheduleV2`` event of a function: its rate and whether it is enabled. Neither moto's
+    EventBridge nor its Scheduler fires schedules; the local cloud runs them (:mod:`local_stack.scheduler`)."""
+
+    function_logical_id: str
+    event_name: str
+    expression: str
+    enabled: bool
+
+    @property
+    def period_seconds(self) -> int:
+        """The period of a ``rate(N unit)`` expression (the only kind the local cloud runs)."""
+        match = _RATE.fullmatch(self.expression.strip())
+        if match is None:
+            raise TemplateError(
+                f"Resources.{self.function_logical_id}.Properties.Events.{self.event_name}: the local cloud runs "
+                f"rate(N minute(s)|hour(s)|day(s)) schedules, not {self.expression!r}"
+            )
+        count, unit = int(match["count"]), match["unit"]
+        if (count == 1) != (not unit.endswith("s")):
+            raise TemplateError(f"{self.expression!r}: EventBridge wants rate(1 {unit.rstrip('s')}) or rate(N {unit}s)")
+        return count * _RATE_UNIT_SECONDS[unit.rstrip("s")]
+
+
+_RATE = re.compile(r"rate\((?P<count>[1-9][0-9]*) (?P<unit>minutes?|hours?|days?)\)")
+_RATE_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     logical_id: str
     arn: str
@@ -544,6 +573,7 @@ class FunctionSpec:
     layers: tuple[LayerSpec, ...]
     external_layer_arns: tuple[str, ...]
     api_routes: tuple[ApiRoute, ...]
+    schedules: tuple[ScheduleSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -775,7 +805,19 @@ class TemplateModel:
             layers=tuple(layers_by_arn[arn] for arn in layer_arns if arn in layers_by_arn),
             external_layer_arns=tuple(arn for arn in layer_arns if arn not in layers_by_arn),
             api_routes=routes,
+            schedules=tuple(self._schedules(logical_id)),
         )
+
+    def _schedules(self, logical_id: str) -> Iterator[ScheduleSpec]:
+        for event_name, event in (self._resources[logical_id]["Properties"].get("Events") or {}).items():
+            if event.get("Type") not in ("Schedule", "ScheduleV2"):
+                continue
+            where = f"Resources.{logical_id}.Properties.Events.{event_name}"
+            properties = event.get("Properties") or {}
+            expression = _scalar_to_string(self.evaluate(properties.get("ScheduleExpression"), where), where)
+            state = self.evaluate(properties.get("State", "ENABLED"), f"{where}.State")
+            enabled = _is_true(properties["Enabled"]) if "Enabled" in properties else state == "ENABLED"
+            yield ScheduleSpec(logical_id, event_name, expression, enabled)
 
     @cached_property
     def state_machines(self) -> dict[str, StateMachineSpec]:

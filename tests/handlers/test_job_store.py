@@ -33,6 +33,7 @@ def store():
             request_hash="h",
             execution_arn="arn:x",
             retention_days=30,
+            cluster_name="test-cluster",
         )
         assert store.create(record) and not store.create(record)
         assert store.get(JOB) == record

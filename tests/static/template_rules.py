@@ -17,6 +17,9 @@ NO_RESOURCE_LEVEL_ACTIONS = frozenset(
     {
         "ssm:GetCommandInvocation",
         "ec2:DescribeInstances",
+        # A task token names its execution (the sweep wakes waiting workflows).
+        "states:SendTaskSuccess",
+        "states:SendTaskHeartbeat",
         # Step Functions execution logs (vended log delivery).
         "logs:CreateLogDelivery",
         "logs:GetLogDelivery",

@@ -54,6 +54,16 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("s3:PutObject", f"{BUCKET}/jobs/*/input/environment.json"),
     },
     "PollJobFunction": HEAD_NODE | {("dynamodb:GetItem", TABLE), ("dynamodb:UpdateItem", TABLE)},
+    "AwaitNewsFunction": {("dynamodb:UpdateItem", TABLE)},
+    "SweepJobsFunction": HEAD_NODE
+    | {
+        ("dynamodb:Query", f"{TABLE}/index/ActiveJobsIndex"),
+        ("dynamodb:UpdateItem", TABLE),
+        ("s3:PutObject", f"{BUCKET}/sweeps/*"),
+        ("s3:GetObject", f"{BUCKET}/sweeps/*"),
+        ("states:SendTaskSuccess", "*"),
+        ("states:SendTaskHeartbeat", "*"),
+    },
     "FinishJobFunction": HEAD_NODE
     | {("dynamodb:GetItem", TABLE), ("dynamodb:UpdateItem", TABLE)}
     | {("s3:PutObject", f"{BUCKET}/jobs/*/{name}") for name in ("stdout", "stderr", "tasks/*", "outputs/*")}
@@ -62,6 +72,7 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("lambda:InvokeFunction", "${SubmitJobFunction.Arn}"),
         ("lambda:InvokeFunction", "${PollJobFunction.Arn}"),
         ("lambda:InvokeFunction", "${FinishJobFunction.Arn}"),
+        ("lambda:InvokeFunction", "${AwaitNewsFunction.Arn}"),
         ("s3:PutObject", f"{BUCKET}/jobs/*/result.json"),
         ("dynamodb:UpdateItem", TABLE),
         ("states:StartExecution", STATE_MACHINE_ARN),

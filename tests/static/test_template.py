@@ -110,7 +110,14 @@ def test_generated_functions_share_one_environment(generated_template: dict[str,
         for logical_id, resource in generated_template["Resources"].items()
         if resource["Type"] == "AWS::Lambda::Function"
     }
-    assert set(environments) == {"ApiFunction", "SubmitJobFunction", "PollJobFunction", "FinishJobFunction"}
+    assert set(environments) == {
+        "ApiFunction",
+        "SubmitJobFunction",
+        "PollJobFunction",
+        "AwaitNewsFunction",
+        "FinishJobFunction",
+        "SweepJobsFunction",
+    }
     api_only = environments["ApiFunction"].pop("STATE_MACHINE_ARN")
     assert api_only == {"Ref": "JobStateMachine"}
     assert len({json.dumps(variables, sort_keys=True) for variables in environments.values()}) == 1
@@ -128,6 +135,8 @@ def test_generated_functions_share_one_environment(generated_template: dict[str,
         "MAX_POLLS_PER_EXECUTION",
         "UNSATISFIABLE_GRACE_MINUTES",
         "RESULT_RETENTION_DAYS",
+        "JOB_TRACKING",
+        "SWEEP_INTERVAL_MINUTES",
     }
 
 
@@ -141,6 +150,8 @@ CONTRACT_PARAMETERS = {
     "PollFraction": "0.1",
     "MaxPollsPerExecution": "2000",
     "UnsatisfiableGraceMinutes": "60",
+    "JobTracking": "sweep",
+    "SweepIntervalMinutes": "1",
     "ResultRetentionDays": "30",
 }
 CONSTRAINTS = {"AllowedPattern", "AllowedValues", "MinValue", "MaxValue", "MinLength", "MaxLength"}
@@ -162,4 +173,11 @@ def test_functions_have_the_contract_timeouts() -> None:
         for logical_id, resource in resources.items()
         if resource["Type"] == "AWS::Serverless::Function"
     }
-    assert timeouts == {"ApiFunction": 30, "SubmitJobFunction": 120, "PollJobFunction": 120, "FinishJobFunction": 900}
+    assert timeouts == {
+        "ApiFunction": 30,
+        "SubmitJobFunction": 120,
+        "PollJobFunction": 120,
+        "AwaitNewsFunction": 30,
+        "SweepJobsFunction": 120,
+        "FinishJobFunction": 900,
+    }

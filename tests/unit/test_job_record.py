@@ -28,6 +28,7 @@ def new_record() -> JobRecord:
         request_hash="h",
         execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:" + JOB,
         retention_days=30,
+        cluster_name="test-cluster",
     )
 
 
@@ -47,7 +48,10 @@ def updated_names(expression: str, names: dict[str, str]) -> set[str]:
 def test_record_finish_failure_writes_only_fields_of_the_record():
     parameters = ASL["States"]["RecordFinishFailure"]["Parameters"]
     written = updated_names(parameters["UpdateExpression"], parameters.get("ExpressionAttributeNames", {}))
-    assert written == {"status", "cause", "finishedAt", "updatedAt"}  # the scan found the writes at all
+    dropped = set(JobRecord.stored(**JobRecord.no_longer_tracked()))
+    assert dropped == {"activeOnCluster", "waitToken", "waitingProgress", "waitingSince"}
+    # It ends the record as the finish step does: the job leaves the active-jobs index, its wait is forgotten.
+    assert written == {"status", "cause", "finishedAt", "updatedAt"} | dropped  # the scan found the writes at all
     assert written <= STORED_NAMES
     assert parameters["ExpressionAttributeValues"][":status"]["S"] in ALL_STATUSES
 
@@ -66,6 +70,7 @@ def test_a_new_record_is_stored_under_the_names_records_always_had():
         "executionArn": "arn:aws:states:us-east-1:123456789012:execution:m:" + JOB,
         "cancelRequested": False,
         "expiresAt": 1798200000,  # 2026-12-25T12:00:00Z, 30 days after createdAt
+        "activeOnCluster": "test-cluster",  # the ActiveJobsIndex key, until the job ends
     }
 
 
@@ -140,6 +145,11 @@ def test_finish_fields_end_the_record_and_say_where_the_results_are():
             "fileCount": 2,
             "collection": "complete",
         },
+        # Out of the active-jobs index, no wait left.
+        "activeOnCluster": None,
+        "waitToken": None,
+        "waitingProgress": None,
+        "waitingSince": None,
     }
 
 
@@ -166,6 +176,7 @@ def test_no_record_outgrows_its_budget_whatever_the_spec_and_however_the_job_end
         request_hash="h" * 64,
         execution_arn="arn:aws:states:us-east-1:123456789012:execution:" + "m" * 80 + ":" + JOB + "_12",
         retention_days=30,
+        cluster_name="test-cluster",
     )
     item = record.item()
     job = JobProgress(
@@ -191,7 +202,12 @@ def test_no_record_outgrows_its_budget_whatever_the_spec_and_however_the_job_end
         job, status=status, cause=cause, error=error_details(error), results=results, finished_at=item["createdAt"]
     )
     always, if_absent = JobRecord.cancel_mark(item["createdAt"])
-    item.update({name: value for name, value in {**finished, **always, **if_absent}.items() if value is not None})
+    # While it waits for news the record holds the task token (at most 1,024 characters) and the waiting progress;
+    # counted here with the finished fields, more than any record ever holds at once.
+    waiting = JobRecord.waiting_fields("t" * 1024, job.to_state(), item["createdAt"])
+    merged = {**waiting, **finished, **always, **if_absent}
+    item.update({name: value for name, value in merged.items() if value is not None})
+    item.update(waiting)
     size = dynamodb_item_bytes(item)
     print(f"largest possible record: {size} bytes ({write_units(size)} write units per update)")
     assert size <= RECORD_WORST_CASE_BYTES, size

@@ -15,8 +15,8 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from slurm_job_api import errors
-from slurm_job_api.head_node_program import COLLECT_MESSAGE_CHARACTERS, MAX_UPLOAD_BYTES, PROTOCOL
-from slurm_job_api.head_node_protocol import CollectRequest, Reply, Request, Upload
+from slurm_job_api.head_node_program import COLLECT_MESSAGE_CHARACTERS, MAX_SWEEP_JOBS, MAX_UPLOAD_BYTES, PROTOCOL
+from slurm_job_api.head_node_protocol import CollectRequest, Reply, Request, SweepJob, SweepRequest, Upload
 from slurm_job_api.observability import logger
 from slurm_job_api.ssm_command import command_size, shell_commands
 
@@ -34,6 +34,8 @@ COMMAND_BUDGET_BYTES = 48 * 1024
 # Characters of a collect reply's file reports we allow: SSM returns the first 24,000 characters of stdout (see
 # docs/facts.md); the rest is the reply's envelope and the program's diagnostics.
 COLLECT_REPLY_BUDGET_CHARACTERS = 20_000
+# Bytes left in a sweep command for the presigned PUT URL of its report (about 1,500 characters with a session token).
+SWEEP_URL_ALLOWANCE_BYTES = 4 * 1024
 # How long a Lambda waits for one command: at most the cap, and ending the margin before the Lambda itself times out.
 SSM_WAIT_CAP_SECONDS = 90
 SAFETY_MARGIN_SECONDS = 10
@@ -169,6 +171,23 @@ class HeadNode:
         if current:
             batches.append(request.model_copy(update={"uploads": current}))
         return batches
+
+    def sweep_batches(self, jobs: list[SweepJob]) -> list[SweepRequest]:
+        """Sweep requests for `jobs`, each command within the command budget with room for the presigned report URL
+        added later (the report itself goes to S3, so the reply's size does not depend on the number of jobs)."""
+        budget = COMMAND_BUDGET_BYTES - SWEEP_URL_ALLOWANCE_BYTES
+        batches: list[SweepRequest] = []
+        start = 0
+        while start < len(jobs):
+            end = min(len(jobs), start + MAX_SWEEP_JOBS)
+            while end - start > 1 and self._sweep_command_size(jobs[start:end]) > budget:
+                end = start + (end - start) // 2
+            batches.append(SweepRequest(jobs=jobs[start:end], report_url=""))
+            start = end
+        return batches
+
+    def _sweep_command_size(self, jobs: list[SweepJob]) -> int:
+        return command_size(shell_commands(self.document(SweepRequest(jobs=jobs, report_url=""))))
 
     def run[ReplyT: Reply](
         self, request: Request[ReplyT], *, wait_seconds: float, execution_timeout: int = 600

@@ -1349,6 +1349,7 @@ def collect_message(error):
 
 
 ACTIONS = {"submit": submit, "status": status, "cancel": cancel, "collect": collect}
+MAX_SWEEP_JOBS = 5000  # jobs one sweep request may ask about
 
 # The protocol's fields, declared once. The Lambda side types them in slurm_job_api/head_node_protocol.py, and
 # tests/unit/test_head_node_protocol.py keeps both equal to these (and the program's reads and replies within them).

@@ -116,6 +116,15 @@ class JobRecord(JobState):
     finished_at: str | None = None
     error: dict[str, str] | None = None  # {"code", "message"}
     results: StoredResults | None = None
+    # While the job is active: the cluster it runs on, the hash key of the sparse ActiveJobsIndex the cluster's status
+    # sweep queries (finish removes it, so the index holds only active jobs).
+    active_on_cluster: str | None = None
+    # While its workflow waits for news (state AwaitNews): the task token that wakes it and the progress it waits
+    # with. Only the workflow and the sweep read them; no API view shows them.
+    wait_token: str | None = None
+    waiting_progress: dict[str, Any] | None = None
+    waiting_since: str | None = None
+    swept_at: str | None = None  # when a sweep last saw the job
 
     @classmethod
     def new(
@@ -129,6 +138,7 @@ class JobRecord(JobState):
         request_hash: str,
         execution_arn: str,
         retention_days: int,
+        cluster_name: str,
     ) -> JobRecord:
         """A job record as POST /jobs creates it."""
         expires = datetime.fromisoformat(created_at.replace("Z", "+00:00")) + timedelta(days=retention_days)
@@ -145,6 +155,7 @@ class JobRecord(JobState):
             execution_arn=execution_arn,
             cancel_requested=False,
             expires_at=int(expires.timestamp()),
+            active_on_cluster=cluster_name,
         )
 
     def item(self) -> dict[str, Any]:
@@ -190,9 +201,20 @@ class JobRecord(JobState):
                 finished_at=finished_at,
                 error=error,
                 results=results.model_dump(mode="json", by_alias=True),
+                **cls.no_longer_tracked(),
             )
         )
         return fields
+
+    @classmethod
+    def no_longer_tracked(cls) -> dict[str, None]:
+        """What an ended job drops: its place in the active-jobs index and its workflow's wait (attribute names)."""
+        return {name: None for name in ("active_on_cluster", "wait_token", "waiting_progress", "waiting_since")}
+
+    @classmethod
+    def waiting_fields(cls, token: str, progress: Mapping[str, Any], now: str) -> dict[str, Any]:
+        """The fields AwaitNews sets: the token that wakes the workflow and the progress it waits with."""
+        return cls.stored(wait_token=token, waiting_progress=dict(progress), waiting_since=now)
 
     @classmethod
     def cancel_mark(cls, now: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Job records in DynamoDB (one item per job, keyed by jobId; GSI OwnerCreatedAtIndex lists an owner's jobs), and
+"""Job records in DynamoDB (one item per job, keyed by jobId; GSI OwnerCreatedAtIndex lists an owner's jobs, the
+sparse GSI ActiveJobsIndex a cluster's active jobs), and
 the claims of Idempotency-Keys (one item per caller and key, keyed by `idempotency-key#<sha256>`, holding the random
 job id the key names; a claim has no owner, so no listing shows it)."""
 
@@ -16,6 +17,7 @@ from slurm_job_api.job_record import JobRecord
 from slurm_job_api.statuses import ACTIVE_STATUSES
 
 OWNER_INDEX = "OwnerCreatedAtIndex"
+ACTIVE_INDEX = "ActiveJobsIndex"  # hash key activeOnCluster, set only while a job is active: it holds no ended job
 # A claim's key: never a job id (those are UUIDs), so no route can reach it.
 IDEMPOTENCY_CLAIM_PREFIX = "idempotency-key#"
 
@@ -185,3 +187,18 @@ class JobStore:
                 return items, None
         # Many pages filtered away: hand back a token so the client can continue where the scan stopped.
         return items, (start_key["createdAt"], start_key["jobId"]) if start_key else None
+
+    def active_on_cluster(self, cluster_name: str) -> list[JobRecord]:
+        """Every job the index holds as active on `cluster_name`, oldest first (all pages). The index is eventually
+        consistent: a job just accepted may be missing, one just ended may still be there (its status says so)."""
+        records: list[JobRecord] = []
+        query: dict[str, Any] = {
+            "IndexName": ACTIVE_INDEX,
+            "KeyConditionExpression": Key("activeOnCluster").eq(cluster_name),
+        }
+        while True:
+            page = self._table.query(**query)
+            records.extend(JobRecord.model_validate(plain(item)) for item in page.get("Items", []))
+            if not page.get("LastEvaluatedKey"):
+                return records
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -242,6 +242,7 @@ class JobsApi:
             request_hash=digest,
             execution_arn=execution_arn,
             retention_days=self.settings.result_retention_days,
+            cluster_name=self.settings.cluster_name,
         )
         self.store.create(record)  # False if the workflow already made it from the execution input: same content
         logger.set_correlation_id(job_id)

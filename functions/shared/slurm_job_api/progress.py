@@ -34,6 +34,10 @@ class JobProgress(JobState):
     done: bool = False
     continue_as_new: bool = False
     next_poll_seconds: int = 1
+    # JobTracking "sweep": the workflow waits for news (AwaitNews) instead of waiting next_poll_seconds, and polls the
+    # job itself only when no sweep kept the wait alive for safety_poll_seconds (its heartbeat).
+    wait_for_news: bool = False
+    safety_poll_seconds: int = 0
     polls: int = 0
     polls_in_execution: int = 0
     not_found_polls: int = 0
@@ -68,6 +72,7 @@ def observe(
     max_polls_per_execution: int,
     cancel_requested: bool,
     never_start_grace_seconds: int,
+    safety_floor_seconds: int | None = None,
 ) -> JobProgress:
     """The progress after one poll of the head node (`observation` is the program's status result).
 
@@ -121,6 +126,7 @@ def observe(
             accounting=bool(advanced.accounting_available),
         )
     )
+    _track(advanced, safety_floor_seconds)
     if advanced.polls_in_execution >= max_polls_per_execution:
         # Step Functions caps an execution's history at 25,000 events; a fresh execution carries on.
         advanced.continue_as_new = True
@@ -128,6 +134,13 @@ def observe(
         advanced.polls_in_execution = 0
         advanced.next_execution_name = continuation_name(advanced.job_id, advanced.execution_sequence)
     return advanced
+
+
+def _track(job: JobProgress, safety_floor_seconds: int | None) -> None:
+    """How the workflow waits next (in place): for news, with a safety poll no sooner than `safety_floor_seconds`
+    (None: JobTracking per-job-polling, a Wait of next_poll_seconds)."""
+    job.wait_for_news = safety_floor_seconds is not None
+    job.safety_poll_seconds = max(job.next_poll_seconds, safety_floor_seconds or 0) if job.wait_for_news else 0
 
 
 def _watch_never_start(job: JobProgress, *, now: datetime, grace_seconds: int, cancel_requested: bool) -> None:
@@ -161,10 +174,17 @@ def job_id_of_execution_name(name: str) -> str:
 
 
 def submitted(
-    job_id: str, *, submission_id: str, slurm_job_id: str, is_array: bool, now: str, schedule: PollSchedule
+    job_id: str,
+    *,
+    submission_id: str,
+    slurm_job_id: str,
+    is_array: bool,
+    now: str,
+    schedule: PollSchedule,
+    safety_floor_seconds: int | None = None,
 ) -> JobProgress:
     """The progress right after sbatch accepted the job."""
-    return JobProgress(
+    job = JobProgress(
         job_id=job_id,
         submission_id=submission_id,
         slurm_job_id=slurm_job_id,
@@ -173,6 +193,8 @@ def submitted(
         submitted_at=now,
         next_poll_seconds=schedule.min_seconds,
     )
+    _track(job, safety_floor_seconds)
+    return job
 
 
 def cancelled_before_submission(job_id: str, *, now: str) -> JobProgress:

@@ -32,7 +32,7 @@ from slurm_job_api.sbatch import sbatch_options
 from slurm_job_api.settings import Settings
 from slurm_job_api.spec import JobSpec
 from slurm_job_api.statuses import ACTIVE_STATUSES
-from slurm_job_api.workflow_events import FinishJobEvent, PollJobEvent, SubmitJobEvent, WorkflowInput
+from slurm_job_api.workflow_events import AwaitNewsEvent, FinishJobEvent, PollJobEvent, SubmitJobEvent, WorkflowInput
 
 FINISH_COLLECT_ATTEMPTS = 3  # transient collection errors are retried this many times before results go without
 
@@ -113,6 +113,7 @@ class Workflow:
                     request_hash=state.request_hash,
                     execution_arn=execution_arn,
                     retention_days=self.settings.result_retention_days,
+                    cluster_name=self.settings.cluster_name,
                 )
             )
             record = self.store.get(job_id)
@@ -152,6 +153,7 @@ class Workflow:
             is_array=spec.array is not None,
             now=record.submitted_at or now,
             schedule=self.settings.poll_schedule,
+            safety_floor_seconds=self.settings.safety_floor_seconds,
         )
         updated = self.store.update(event.job_id, JobRecord.progress_fields(submitted, now), only_if_active=True)
         logger.info(
@@ -194,10 +196,12 @@ class Workflow:
             self.head_node.run(
                 CancelRequest(job_id=job.job_id, slurm_job_id=job.slurm_job_id), wait_seconds=self._ssm_wait()
             )
-        observation = self.head_node.run(
-            StatusRequest(job_id=job.job_id, slurm_job_id=job.slurm_job_id, is_array=job.is_array),
-            wait_seconds=self._ssm_wait(),
-        )
+        observation = event.news.observation if event.news and not cancel_requested else None
+        if observation is None or observation.slurm_job_id != job.slurm_job_id:
+            observation = self.head_node.run(
+                StatusRequest(job_id=job.job_id, slurm_job_id=job.slurm_job_id, is_array=job.is_array),
+                wait_seconds=self._ssm_wait(),
+            )
         now = self.now()
         advanced = progress.observe(
             job,
@@ -207,6 +211,7 @@ class Workflow:
             max_polls_per_execution=self.settings.max_polls_per_execution,
             cancel_requested=cancel_requested,
             never_start_grace_seconds=self.settings.never_start_grace_seconds,
+            safety_floor_seconds=self.settings.safety_floor_seconds,
         )
         if progress.newly_unsatisfiable(job, advanced):
             # Pending past the grace period for a reason that never lets it start: end it, as an operator would.
@@ -218,7 +223,8 @@ class Workflow:
                 "job cancelled: it cannot start under the cluster's configuration",
                 extra={"reason": advanced.never_start_reason, "pending_since": advanced.never_start_since},
             )
-        metrics.add_metric(name="Polls", unit=MetricUnit.Count, value=1)
+        woken = event.news is not None and event.news.observation is not None
+        metrics.add_metric(name="Wakes" if woken else "Polls", unit=MetricUnit.Count, value=1)
         changes = JobRecord.progress_fields(advanced, iso(now))
         if advanced.continue_as_new:
             changes.update(
@@ -233,6 +239,15 @@ class Workflow:
                 extra={"status": advanced.status, "slurm_state": advanced.slurm_state, **observation.diagnostics()},
             )
         return advanced.to_state()
+
+    # -- await news -----------------------------------------------------------------------------------------------
+
+    def await_news(self, event: AwaitNewsEvent) -> None:
+        """Keeps the waiting workflow's token in the record, where the cluster's sweep finds it. A record that has
+        ended keeps none: the wait then ends with its safety poll, which sees the end."""
+        fields = JobRecord.waiting_fields(event.task_token, event.job.to_state(), iso(self.now()))
+        if self.store.update(event.job_id, fields, only_if_active=True) is None:
+            logger.warning("the job's record is no longer active: the workflow waits for its safety poll")
 
     # -- finish ---------------------------------------------------------------------------------------------------
 

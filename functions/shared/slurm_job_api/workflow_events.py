@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from slurm_job_api.head_node_protocol import StatusReply
 from slurm_job_api.progress import JobProgress
 
 
@@ -37,11 +38,41 @@ class SubmitJobEvent(WorkflowInput):
     execution_arn: str
 
 
+class AwaitNewsEvent(_Event):
+    """What AwaitNews invokes the AwaitNews function with (lambda:invoke.waitForTaskToken): the function keeps the
+    token in the job's record, where the cluster's sweep finds it, and returns; the state then waits for the token."""
+
+    task_token: str
+    job_id: str
+    job: JobProgress
+
+
+class News(_Event):
+    """What woke the workflow ($.news): a sweep's news (why, and what Slurm said of the job), or the Catch result of
+    AwaitNews — States.HeartbeatTimeout when no sweep kept the wait alive: the safety poll."""
+
+    reason: str | None = None
+    observation: StatusReply | None = None
+    error: str | None = Field(default=None, alias="Error")
+
+
 class PollJobEvent(_Event):
+    """PollJob's event. After AwaitNews, `$.job.news` holds what woke the workflow (AwaitNews puts it there, and
+    PollJob's result, the new `$.job`, drops it: news is never read twice); it is taken out of `job` here."""
+
     job_id: str
     job: JobProgress
     state_machine_arn: str
     execution_arn: str
+    news: News | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _news_from_job(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("job"), dict) and "news" in data["job"]:
+            job = dict(data["job"])
+            return {**data, "job": job, "news": job.pop("news")}
+        return data
 
 
 class WorkflowState(WorkflowInput):

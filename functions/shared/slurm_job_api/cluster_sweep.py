@@ -1,0 +1,160 @@
+"""The cluster's status sweep: one head-node command reports every active job; waiting workflows are woken or kept
+waiting (the SweepJobs function runs it on a schedule; slurm_job_api.sweep_news decides what to do per job).
+
+The report goes to S3 (sweeps/<time>-<id>.json, expired by the bucket's lifecycle) because the state of thousands of
+jobs does not fit the 24,000 characters of stdout SSM returns; the command's own reply is a few counts.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from slurm_job_api import errors
+from slurm_job_api.clock import iso, utc_now
+from slurm_job_api.head_node import HeadNode, ssm_wait_seconds
+from slurm_job_api.head_node_protocol import StatusReply, SweepReport, SweepRequest
+from slurm_job_api.job_store import JobStore
+from slurm_job_api.observability import MetricUnit, logger, metrics
+from slurm_job_api.results import ResultsBucket
+from slurm_job_api.settings import Settings
+from slurm_job_api.statuses import ACTIVE_STATUSES
+from slurm_job_api.sweep_news import SweepAction, decide, swept_jobs
+
+SWEEP_REPORT_PREFIX = "sweeps/"
+# A token whose task has moved on (woken, timed out, execution ended): the wake or heartbeat is simply not needed.
+_GONE_TASK_CODES = frozenset(["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"])
+PARALLEL_CALLS = 16  # Step Functions and DynamoDB calls in flight at once (SendTask*: 500 per second refill)
+
+
+def sweep_report_key(now: datetime) -> str:
+    return f"{SWEEP_REPORT_PREFIX}{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex}.json"
+
+
+@dataclass
+class SweepSummary:
+    active: int = 0
+    asked: int = 0
+    commands: int = 0
+    woken: int = 0
+    heartbeats: int = 0
+    records_updated: int = 0
+    gone: int = 0  # wakes and heartbeats for tasks that had moved on
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "active": self.active,
+            "asked": self.asked,
+            "commands": self.commands,
+            "woken": self.woken,
+            "heartbeats": self.heartbeats,
+            "recordsUpdated": self.records_updated,
+            "gone": self.gone,
+            "reasons": dict(sorted(self.reasons.items())),
+        }
+
+
+@dataclass
+class ClusterSweep:
+    settings: Settings
+    store: JobStore
+    bucket: ResultsBucket
+    head_node: HeadNode
+    states: Any
+    remaining_seconds: Callable[[], float] = lambda: 120.0
+    now: Callable[[], datetime] = utc_now
+
+    def run(self) -> SweepSummary:
+        summary = SweepSummary()
+        records = [r for r in self.store.active_on_cluster(self.settings.cluster_name) if r.status in ACTIVE_STATUSES]
+        summary.active = len(records)
+        jobs = swept_jobs(records)
+        summary.asked = len(jobs)
+        if not jobs:
+            return summary
+        observations = self._observe(SweepRequest(jobs=jobs, report_url=""), summary)
+        now = self.now()
+        actions = [
+            decide(
+                record,
+                observations[record.slurm_job_id],
+                now=now,
+                now_text=iso(now),
+                never_start_grace_seconds=self.settings.never_start_grace_seconds,
+            )
+            for record in records
+            if record.slurm_job_id in observations
+        ]
+        with ThreadPoolExecutor(max_workers=PARALLEL_CALLS) as pool:
+            for outcome in pool.map(self._apply, actions):
+                summary.woken += outcome == "woken"
+                summary.heartbeats += outcome == "heartbeat"
+                summary.gone += outcome == "gone"
+        for action in actions:
+            summary.records_updated += bool(action.record_changes)
+            if action.wake:
+                reason = action.wake["reason"]
+                summary.reasons[reason] = summary.reasons.get(reason, 0) + 1
+        metrics.add_metric(name="SweptJobs", unit=MetricUnit.Count, value=summary.asked)
+        metrics.add_metric(name="WorkflowsWoken", unit=MetricUnit.Count, value=summary.woken)
+        logger.info("cluster swept", extra=summary.to_dict())
+        return summary
+
+    def _observe(self, request: SweepRequest, summary: SweepSummary) -> dict[str, StatusReply]:
+        """The status of every job of `request`, by Slurm job id: one command per batch (HeadNode.sweep_batches)."""
+        observations: dict[str, StatusReply] = {}
+        for batch in self.head_node.sweep_batches(request.jobs):
+            key = sweep_report_key(self.now())
+            asked = batch.model_copy(update={"report_url": self.bucket.presigned_put(key)})
+            reply = self.head_node.run(asked, wait_seconds=ssm_wait_seconds(self.remaining_seconds()))
+            summary.commands += 1
+            stored = self.bucket.read_json(key)
+            if stored is None:
+                raise errors.HeadNodeProtocolError(f"the sweep reported {reply.reported} jobs but uploaded no {key}")
+            report = SweepReport.model_validate(stored)
+            if [job.slurm_job_id for job in report.jobs] != [job.slurm_job_id for job in batch.jobs]:
+                raise errors.HeadNodeProtocolError("the sweep's report does not answer for the jobs it was asked")
+            observations.update((job.slurm_job_id, job) for job in report.jobs)
+            logger.debug("sweep batch reported", extra={"jobs": len(report.jobs), **reply.diagnostics()})
+        return observations
+
+    def _apply(self, action: SweepAction) -> str:
+        """Carries out one job's action; says what happened ("woken", "heartbeat", "gone", "updated", "none")."""
+        if action.record_changes:
+            self.store.update(action.job_id, action.record_changes, only_if_active=True)
+        if action.token is None:
+            return "updated" if action.record_changes else "none"
+        try:
+            if action.wake is not None:
+                self.states.send_task_success(taskToken=action.token, output=json.dumps(action.wake))
+                return "woken"
+            self.states.send_task_heartbeat(taskToken=action.token)
+            return "heartbeat"
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in _GONE_TASK_CODES:
+                return "gone"
+            raise
+
+
+def cluster_sweep_for(remaining_seconds: Callable[[], float]) -> ClusterSweep:
+    """The sweep wired to this Lambda container's AWS clients."""
+    from slurm_job_api import aws_clients, services
+    from slurm_job_api.settings import settings
+
+    return ClusterSweep(
+        settings=settings(),
+        store=services.job_store(),
+        bucket=services.results_bucket(),
+        head_node=services.head_node(),
+        states=aws_clients.client("stepfunctions"),
+        remaining_seconds=remaining_seconds,
+    )
+

@@ -1,0 +1,101 @@
+"""What a cluster's status sweep does for each active job it saw (pure).
+
+A job whose workflow waits for news (state AwaitNews) is woken only when the workflow has something to do: the job
+ended or vanished, a cancel was requested, or it waits for a reason that never lets it start (the never-start clock
+starts, stops, or has run out). Anything else the sweep saw — the job started, its pending reason changed, array tasks
+moved on — goes into the record, and the wait is kept alive with a heartbeat. The workflow stays the only writer of
+its own progress and of the job's end: a wake is its poll with the sweep's observation instead of a command of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from slurm_job_api.head_node_protocol import StatusReply, SweepJob
+from slurm_job_api.job_record import JobRecord
+from slurm_job_api.progress import JobProgress, parse_time
+from slurm_job_api.statuses import ACTIVE_STATUSES, PENDING, TERMINAL_STATUSES, never_starts
+
+# Why a sweep wakes a waiting workflow.
+ENDED = "ended"
+NOT_FOUND = "not found"
+CANCEL_REQUESTED = "cancel requested"
+CANNOT_START = "cannot start"
+CANNOT_START_GRACE_OVER = "cannot start, grace over"
+CAN_START = "can start again"
+
+
+@dataclass(frozen=True)
+class SweepAction:
+    """What the sweep does for one job."""
+
+    job_id: str
+    token: str | None  # the waiting workflow's task token (None: nobody waits; the record is brought up to date only)
+    wake: dict[str, Any] | None  # the news the workflow is woken with (None: a heartbeat keeps its wait alive)
+    record_changes: dict[str, Any]  # stored names; empty when the record already says what the sweep saw
+
+
+def swept_jobs(records: list[JobRecord]) -> list[SweepJob]:
+    """The jobs a sweep asks Slurm about: every active one that has a Slurm job id, once each."""
+    seen: dict[str, SweepJob] = {}
+    for record in records:
+        if record.status in ACTIVE_STATUSES and record.slurm_job_id:
+            waiting = _waiting(record)
+            is_array = bool(waiting.is_array) if waiting else record.spec.array is not None
+            seen.setdefault(record.slurm_job_id, SweepJob(slurm_job_id=record.slurm_job_id, is_array=is_array))
+    return list(seen.values())
+
+
+def _waiting(record: JobRecord) -> JobProgress | None:
+    return JobProgress.model_validate(record.waiting_progress) if record.waiting_progress else None
+
+
+def news(record: JobRecord, observation: StatusReply, *, now: datetime, never_start_grace_seconds: int) -> str | None:
+    """Why the job's workflow must act now, or None."""
+    if not observation.found:
+        return NOT_FOUND
+    if observation.status in TERMINAL_STATUSES:
+        return ENDED
+    if record.cancel_requested:
+        return CANCEL_REQUESTED
+    waiting = _waiting(record)
+    blocked = observation.status == PENDING and never_starts(observation.reason)
+    since = parse_time(waiting.never_start_since) if waiting else None
+    if blocked and since is None:
+        return CANNOT_START
+    if blocked and since is not None and (now - since).total_seconds() >= never_start_grace_seconds:
+        return CANNOT_START_GRACE_OVER
+    if not blocked and since is not None:
+        return CAN_START
+    return None
+
+
+def observed_fields(record: JobRecord, observation: StatusReply, now: str) -> dict[str, Any]:
+    """The record's changes for what the sweep saw of a job that goes on (empty if it already says so)."""
+    changes = JobRecord.stored(
+        status=observation.status,
+        slurm_state=observation.slurm_state,
+        reason=observation.reason,
+        started_at=observation.start_time or record.started_at,
+        array_task_counts=observation.array_task_counts,
+    )
+    return {**changes, **JobRecord.stored(updated_at=now)} if record.would_change(changes) else {}
+
+
+def decide(
+    record: JobRecord, observation: StatusReply, *, now: datetime, now_text: str, never_start_grace_seconds: int
+) -> SweepAction:
+    """What the sweep does for `record`, given what Slurm said of its job."""
+    reason = news(record, observation, now=now, never_start_grace_seconds=never_start_grace_seconds)
+    token = record.wait_token if record.waiting_progress else None
+    if reason is not None and token is not None:
+        wake = {"reason": reason, "observation": observation.model_dump(mode="json", by_alias=True)}
+        return SweepAction(job_id=record.job_id, token=token, wake=wake, record_changes={})
+    if reason in (ENDED, NOT_FOUND):
+        # Nobody waits (the workflow is between two states, or polls on its own): its next poll sees the end.
+        return SweepAction(job_id=record.job_id, token=token, wake=None, record_changes={})
+    return SweepAction(
+        job_id=record.job_id, token=token, wake=None, record_changes=observed_fields(record, observation, now_text)
+    )
