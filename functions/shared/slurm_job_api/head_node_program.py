@@ -196,6 +196,7 @@ class TaskRecord(object):
     __slots__ = (
         "end_time",
         "exit_code",
+        "job_ids",
         "reason",
         "signal",
         "slurm_state",
@@ -214,6 +215,7 @@ class TaskRecord(object):
         submit_time=None,
         start_time=None,
         end_time=None,
+        job_ids=(),
     ):
         self.task_ids = task_ids  # None for a job that is not an array; else the task ids this record stands for
         self.slurm_state = slurm_state
@@ -223,6 +225,8 @@ class TaskRecord(object):
         self.submit_time = submit_time
         self.start_time = start_time
         self.end_time = end_time
+        # The Slurm job ids that select this record (--jobs=ID): the job's; for an array task, its array's and its own.
+        self.job_ids = job_ids
 
     @property
     def status(self):
@@ -277,6 +281,12 @@ def _reason(text):
     return None if text in ("", "None", "(null)", "N/A") else text
 
 
+def _job_ids_of(job_field, raw_id):
+    """The ids that select a record of squeue/sacct: the job's own (%A, JobIDRaw) and, for an array task ("5_3",
+    "5_[2-4]") or a heterogeneous job's component ("5+1"), the id of the job it belongs to."""
+    return tuple(sorted({re.split(r"[_+]", job_field.strip(), maxsplit=1)[0], raw_id.strip()}))
+
+
 def _pipe_separated_rows(stdout, count, tool):
     """The non-blank lines of a Slurm client's `|`-separated output, each split into exactly `count` fields."""
     for line in stdout.splitlines():
@@ -292,9 +302,10 @@ def parse_squeue(stdout, tz=None):
     """Records from `squeue --noheader --array --states=all --format=SQUEUE_FORMAT`."""
     records = []
     for fields in _pipe_separated_rows(stdout, 8, "squeue"):
-        job_id, _unique_id, task_id, state, reason, submit, start, end = fields
+        job_id, unique_id, task_id, state, reason, submit, start, end = fields
         records.append(
             TaskRecord(
+                job_ids=_job_ids_of(job_id, unique_id),
                 task_ids=_task_ids_of(job_id, task_id),
                 slurm_state=state.strip(),
                 reason=_reason(reason),
@@ -346,12 +357,13 @@ def parse_sacct(stdout, tz=None):
     """Records from `sacct --noheader --parsable2 --allocations --format=SACCT_FIELDS` (job allocations only)."""
     records = []
     for fields in _pipe_separated_rows(stdout, 8, "sacct"):
-        job_id, _raw_id, state, exit_text, reason, submit, start, end = fields
+        job_id, raw_id, state, exit_text, reason, submit, start, end = fields
         if "." in job_id:  # a job step, should --allocations ever let one through
             continue
         exit_code, signal = parse_exit_code(exit_text)
         records.append(
             TaskRecord(
+                job_ids=_job_ids_of(job_id, raw_id),
                 task_ids=_task_ids_of(job_id, None),
                 slurm_state=state,
                 reason=_reason(reason),
@@ -1167,44 +1179,60 @@ def _complete(candidate, live):
     return _task_total(candidate) >= _task_total(live) and _status_counts(candidate) == _status_counts(live)
 
 
-def status(request, slurm, diagnostics=None):
-    """The job's state: squeue while the job is active; once it has ended, the exit codes come from sacct when
-    accounting works, else from slurmctld's memory (scontrol, for MinJobAge seconds); gone from both: not found.
+def _squeue_args(slurm_job_ids):
+    return ["--noheader", "--array", "--states=all", "--jobs=" + ",".join(slurm_job_ids), "--format=" + SQUEUE_FORMAT]
 
-    Accounting lags behind the controller (a just-finished array may show up in sacct as one plain job), so a
-    source is used only if it has every task squeue has, each in a terminal state.
+
+def _sacct_args(slurm_job_ids):
+    return [
+        "--noheader",
+        "--parsable2",
+        "--allocations",
+        "--jobs=" + ",".join(slurm_job_ids),
+        "--format=" + SACCT_FIELDS,
+    ]
+
+
+def _scontrol_args(slurm_job_id):
+    return ["--oneliner", "show", "job", slurm_job_id]
+
+
+def _ended_or_gone(live):
+    """True when squeue no longer shows the job, or shows it ended: its exit codes are then looked for elsewhere."""
+    return not live or _all_terminal(live)
+
+
+def _accounted(slurm, config, slurm_job_ids):
+    """(sacct's records of these jobs, the error that kept them unread); ([], None) without accounting. slurmdbd being
+    down is no failure here: slurmctld may still remember the jobs."""
+    if not config["accountingAvailable"]:
+        return [], None
+    try:
+        return _query(slurm, "sacct", _sacct_args(slurm_job_ids), parse_sacct), None
+    except (SlurmCommandFailed, SlurmControllerUnavailable) as error:
+        return [], error
+
+
+def _in_task_order(records):
+    """The records by their first task id: Slurm lists an array's tasks in another order when asked about one job than
+    when asked about many, and the summary takes the first record of a status."""
+    return sorted(records, key=lambda record: record.task_ids[0] if record.task_ids else -1)
+
+
+def job_status(slurm_job_id, is_array, config, live, accounted, accounting_error, remember):
+    """The status action's answer for one job, from what squeue shows of it (`live`) and, for a job squeue no longer
+    shows or shows ended, what sacct holds (`accounted`, or the `accounting_error` that kept it unread); `remember()`
+    gives scontrol's records, asked only when neither source has the job complete.
+
+    Once the job has ended, the exit codes come from sacct when accounting works, else from slurmctld's memory
+    (scontrol, for MinJobAge seconds); gone from both: not found. Accounting lags behind the controller (a just-finished
+    array may show up in sacct as one plain job), so a source is used only if it has every task squeue has, each in a
+    terminal state.
     """
-    slurm_job_id = _require(request, "slurmJobId", SLURM_JOB_ID_RE)
-    is_array = bool(request.get("isArray"))
-    config = slurm.config()
-    live = _query(
-        slurm,
-        "squeue",
-        ["--noheader", "--array", "--states=all", "--jobs=" + slurm_job_id, "--format=" + SQUEUE_FORMAT],
-        parse_squeue,
-    )
+    live, accounted = _in_task_order(live), _in_task_order(accounted)
     records, source = live, "squeue"
-    if not live or _all_terminal(live):
-        accounted, accounting_error = [], None
-        if config["accountingAvailable"]:
-            try:
-                accounted = _query(
-                    slurm,
-                    "sacct",
-                    [
-                        "--noheader",
-                        "--parsable2",
-                        "--allocations",
-                        "--jobs=" + slurm_job_id,
-                        "--format=" + SACCT_FIELDS,
-                    ],
-                    parse_sacct,
-                )
-            except (SlurmCommandFailed, SlurmControllerUnavailable) as error:
-                accounting_error = error  # slurmdbd down: slurmctld may still remember the job
-        remembered = []
-        if not _complete(accounted, live):
-            remembered = _query(slurm, "scontrol", ["--oneliner", "show", "job", slurm_job_id], parse_scontrol_jobs)
+    if _ended_or_gone(live):
+        remembered = [] if _complete(accounted, live) else _in_task_order(remember())
         for candidate, name in ((accounted, "sacct"), (remembered, "scontrol")):
             if _complete(candidate, live):
                 records, source = candidate, name
@@ -1237,6 +1265,22 @@ def status(request, slurm, diagnostics=None):
             # job (MinJobAge), the reason Slurm ended it for (DependencyNeverSatisfied).
             result["reason"] = _first(r.reason for r in live if r.reason in ENDING_REASONS)
     return result
+
+
+def _remembered(slurm, slurm_job_id):
+    return _query(slurm, "scontrol", _scontrol_args(slurm_job_id), parse_scontrol_jobs)
+
+
+def status(request, slurm, diagnostics=None):
+    """The job's state: squeue while the job is active, then sacct or scontrol (job_status)."""
+    slurm_job_id = _require(request, "slurmJobId", SLURM_JOB_ID_RE)
+    is_array = bool(request.get("isArray"))
+    config = slurm.config()
+    live = _query(slurm, "squeue", _squeue_args([slurm_job_id]), parse_squeue)
+    accounted, accounting_error = _accounted(slurm, config, [slurm_job_id]) if _ended_or_gone(live) else ([], None)
+    return job_status(
+        slurm_job_id, is_array, config, live, accounted, accounting_error, lambda: _remembered(slurm, slurm_job_id)
+    )
 
 
 def _all_terminal(records):
