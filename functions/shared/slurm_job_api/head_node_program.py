@@ -1040,13 +1040,18 @@ def _environment_file_content(environment):
     return b"".join(parts)
 
 
+def _check_url(url, what):
+    """Refuses anything but an http(s) URL (a presigned S3 URL) with BadRequest."""
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise BadRequest("%s must be http(s) URLs" % what)
+
+
 def _fetch(url, limit):
     """GETs a presigned S3 URL (the job script or environment), at most `limit` bytes."""
     import urllib.error  # here, not at the top: see collect
     import urllib.request
 
-    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-        raise BadRequest("download URLs must be http(s) URLs")
+    _check_url(url, "download URLs")
     try:
         with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - a presigned S3 URL
             data = response.read(limit + 1)
@@ -1297,22 +1302,27 @@ def _inside(path, root):
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _upload(fd, url):
-    """PUTs a regular file, opened as `fd` (closed here), to a presigned URL; returns its size."""
+def _put(url, body, size, content_type):
+    """PUTs `size` bytes (`body`: bytes or a file) to a presigned URL."""
     import urllib.request  # here, not at the top: see collect
 
+    put = urllib.request.Request(url, data=body, method="PUT")  # noqa: S310 - a presigned S3 URL
+    put.add_header("Content-Length", str(size))
+    # urllib would label the body as a form (application/x-www-form-urlencoded) otherwise.
+    put.add_header("Content-Type", content_type)
+    with urllib.request.urlopen(put, timeout=600) as response:  # noqa: S310 - a presigned S3 URL
+        response.read()
+
+
+def _upload(fd, url):
+    """PUTs a regular file, opened as `fd` (closed here), to a presigned URL; returns its size."""
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise ValueError("not a regular file")
         if info.st_size > MAX_UPLOAD_BYTES:
             raise ValueError("larger than %d bytes" % MAX_UPLOAD_BYTES)
-        put = urllib.request.Request(url, data=handle, method="PUT")  # noqa: S310 - a presigned S3 URL
-        put.add_header("Content-Length", str(info.st_size))
-        # urllib would label the body as a form (application/x-www-form-urlencoded) otherwise.
-        put.add_header("Content-Type", "application/octet-stream")
-        with urllib.request.urlopen(put, timeout=600) as response:  # noqa: S310 - a presigned S3 URL
-            response.read()
+        _put(url, handle, info.st_size, "application/octet-stream")
         return info.st_size
 
 
@@ -1392,7 +1402,94 @@ def collect_message(error):
     return text.replace("\\", "/").replace('"', "'")[:COLLECT_MESSAGE_CHARACTERS]
 
 
-ACTIONS = {"submit": submit, "status": status, "cancel": cancel, "collect": collect}
+# Jobs one sweep may ask about. The command must also fit SSM's limit (head_node.COMMAND_BUDGET_BYTES): 5000 ids
+# close together do, about 2,500 random 10-digit ones; the Lambda sizes its sweeps by the command.
+MAX_SWEEP_JOBS = 5000
+SWEEP_QUERY_TOOLS = ("squeue", "sacct", "scontrol")
+
+
+class _CountedSlurm(object):
+    """Slurm, counting the job queries made through it by tool (a sweep's "queries")."""
+
+    def __init__(self, slurm):
+        self.slurm = slurm
+        self.queries = dict.fromkeys(SWEEP_QUERY_TOOLS, 0)
+
+    def run(self, tool, args, **options):
+        self.queries[tool] += 1
+        return self.slurm.run(tool, args, **options)
+
+
+def _sweep_jobs(jobs):
+    """The jobs a sweep asks about, checked: [(slurmJobId, isArray)], in the order asked."""
+    if not isinstance(jobs, list) or not jobs:
+        raise BadRequest("jobs must be a non-empty list")
+    if len(jobs) > MAX_SWEEP_JOBS:
+        raise BadRequest("a sweep asks about %d jobs at the most, not %d" % (MAX_SWEEP_JOBS, len(jobs)))
+    if not all(isinstance(job, dict) for job in jobs):
+        raise BadRequest("each of jobs must be an object")
+    return [(_require(job, "slurmJobId", SLURM_JOB_ID_RE), bool(job.get("isArray"))) for job in jobs]
+
+
+def _by_job(records, slurm_job_ids):
+    """Each job's records, as Slurm gives them when asked about that job alone (records it selects, in order)."""
+    found = {slurm_job_id: [] for slurm_job_id in slurm_job_ids}
+    for record in records:
+        for slurm_job_id in record.job_ids:
+            if slurm_job_id in found:
+                found[slurm_job_id].append(record)
+    return found
+
+
+def sweep(request, slurm, diagnostics=None):
+    """The status of many jobs for the price of a few Slurm queries: one squeue for all of them, one sacct for those
+    squeue no longer shows or shows ended, and scontrol (one call each) only for those neither knows completely.
+    Each job's entry is what the status action would answer (job_status). The report, {"jobs": [...]}, is PUT to
+    reportUrl: it can be larger than what SSM returns of stdout."""
+    import urllib.error  # here, not at the top: see collect
+
+    jobs = _sweep_jobs(request.get("jobs"))
+    report_url = request.get("reportUrl")
+    _check_url(report_url, "report URLs")
+    config = slurm.config()
+    counted = _CountedSlurm(slurm)
+    slurm_job_ids = list(dict.fromkeys(slurm_job_id for slurm_job_id, _ in jobs))
+    live = _by_job(_query(counted, "squeue", _squeue_args(slurm_job_ids), parse_squeue), slurm_job_ids)
+    ended = [slurm_job_id for slurm_job_id in slurm_job_ids if _ended_or_gone(live[slurm_job_id])]
+    accounted, accounting_error = _accounted(counted, config, ended) if ended else ([], None)
+    accounted = _by_job(accounted, ended)
+    remembered = {}
+
+    def remember(slurm_job_id):
+        if slurm_job_id not in remembered:
+            remembered[slurm_job_id] = _remembered(counted, slurm_job_id)
+        return remembered[slurm_job_id]
+
+    entries = [
+        job_status(
+            slurm_job_id,
+            is_array,
+            config,
+            live[slurm_job_id],
+            accounted.get(slurm_job_id, []),
+            accounting_error,
+            lambda slurm_job_id=slurm_job_id: remember(slurm_job_id),
+        )
+        for slurm_job_id, is_array in jobs
+    ]
+    report = json.dumps({"jobs": entries}, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    # A failed PUT is reported as ScriptFetchFailed, the one error of a transfer to or from S3 (retryable: a new sweep,
+    # with a new presigned URL, may well succeed).
+    try:
+        _put(report_url, report, len(report), "application/json")
+    except urllib.error.HTTPError as error:
+        raise ScriptFetchFailed("uploading the sweep report failed: HTTP %d" % error.code) from None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise ScriptFetchFailed("uploading the sweep report failed: %s" % collect_message(error)) from None
+    return {"reported": len(entries), "reportBytes": len(report), "queries": counted.queries}
+
+
+ACTIONS = {"submit": submit, "status": status, "cancel": cancel, "collect": collect, "sweep": sweep}
 
 # The protocol's fields, declared once. The Lambda side types them in slurm_job_api/head_node_protocol.py, and
 # tests/unit/test_head_node_protocol.py keeps both equal to these (and the program's reads and replies within them).
@@ -1402,8 +1499,10 @@ ACTION_REQUEST_FIELDS = {  # each action's own; optional ones may be absent or n
     "status": ("jobId", "slurmJobId", "isArray"),  # jobId only names the job in the command's comment
     "cancel": ("jobId", "slurmJobId"),
     "collect": ("jobId", "submissionId", "slurmJobId", "workingDirectory", "uploads"),
+    "sweep": ("jobId", "jobs", "reportUrl"),  # jobId, if given, only names the sweep in the command's comment
 }
 UPLOAD_FIELDS = ("name", "source", "taskId", "path", "url")  # one entry of collect's uploads
+SWEEP_JOB_FIELDS = ("slurmJobId", "isArray")  # one entry of sweep's jobs
 SUMMARY_FIELDS = (  # what summarize() reports of a job Slurm knows
     "status",
     "slurmState",
@@ -1420,11 +1519,12 @@ REPLY_FIELDS = {  # the "result" of each action
     "status": ("slurmJobId", "found", "source", "accountingAvailable", "minJobAge", *SUMMARY_FIELDS),
     "cancel": ("slurmJobId", "requested"),
     "collect": ("files",),
+    "sweep": ("reported", "reportBytes", "queries"),  # the report itself: {"jobs": [<a status result>, ...]}
 }
 FILE_REPORT_FIELDS = ("name", "status", "bytes", "message")  # one entry of collect's files
 ERROR_FIELDS = ("type", "message", "retryable")
 # Reply fields for people: the Lambdas log them and never act on them.
-DIAGNOSTIC_REPLY_FIELDS = {"submit": ("jobDirectory",), "status": ("source", "submitTime")}
+DIAGNOSTIC_REPLY_FIELDS = {"submit": ("jobDirectory",), "status": ("source", "submitTime"), "sweep": ("queries",)}
 
 
 # --------------------------------------------------------------------------------------------------------------------
