@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
+import socket
 import stat
 import subprocess
 import uuid
@@ -14,8 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from slurm_job_api.head_node_program import JOB_DIRECTORIES, REPLY_FIELDS, STATE_DIRECTORY_VARIABLE, SUMMARY_FIELDS
-from slurm_job_api.head_node_protocol import StatusReply
+from slurm_job_api.head_node_program import (
+    JOB_DIRECTORIES,
+    MAX_SWEEP_JOBS,
+    REPLY_FIELDS,
+    STATE_DIRECTORY_VARIABLE,
+    SUMMARY_FIELDS,
+)
+from slurm_job_api.head_node_protocol import StatusReply, SweepReply, SweepReport
 from slurm_job_api.ssm_command import shell_commands
 from tests.support.fake_slurm import FakeSlurm, fake_slurm
 from tests.support.http_files import FileServer
@@ -422,3 +430,300 @@ def test_requests_that_are_not_base64_json_are_refused():
     )
     reply = json.loads(done.stdout)
     assert done.returncode == 2 and reply["error"]["type"] == "BadRequest" and "base64" in reply["error"]["message"]
+
+
+# -- sweep: the status of many jobs from a few queries ---------------------------------------------------------------
+
+# Slurm stand-ins that answer from a table of jobs, for any --jobs list, the way Slurm 22.05 was seen to answer:
+# squeue asked about one job it does not know fails (rc 1, "Invalid job id specified") and lists an array's tasks in
+# another order than when asked about many, where it leaves out the ids it does not know; sacct leaves them out always.
+_TABLE_SCRIPT = r"""#!/usr/bin/python3
+import fcntl, json, os, re, sys
+here = os.path.dirname(os.path.abspath(__file__))
+tool, args = os.path.basename(sys.argv[0]), sys.argv[1:]
+if tool == "scontrol" and "config" in args:
+    tool = "scontrol-config"
+with open(os.path.join(here, "lock"), "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(os.path.join(here, "calls.jsonl"), "a") as log:
+        log.write(json.dumps({"tool": tool, "argv": args, "uid": os.getuid()}) + "\n")
+with open(os.path.join(here, "table.json")) as handle:
+    table = json.load(handle)
+failure = table.get("fail", {}).get(tool)
+if failure:
+    sys.stderr.write(failure)
+    sys.exit(1)
+if tool == "scontrol-config":
+    sys.stdout.write(table["config"])
+    sys.exit(0)
+if tool == "scontrol":
+    text = table.get("scontrol", {}).get(args[-1])
+    if text is None:
+        sys.stderr.write("slurm_load_jobs error: Invalid job id specified\n")
+        sys.exit(1)
+    sys.stdout.write(text)
+    sys.exit(0)
+asked = [a.split("=", 1)[1].split(",") for a in args if a.startswith("--jobs=")][0]
+def selected(line):  # by its job's id, or its own (an array task's)
+    job, raw = line.split("|")[:2]
+    return re.split(r"[_+]", job)[0] in asked or raw in asked
+lines = [line for line in table.get(tool, []) if selected(line)]
+if tool == "squeue" and len(asked) == 1:
+    if not lines:
+        sys.stderr.write("slurm_load_jobs error: Invalid job id specified\n")
+        sys.exit(1)
+    lines.reverse()
+sys.stdout.write("".join(line + "\n" for line in lines))
+"""
+
+T0, T1, T2 = "2026-11-25T10:00:00", "2026-11-25T10:00:01", "2026-11-25T10:00:09"
+
+
+def squeue_record(job: str, raw: str, task: str, state: str, reason: str = "None", end: str = T2) -> str:
+    return f"{job}|{raw}|{task}|{state}|{reason}|{T0}|{T1 if state != 'PENDING' else 'N/A'}|{end}"
+
+
+def sacct_record(job: str, raw: str, state: str, exit_code: str) -> str:
+    return f"{job}|{raw}|{state}|{exit_code}|None|{T0}|{T1}|{T2}"
+
+
+def scontrol_record(raw: str, state: str, exit_code: str, array: tuple[str, str] | None = None) -> str:
+    task = f"ArrayJobId={array[0]} ArrayTaskId={array[1]} " if array else ""
+    return (
+        f"JobId={raw} {task}JobName=x JobState={state} Reason=None ExitCode={exit_code} SubmitTime={T0} "
+        f"StartTime={T1} EndTime={T2}\n"
+    )
+
+
+# The jobs of one cluster, each in another state. 40 pends, 41 runs, 42 completed and left the controller (sacct
+# only), 43 failed (squeue and sacct), 44 was cancelled and is not in sacct yet (scontrol), 45 is an array of five
+# tasks, two done, two running, one pending, 50 an ended array that sacct still shows as one plain job (scontrol
+# has its tasks), 60 a job nothing knows (purged, or never there).
+MIXED_JOBS = {
+    "squeue": [
+        squeue_record("40", "40", "N/A", "PENDING", "Priority", "N/A"),
+        squeue_record("41", "41", "N/A", "RUNNING", end="NONE"),
+        squeue_record("43", "43", "N/A", "FAILED", "NonZeroExitCode"),
+        squeue_record("44", "44", "N/A", "CANCELLED"),
+        squeue_record("45_1", "46", "1", "COMPLETED"),
+        squeue_record("45_2", "47", "2", "COMPLETED"),
+        squeue_record("45_3", "48", "3", "RUNNING", end="NONE"),
+        squeue_record("45_5", "49", "5", "COMPLETING", end="NONE"),  # the order Slurm lists them in matters
+        squeue_record("45_[4]", "45", "4", "PENDING", "JobArrayTaskLimit", "N/A"),
+        squeue_record("50_2", "52", "2", "FAILED", "NonZeroExitCode"),
+        squeue_record("50_1", "51", "1", "COMPLETED"),
+        squeue_record("50_3", "50", "3", "COMPLETED"),
+    ],
+    "sacct": [
+        sacct_record("40", "40", "PENDING", "0:0"),
+        sacct_record("42", "42", "COMPLETED", "0:0"),
+        sacct_record("43", "43", "FAILED", "3:0"),
+        sacct_record("50", "50", "COMPLETED", "0:0"),
+    ],
+    "scontrol": {
+        "44": scontrol_record("44", "CANCELLED", "0:15"),
+        "50": "".join(
+            scontrol_record(raw, state, code, ("50", task))
+            for raw, task, state, code in (("51", "1", "COMPLETED", "0:0"), ("52", "2", "FAILED", "4:0"))
+        )
+        + scontrol_record("50", "COMPLETED", "0:0", ("50", "3")),
+    },
+}
+MIXED_IDS = ["40", "41", "42", "43", "44", "45", "50", "60"]
+
+
+class TableSlurm(FakeSlurm):
+    """Slurm stand-ins answering from a table of jobs (_TABLE_SCRIPT), recording their calls like FakeSlurm's."""
+
+    def __init__(self, directory: Path, user) -> None:
+        super().__init__(directory, user)
+        for tool in ("squeue", "sacct", "scontrol"):
+            (directory / tool).write_text(_TABLE_SCRIPT)
+
+    def show(self, jobs: dict, *, accounting: bool, fail: dict | None = None) -> None:
+        storage = "slurmdbd" if accounting else "none"
+        table = {**jobs, "config": CONFIG.format(storage), "fail": fail or {}}
+        (self.bin_dir / "table.json").write_text(json.dumps(table))
+        (self.bin_dir / "table.json").chmod(0o644)
+        (self.bin_dir / "calls.jsonl").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def table_slurm(user):
+    with fake_slurm(user, "sjapi-table-slurm-") as fake:
+        yield TableSlurm(fake.bin_dir, user)
+
+
+def sweep_request(slurm: FakeSlurm, files: FileServer, ids: list[str], path: str = "/sweep/report.json") -> dict:
+    return {
+        "action": "sweep",
+        "slurmBinDir": str(slurm.bin_dir),
+        "jobs": [{"slurmJobId": slurm_job_id, "isArray": slurm_job_id in ("45", "50")} for slurm_job_id in ids],
+        "reportUrl": files.url(path),
+    }
+
+
+def sweep(slurm: FakeSlurm, files: FileServer, ids: list[str]) -> tuple[dict, list[dict]]:
+    """The sweep's reply and its report's entries."""
+    files.objects.pop("/sweep/report.json", None)
+    reply, _ = run_program(sweep_request(slurm, files, ids))
+    assert reply["ok"], reply
+    report = SweepReport.model_validate_json(files.objects["/sweep/report.json"])
+    assert SweepReply.model_validate(reply["result"]).reported == len(report.jobs) == len(ids)
+    assert reply["result"]["reportBytes"] == len(files.objects["/sweep/report.json"])
+    return reply["result"], json.loads(files.objects["/sweep/report.json"])["jobs"]
+
+
+def status_answers(slurm: FakeSlurm, ids: list[str]) -> list[dict]:
+    """What the status action answers for each job, asked one by one of the same Slurm."""
+    answers = []
+    for slurm_job_id in ids:
+        request = {
+            "slurmBinDir": str(slurm.bin_dir),
+            "slurmJobId": slurm_job_id,
+            "isArray": slurm_job_id in ("45", "50"),
+        }
+        reply, _ = run_program({"action": "status", **request})
+        assert reply["ok"], reply
+        answers.append(reply["result"])
+    return answers
+
+
+def job_arguments(slurm: FakeSlurm, tool: str) -> list[str]:
+    return [next(a for a in call["argv"] if a.startswith("--jobs=")).split("=", 1)[1] for call in slurm.calls(tool)]
+
+
+def test_a_sweep_with_accounting_answers_each_job_as_status_does_from_one_squeue_and_one_sacct(table_slurm, files):
+    table_slurm.show(MIXED_JOBS, accounting=True)
+    result, entries = sweep(table_slurm, files, MIXED_IDS)
+    assert job_arguments(table_slurm, "squeue") == [",".join(MIXED_IDS)]
+    assert table_slurm.calls("squeue")[0]["argv"] == [
+        "--noheader",
+        "--array",
+        "--states=all",
+        "--jobs=" + ",".join(MIXED_IDS),
+        "--format=%i|%A|%K|%T|%r|%V|%S|%e",
+    ]
+    # sacct only for those squeue no longer shows or shows ended; scontrol only where sacct lacks the ended job.
+    assert job_arguments(table_slurm, "sacct") == ["42,43,44,50,60"]
+    assert [call["argv"] for call in table_slurm.calls("scontrol")] == [
+        ["--oneliner", "show", "job", slurm_job_id] for slurm_job_id in ("44", "50", "60")
+    ]
+    assert result["queries"] == {"squeue": 1, "sacct": 1, "scontrol": 3}
+    assert {call["uid"] for call in table_slurm.calls()} == {pwd.getpwnam(cluster_user_name()).pw_uid}
+    by_id = {entry["slurmJobId"]: entry for entry in entries}
+    assert [entry["slurmJobId"] for entry in entries] == MIXED_IDS
+    assert {i: (e["status"] if e["found"] else None, e["source"]) for i, e in by_id.items()} == {
+        "40": ("PENDING", "squeue"),
+        "41": ("RUNNING", "squeue"),
+        "42": ("COMPLETED", "sacct"),
+        "43": ("FAILED", "sacct"),
+        "44": ("CANCELLED", "scontrol"),
+        "45": ("RUNNING", "squeue"),
+        "50": ("FAILED", "scontrol"),
+        "60": (None, "none"),
+    }
+    assert by_id["45"]["arrayTaskCounts"] == {"COMPLETED": 2, "RUNNING": 2, "PENDING": 1}
+    assert by_id["45"]["slurmState"] == "RUNNING"  # the first running task's (Slurm lists them in another order)
+    assert (by_id["50"]["exitCode"], by_id["43"]["exitCode"], by_id["44"]["signal"]) == (4, 3, 15)
+    assert entries == status_answers(table_slurm, MIXED_IDS)
+
+
+def test_a_sweep_without_accounting_never_runs_sacct_and_asks_scontrol_about_the_ended_jobs(table_slurm, files):
+    table_slurm.show(MIXED_JOBS, accounting=False)
+    result, entries = sweep(table_slurm, files, MIXED_IDS)
+    assert table_slurm.calls("sacct") == []
+    assert [call["argv"][-1] for call in table_slurm.calls("scontrol")] == ["42", "43", "44", "50", "60"]
+    assert result["queries"] == {"squeue": 1, "sacct": 0, "scontrol": 5}
+    assert [(entry["found"], entry["source"]) for entry in entries][2:5] == [
+        (False, "none"),  # 42 left the controller, and there is no accounting
+        (True, "squeue"),  # 43: the controller's own terminal state, as status says (scontrol lacks it here)
+        (True, "scontrol"),
+    ]
+    assert entries == status_answers(table_slurm, MIXED_IDS)
+
+
+def test_a_sweep_of_active_jobs_runs_squeue_alone(table_slurm, files):
+    table_slurm.show(MIXED_JOBS, accounting=True)
+    result, entries = sweep(table_slurm, files, ["41", "45", "40", "41"])
+    assert result["queries"] == {"squeue": 1, "sacct": 0, "scontrol": 0}
+    assert job_arguments(table_slurm, "squeue") == ["41,45,40"]  # each job asked once, every entry reported
+    assert [entry["slurmJobId"] for entry in entries] == ["41", "45", "40", "41"]
+    assert entries == status_answers(table_slurm, ["41", "45", "40", "41"])
+
+
+@pytest.mark.parametrize("ids", [["60"], ["45"], ["60", "61"]], ids=["one-unknown", "one-array", "all-unknown"])
+def test_a_sweep_of_one_job_or_of_unknown_ones_answers_as_status_does(table_slurm, files, ids):
+    """squeue fails for one job it does not know, and leaves out unknown ones among many."""
+    table_slurm.show(MIXED_JOBS, accounting=True)
+    _, entries = sweep(table_slurm, files, ids)
+    assert entries == status_answers(table_slurm, ids)
+
+
+SLURMDBD_DOWN = "sacct: error: Problem talking to the database: Connection refused\n"
+
+
+def test_with_accounting_down_a_sweep_answers_from_the_controller_like_status(table_slurm, files):
+    table_slurm.show(MIXED_JOBS, accounting=True, fail={"sacct": SLURMDBD_DOWN})
+    ids = ["41", "43", "44", "45", "50"]  # all known to the controller
+    result, entries = sweep(table_slurm, files, ids)
+    assert result["queries"] == {"squeue": 1, "sacct": 1, "scontrol": 3}
+    assert entries == status_answers(table_slurm, ids)
+
+
+def test_with_accounting_down_a_job_nothing_else_knows_fails_the_sweep_retryably(table_slurm, files):
+    table_slurm.show(MIXED_JOBS, accounting=True, fail={"sacct": SLURMDBD_DOWN})
+    reply, done = run_program(sweep_request(table_slurm, files, ["41", "42", "44"], "/sweep/down.json"))
+    assert done.returncode == 2 and reply["error"]["type"] == "SlurmAccountingUnavailable"
+    assert reply["error"]["retryable"] is True and "job 42" in reply["error"]["message"]
+    assert "/sweep/down.json" not in files.puts
+
+
+def test_controller_down_during_a_sweep_is_retryable(table_slurm, files):
+    down = "squeue: error: slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n"
+    table_slurm.show(MIXED_JOBS, accounting=True, fail={"squeue": down})
+    reply, _ = run_program(sweep_request(table_slurm, files, MIXED_IDS, "/sweep/ctld.json"))
+    assert reply["error"]["type"] == "SlurmControllerUnavailable" and reply["error"]["retryable"] is True
+    assert table_slurm.calls("sacct") == [] and "/sweep/ctld.json" not in files.puts
+
+
+def test_a_report_that_cannot_be_uploaded_fails_the_sweep_retryably(table_slurm, files):
+    table_slurm.show(MIXED_JOBS, accounting=True)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{unused.getsockname()[1]}/report.json"  # nothing listens there
+        reply, _ = run_program({**sweep_request(table_slurm, files, ["41"]), "reportUrl": closed})
+    assert reply["error"]["type"] == "ScriptFetchFailed" and reply["error"]["retryable"] is True
+    assert reply["error"]["message"].startswith("uploading the sweep report failed")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"jobs": []},
+        {"jobs": None},
+        {"jobs": "41"},
+        {"jobs": [{"slurmJobId": str(n)} for n in range(1, MAX_SWEEP_JOBS + 2)]},
+        {"jobs": [{"slurmJobId": "41"}, {"slurmJobId": "41;id"}]},
+        {"jobs": [{"slurmJobId": "41"}, {"slurmJobId": 42}]},
+        {"jobs": [{"slurmJobId": "41"}, "42"]},
+        {"jobs": [{"isArray": True}]},
+        {"reportUrl": "file:///etc/passwd"},
+        {"reportUrl": None},
+    ],
+    ids=["empty", "null", "string", "too-many", "bad-id", "number-id", "not-an-object", "no-id", "file-url", "no-url"],
+)
+def test_bad_sweep_requests_are_refused_before_anything_runs(table_slurm, files, change):
+    table_slurm.show(MIXED_JOBS, accounting=True)
+    reply, done = run_program({**sweep_request(table_slurm, files, ["41"], "/sweep/bad.json"), **change})
+    assert done.returncode == 2 and reply["error"]["type"] == "BadRequest", reply
+    assert table_slurm.calls() == [] and "/sweep/bad.json" not in files.puts
+
+
+def test_the_largest_sweep_is_accepted(table_slurm, files):
+    ids = [str(n) for n in range(1000, 1000 + MAX_SWEEP_JOBS)]
+    table_slurm.show({"sacct": [sacct_record(n, n, "COMPLETED", "0:0") for n in ids]}, accounting=True)
+    result, entries = sweep(table_slurm, files, ids)
+    assert result["queries"] == {"squeue": 1, "sacct": 1, "scontrol": 0}
+    assert all(entry["status"] == "COMPLETED" and entry["source"] == "sacct" for entry in entries)
+    print(f"a sweep of {len(ids)} ended jobs: a report of {result['reportBytes']} bytes")

@@ -80,6 +80,12 @@ def test_uploads_and_file_reports_have_the_programs_fields():
     assert aliases(protocol.FileReport) == set(program.FILE_REPORT_FIELDS)
 
 
+def test_sweep_jobs_have_the_programs_fields_and_the_report_holds_status_replies():
+    assert aliases(protocol.SweepJob) == set(program.SWEEP_JOB_FIELDS)
+    assert aliases(protocol.SweepReport) == {"jobs"}
+    assert protocol.SweepReport.model_fields["jobs"].annotation == list[protocol.StatusReply]
+
+
 def test_head_node_adds_exactly_the_common_request_fields():
     node = HeadNode(cluster_name="c", cluster_user="u", slurm_bin_dir="/s", ssm=None, ec2=None)
     request = protocol.StatusRequest(job_id="j", slurm_job_id="5", is_array=True)
@@ -146,6 +152,11 @@ def test_the_entry_point_reads_only_the_common_fields():
 def test_collect_reads_only_the_declared_upload_fields():
     read = _reads(PROGRAM_FUNCTIONS["collect"], "upload")
     assert read == set(program.UPLOAD_FIELDS)
+
+
+def test_sweep_reads_only_the_declared_job_fields():
+    read = _reads(PROGRAM_FUNCTIONS["_sweep_jobs"], "job")
+    assert read == set(program.SWEEP_JOB_FIELDS)
 
 
 # -- replies that do not fit -----------------------------------------------------------------------------------------

@@ -196,6 +196,7 @@ class TaskRecord(object):
     __slots__ = (
         "end_time",
         "exit_code",
+        "job_ids",
         "reason",
         "signal",
         "slurm_state",
@@ -214,6 +215,7 @@ class TaskRecord(object):
         submit_time=None,
         start_time=None,
         end_time=None,
+        job_ids=(),
     ):
         self.task_ids = task_ids  # None for a job that is not an array; else the task ids this record stands for
         self.slurm_state = slurm_state
@@ -223,6 +225,8 @@ class TaskRecord(object):
         self.submit_time = submit_time
         self.start_time = start_time
         self.end_time = end_time
+        # The Slurm job ids that select this record (--jobs=ID): the job's; for an array task, its array's and its own.
+        self.job_ids = job_ids
 
     @property
     def status(self):
@@ -277,6 +281,12 @@ def _reason(text):
     return None if text in ("", "None", "(null)", "N/A") else text
 
 
+def _job_ids_of(job_field, raw_id):
+    """The ids that select a record of squeue/sacct: the job's own (%A, JobIDRaw) and, for an array task ("5_3",
+    "5_[2-4]") or a heterogeneous job's component ("5+1"), the id of the job it belongs to."""
+    return tuple(sorted({re.split(r"[_+]", job_field.strip(), maxsplit=1)[0], raw_id.strip()}))
+
+
 def _pipe_separated_rows(stdout, count, tool):
     """The non-blank lines of a Slurm client's `|`-separated output, each split into exactly `count` fields."""
     for line in stdout.splitlines():
@@ -292,9 +302,10 @@ def parse_squeue(stdout, tz=None):
     """Records from `squeue --noheader --array --states=all --format=SQUEUE_FORMAT`."""
     records = []
     for fields in _pipe_separated_rows(stdout, 8, "squeue"):
-        job_id, _unique_id, task_id, state, reason, submit, start, end = fields
+        job_id, unique_id, task_id, state, reason, submit, start, end = fields
         records.append(
             TaskRecord(
+                job_ids=_job_ids_of(job_id, unique_id),
                 task_ids=_task_ids_of(job_id, task_id),
                 slurm_state=state.strip(),
                 reason=_reason(reason),
@@ -346,12 +357,13 @@ def parse_sacct(stdout, tz=None):
     """Records from `sacct --noheader --parsable2 --allocations --format=SACCT_FIELDS` (job allocations only)."""
     records = []
     for fields in _pipe_separated_rows(stdout, 8, "sacct"):
-        job_id, _raw_id, state, exit_text, reason, submit, start, end = fields
+        job_id, raw_id, state, exit_text, reason, submit, start, end = fields
         if "." in job_id:  # a job step, should --allocations ever let one through
             continue
         exit_code, signal = parse_exit_code(exit_text)
         records.append(
             TaskRecord(
+                job_ids=_job_ids_of(job_id, raw_id),
                 task_ids=_task_ids_of(job_id, None),
                 slurm_state=state,
                 reason=_reason(reason),
@@ -1028,13 +1040,18 @@ def _environment_file_content(environment):
     return b"".join(parts)
 
 
+def _check_url(url, what):
+    """Refuses anything but an http(s) URL (a presigned S3 URL) with BadRequest."""
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise BadRequest("%s must be http(s) URLs" % what)
+
+
 def _fetch(url, limit):
     """GETs a presigned S3 URL (the job script or environment), at most `limit` bytes."""
     import urllib.error  # here, not at the top: see collect
     import urllib.request
 
-    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-        raise BadRequest("download URLs must be http(s) URLs")
+    _check_url(url, "download URLs")
     try:
         with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - a presigned S3 URL
             data = response.read(limit + 1)
@@ -1167,44 +1184,60 @@ def _complete(candidate, live):
     return _task_total(candidate) >= _task_total(live) and _status_counts(candidate) == _status_counts(live)
 
 
-def status(request, slurm, diagnostics=None):
-    """The job's state: squeue while the job is active; once it has ended, the exit codes come from sacct when
-    accounting works, else from slurmctld's memory (scontrol, for MinJobAge seconds); gone from both: not found.
+def _squeue_args(slurm_job_ids):
+    return ["--noheader", "--array", "--states=all", "--jobs=" + ",".join(slurm_job_ids), "--format=" + SQUEUE_FORMAT]
 
-    Accounting lags behind the controller (a just-finished array may show up in sacct as one plain job), so a
-    source is used only if it has every task squeue has, each in a terminal state.
+
+def _sacct_args(slurm_job_ids):
+    return [
+        "--noheader",
+        "--parsable2",
+        "--allocations",
+        "--jobs=" + ",".join(slurm_job_ids),
+        "--format=" + SACCT_FIELDS,
+    ]
+
+
+def _scontrol_args(slurm_job_id):
+    return ["--oneliner", "show", "job", slurm_job_id]
+
+
+def _ended_or_gone(live):
+    """True when squeue no longer shows the job, or shows it ended: its exit codes are then looked for elsewhere."""
+    return not live or _all_terminal(live)
+
+
+def _accounted(slurm, config, slurm_job_ids):
+    """(sacct's records of these jobs, the error that kept them unread); ([], None) without accounting. slurmdbd being
+    down is no failure here: slurmctld may still remember the jobs."""
+    if not config["accountingAvailable"]:
+        return [], None
+    try:
+        return _query(slurm, "sacct", _sacct_args(slurm_job_ids), parse_sacct), None
+    except (SlurmCommandFailed, SlurmControllerUnavailable) as error:
+        return [], error
+
+
+def _in_task_order(records):
+    """The records by their first task id: Slurm lists an array's tasks in another order when asked about one job than
+    when asked about many, and the summary takes the first record of a status."""
+    return sorted(records, key=lambda record: record.task_ids[0] if record.task_ids else -1)
+
+
+def job_status(slurm_job_id, is_array, config, live, accounted, accounting_error, remember):
+    """The status action's answer for one job, from what squeue shows of it (`live`) and, for a job squeue no longer
+    shows or shows ended, what sacct holds (`accounted`, or the `accounting_error` that kept it unread); `remember()`
+    gives scontrol's records, asked only when neither source has the job complete.
+
+    Once the job has ended, the exit codes come from sacct when accounting works, else from slurmctld's memory
+    (scontrol, for MinJobAge seconds); gone from both: not found. Accounting lags behind the controller (a just-finished
+    array may show up in sacct as one plain job), so a source is used only if it has every task squeue has, each in a
+    terminal state.
     """
-    slurm_job_id = _require(request, "slurmJobId", SLURM_JOB_ID_RE)
-    is_array = bool(request.get("isArray"))
-    config = slurm.config()
-    live = _query(
-        slurm,
-        "squeue",
-        ["--noheader", "--array", "--states=all", "--jobs=" + slurm_job_id, "--format=" + SQUEUE_FORMAT],
-        parse_squeue,
-    )
+    live, accounted = _in_task_order(live), _in_task_order(accounted)
     records, source = live, "squeue"
-    if not live or _all_terminal(live):
-        accounted, accounting_error = [], None
-        if config["accountingAvailable"]:
-            try:
-                accounted = _query(
-                    slurm,
-                    "sacct",
-                    [
-                        "--noheader",
-                        "--parsable2",
-                        "--allocations",
-                        "--jobs=" + slurm_job_id,
-                        "--format=" + SACCT_FIELDS,
-                    ],
-                    parse_sacct,
-                )
-            except (SlurmCommandFailed, SlurmControllerUnavailable) as error:
-                accounting_error = error  # slurmdbd down: slurmctld may still remember the job
-        remembered = []
-        if not _complete(accounted, live):
-            remembered = _query(slurm, "scontrol", ["--oneliner", "show", "job", slurm_job_id], parse_scontrol_jobs)
+    if _ended_or_gone(live):
+        remembered = [] if _complete(accounted, live) else _in_task_order(remember())
         for candidate, name in ((accounted, "sacct"), (remembered, "scontrol")):
             if _complete(candidate, live):
                 records, source = candidate, name
@@ -1239,6 +1272,22 @@ def status(request, slurm, diagnostics=None):
     return result
 
 
+def _remembered(slurm, slurm_job_id):
+    return _query(slurm, "scontrol", _scontrol_args(slurm_job_id), parse_scontrol_jobs)
+
+
+def status(request, slurm, diagnostics=None):
+    """The job's state: squeue while the job is active, then sacct or scontrol (job_status)."""
+    slurm_job_id = _require(request, "slurmJobId", SLURM_JOB_ID_RE)
+    is_array = bool(request.get("isArray"))
+    config = slurm.config()
+    live = _query(slurm, "squeue", _squeue_args([slurm_job_id]), parse_squeue)
+    accounted, accounting_error = _accounted(slurm, config, [slurm_job_id]) if _ended_or_gone(live) else ([], None)
+    return job_status(
+        slurm_job_id, is_array, config, live, accounted, accounting_error, lambda: _remembered(slurm, slurm_job_id)
+    )
+
+
 def _all_terminal(records):
     return bool(records) and all(record.status in TERMINAL_STATUSES for record in records)
 
@@ -1253,22 +1302,27 @@ def _inside(path, root):
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _upload(fd, url):
-    """PUTs a regular file, opened as `fd` (closed here), to a presigned URL; returns its size."""
+def _put(url, body, size, content_type):
+    """PUTs `size` bytes (`body`: bytes or a file) to a presigned URL."""
     import urllib.request  # here, not at the top: see collect
 
+    put = urllib.request.Request(url, data=body, method="PUT")  # noqa: S310 - a presigned S3 URL
+    put.add_header("Content-Length", str(size))
+    # urllib would label the body as a form (application/x-www-form-urlencoded) otherwise.
+    put.add_header("Content-Type", content_type)
+    with urllib.request.urlopen(put, timeout=600) as response:  # noqa: S310 - a presigned S3 URL
+        response.read()
+
+
+def _upload(fd, url):
+    """PUTs a regular file, opened as `fd` (closed here), to a presigned URL; returns its size."""
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise ValueError("not a regular file")
         if info.st_size > MAX_UPLOAD_BYTES:
             raise ValueError("larger than %d bytes" % MAX_UPLOAD_BYTES)
-        put = urllib.request.Request(url, data=handle, method="PUT")  # noqa: S310 - a presigned S3 URL
-        put.add_header("Content-Length", str(info.st_size))
-        # urllib would label the body as a form (application/x-www-form-urlencoded) otherwise.
-        put.add_header("Content-Type", "application/octet-stream")
-        with urllib.request.urlopen(put, timeout=600) as response:  # noqa: S310 - a presigned S3 URL
-            response.read()
+        _put(url, handle, info.st_size, "application/octet-stream")
         return info.st_size
 
 
@@ -1348,8 +1402,94 @@ def collect_message(error):
     return text.replace("\\", "/").replace('"', "'")[:COLLECT_MESSAGE_CHARACTERS]
 
 
-ACTIONS = {"submit": submit, "status": status, "cancel": cancel, "collect": collect}
-MAX_SWEEP_JOBS = 5000  # jobs one sweep request may ask about
+# Jobs one sweep may ask about. The command must also fit SSM's limit (head_node.COMMAND_BUDGET_BYTES): 5000 ids
+# close together do, about 2,500 random 10-digit ones; the Lambda sizes its sweeps by the command.
+MAX_SWEEP_JOBS = 5000
+SWEEP_QUERY_TOOLS = ("squeue", "sacct", "scontrol")
+
+
+class _CountedSlurm(object):
+    """Slurm, counting the job queries made through it by tool (a sweep's "queries")."""
+
+    def __init__(self, slurm):
+        self.slurm = slurm
+        self.queries = dict.fromkeys(SWEEP_QUERY_TOOLS, 0)
+
+    def run(self, tool, args, **options):
+        self.queries[tool] += 1
+        return self.slurm.run(tool, args, **options)
+
+
+def _sweep_jobs(jobs):
+    """The jobs a sweep asks about, checked: [(slurmJobId, isArray)], in the order asked."""
+    if not isinstance(jobs, list) or not jobs:
+        raise BadRequest("jobs must be a non-empty list")
+    if len(jobs) > MAX_SWEEP_JOBS:
+        raise BadRequest("a sweep asks about %d jobs at the most, not %d" % (MAX_SWEEP_JOBS, len(jobs)))
+    if not all(isinstance(job, dict) for job in jobs):
+        raise BadRequest("each of jobs must be an object")
+    return [(_require(job, "slurmJobId", SLURM_JOB_ID_RE), bool(job.get("isArray"))) for job in jobs]
+
+
+def _by_job(records, slurm_job_ids):
+    """Each job's records, as Slurm gives them when asked about that job alone (records it selects, in order)."""
+    found = {slurm_job_id: [] for slurm_job_id in slurm_job_ids}
+    for record in records:
+        for slurm_job_id in record.job_ids:
+            if slurm_job_id in found:
+                found[slurm_job_id].append(record)
+    return found
+
+
+def sweep(request, slurm, diagnostics=None):
+    """The status of many jobs for the price of a few Slurm queries: one squeue for all of them, one sacct for those
+    squeue no longer shows or shows ended, and scontrol (one call each) only for those neither knows completely.
+    Each job's entry is what the status action would answer (job_status). The report, {"jobs": [...]}, is PUT to
+    reportUrl: it can be larger than what SSM returns of stdout."""
+    import urllib.error  # here, not at the top: see collect
+
+    jobs = _sweep_jobs(request.get("jobs"))
+    report_url = request.get("reportUrl")
+    _check_url(report_url, "report URLs")
+    config = slurm.config()
+    counted = _CountedSlurm(slurm)
+    slurm_job_ids = list(dict.fromkeys(slurm_job_id for slurm_job_id, _ in jobs))
+    live = _by_job(_query(counted, "squeue", _squeue_args(slurm_job_ids), parse_squeue), slurm_job_ids)
+    ended = [slurm_job_id for slurm_job_id in slurm_job_ids if _ended_or_gone(live[slurm_job_id])]
+    accounted, accounting_error = _accounted(counted, config, ended) if ended else ([], None)
+    accounted = _by_job(accounted, ended)
+    remembered = {}
+
+    def remember(slurm_job_id):
+        if slurm_job_id not in remembered:
+            remembered[slurm_job_id] = _remembered(counted, slurm_job_id)
+        return remembered[slurm_job_id]
+
+    entries = [
+        job_status(
+            slurm_job_id,
+            is_array,
+            config,
+            live[slurm_job_id],
+            accounted.get(slurm_job_id, []),
+            accounting_error,
+            lambda slurm_job_id=slurm_job_id: remember(slurm_job_id),
+        )
+        for slurm_job_id, is_array in jobs
+    ]
+    report = json.dumps({"jobs": entries}, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    # A failed PUT is reported as ScriptFetchFailed, the one error of a transfer to or from S3 (retryable: a new sweep,
+    # with a new presigned URL, may well succeed).
+    try:
+        _put(report_url, report, len(report), "application/json")
+    except urllib.error.HTTPError as error:
+        raise ScriptFetchFailed("uploading the sweep report failed: HTTP %d" % error.code) from None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise ScriptFetchFailed("uploading the sweep report failed: %s" % collect_message(error)) from None
+    return {"reported": len(entries), "reportBytes": len(report), "queries": counted.queries}
+
+
+ACTIONS = {"submit": submit, "status": status, "cancel": cancel, "collect": collect, "sweep": sweep}
 
 # The protocol's fields, declared once. The Lambda side types them in slurm_job_api/head_node_protocol.py, and
 # tests/unit/test_head_node_protocol.py keeps both equal to these (and the program's reads and replies within them).
@@ -1359,8 +1499,10 @@ ACTION_REQUEST_FIELDS = {  # each action's own; optional ones may be absent or n
     "status": ("jobId", "slurmJobId", "isArray"),  # jobId only names the job in the command's comment
     "cancel": ("jobId", "slurmJobId"),
     "collect": ("jobId", "submissionId", "slurmJobId", "workingDirectory", "uploads"),
+    "sweep": ("jobId", "jobs", "reportUrl"),  # jobId, if given, only names the sweep in the command's comment
 }
 UPLOAD_FIELDS = ("name", "source", "taskId", "path", "url")  # one entry of collect's uploads
+SWEEP_JOB_FIELDS = ("slurmJobId", "isArray")  # one entry of sweep's jobs
 SUMMARY_FIELDS = (  # what summarize() reports of a job Slurm knows
     "status",
     "slurmState",
@@ -1377,11 +1519,12 @@ REPLY_FIELDS = {  # the "result" of each action
     "status": ("slurmJobId", "found", "source", "accountingAvailable", "minJobAge", *SUMMARY_FIELDS),
     "cancel": ("slurmJobId", "requested"),
     "collect": ("files",),
+    "sweep": ("reported", "reportBytes", "queries"),  # the report itself: {"jobs": [<a status result>, ...]}
 }
 FILE_REPORT_FIELDS = ("name", "status", "bytes", "message")  # one entry of collect's files
 ERROR_FIELDS = ("type", "message", "retryable")
 # Reply fields for people: the Lambdas log them and never act on them.
-DIAGNOSTIC_REPLY_FIELDS = {"submit": ("jobDirectory",), "status": ("source", "submitTime")}
+DIAGNOSTIC_REPLY_FIELDS = {"submit": ("jobDirectory",), "status": ("source", "submitTime"), "sweep": ("queries",)}
 
 
 # --------------------------------------------------------------------------------------------------------------------
