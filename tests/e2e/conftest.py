@@ -21,6 +21,7 @@ CLUSTERS = {
     "test_dependency_never_satisfied": ("e2e-deps", 7827),
     "test_never_start": ("e2e-never", 7837),
     "test_limits_on_real_slurm": ("e2e-limits", 7847),
+    "test_sweep_on_real_slurm": ("e2e-sweep", 7857),
 }
 
 
@@ -39,7 +40,11 @@ def stack(request):
         accounting=True,
         min_job_age=MIN_JOB_AGE,
         # A job pending for a "never" reason ends at the first poll that sees it (tests/e2e/test_never_start.py).
-        parameters={"PollMinSeconds": "1", "UnsatisfiableGraceMinutes": "0"},
+        parameters={
+            "PollMinSeconds": "1",
+            "UnsatisfiableGraceMinutes": "0",
+            **getattr(request.module, "STACK_PARAMETERS", {}),  # a module's own
+        },
     )
     with stack as running:
         yield running

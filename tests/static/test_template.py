@@ -136,7 +136,7 @@ def test_generated_functions_share_one_environment(generated_template: dict[str,
         "UNSATISFIABLE_GRACE_MINUTES",
         "RESULT_RETENTION_DAYS",
         "JOB_TRACKING",
-        "SWEEP_INTERVAL_MINUTES",
+        "SAFETY_POLL_MIN_SECONDS",
     }
 
 
@@ -152,6 +152,7 @@ CONTRACT_PARAMETERS = {
     "UnsatisfiableGraceMinutes": "60",
     "JobTracking": "sweep",
     "SweepIntervalMinutes": "1",
+    "SafetyPollMinSeconds": "150",
     "ResultRetentionDays": "30",
 }
 CONSTRAINTS = {"AllowedPattern", "AllowedValues", "MinValue", "MaxValue", "MinLength", "MaxLength"}

@@ -22,7 +22,7 @@ class Settings:
     result_retention_days: int
     state_machine_arn: str | None
     job_tracking: str = "sweep"  # JobTracking: "sweep" (wait for news, safety poll) or "per-job-polling"
-    sweep_interval_seconds: int = 60
+    safety_poll_min_seconds: int = 150
 
     @property
     def waits_for_news(self) -> bool:
@@ -30,9 +30,8 @@ class Settings:
 
     @property
     def safety_floor_seconds(self) -> int | None:
-        """The shortest safety poll of a workflow waiting for news: two sweeps and a half-minute may pass without a
-        heartbeat before the job is polled on its own (None: per-job polling)."""
-        return 2 * self.sweep_interval_seconds + 30 if self.waits_for_news else None
+        """The shortest safety poll of a workflow waiting for news (None: per-job polling)."""
+        return self.safety_poll_min_seconds if self.waits_for_news else None
 
     @classmethod
     def from_environment(cls, environ: os._Environ[str] | dict[str, str] = os.environ) -> Settings:
@@ -52,7 +51,7 @@ class Settings:
             result_retention_days=int(environ["RESULT_RETENTION_DAYS"]),
             state_machine_arn=environ.get("STATE_MACHINE_ARN"),
             job_tracking=environ["JOB_TRACKING"],
-            sweep_interval_seconds=60 * int(environ["SWEEP_INTERVAL_MINUTES"]),
+            safety_poll_min_seconds=int(environ["SAFETY_POLL_MIN_SECONDS"]),
         )
 
 

@@ -1,0 +1,107 @@
+"""JobTracking sweep on real Slurm: the cluster's status sweep (fired by the local scheduler, as EventBridge Scheduler
+would) reports every active job with one head-node command; each job's workflow waits for news (AwaitNews) and polls
+its job on its own only when no sweep kept the wait alive (the safety poll)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from harness.workflow import execution_statuses, finish, history, submit
+
+
+def commands_by_action(cloud) -> dict[str, int]:
+    """SSM commands sent so far, by head-node action (their comment is "slurm-job-api <action> <jobId>")."""
+    counts: dict[str, int] = {}
+    for page in cloud.client("ssm").get_paginator("list_commands").paginate():
+        for command in page["Commands"]:
+            words = command.get("Comment", "").split()
+            if len(words) >= 2 and words[0] == "slurm-job-api":
+                counts[words[1]] = counts.get(words[1], 0) + 1
+    return counts
+
+
+def status_commands_for(cloud, job_ids: set[str]) -> int:
+    total = 0
+    for page in cloud.client("ssm").get_paginator("list_commands").paginate():
+        for command in page["Commands"]:
+            words = command.get("Comment", "").split()
+            total += words[:2] == ["slurm-job-api", "status"] and len(words) > 2 and words[2] in job_ids
+    return total
+
+
+def entered(events: list[dict]) -> list[str]:
+    return [event["stateEnteredEventDetails"]["name"] for event in events if "stateEnteredEventDetails" in event]
+
+
+def poll_news(events: list[dict]) -> list[dict]:
+    """What each PollJob was woken with ($.job.news in its input)."""
+    inputs = [
+        json.loads(event["stateEnteredEventDetails"]["input"])
+        for event in events
+        if event.get("stateEnteredEventDetails", {}).get("name") == "PollJob"
+    ]
+    return [state["job"].get("news") for state in inputs]
+
+
+SAFETY_POLL_SECONDS = 15
+# This module's stack (tests/e2e/conftest.py): a short safety poll, so that the sweep-down test takes seconds.
+STACK_PARAMETERS = {"SafetyPollMinSeconds": str(SAFETY_POLL_SECONDS)}
+SAFETY_POLL_ERRORS = ("States.HeartbeatTimeout", "States.Timeout")
+SHORT = "#!/bin/bash\nsleep 2\necho done\n"
+FAILING = "#!/bin/bash\nexit 3\n"
+
+
+def test_jobs_end_on_the_sweeps_news_without_a_status_command_of_their_own(cloud, api):
+    job_ids = [submit(api, {"name": f"swept-{n}", "script": SHORT}) for n in range(8)]
+    failing = submit(api, {"name": "swept-failing", "script": FAILING})
+    statuses = execution_statuses(cloud, [*job_ids, failing], timeout=120)
+    assert statuses == {**dict.fromkeys(job_ids, "SUCCEEDED"), failing: "FAILED"}
+    for job_id in [*job_ids, failing]:
+        execution, events, result, view = finish(cloud, api, job_id)
+        path = entered(events)
+        # Submitted, waited for news once, woken by the sweep when the job ended, finished: no poll loop.
+        assert path[:5] == ["IsContinuation", "SubmitJob", "IsJobFinished", "AwaitNews", "PollJob"], path
+        assert path[-3:-1] == ["FinishJob", "DidJobComplete"], path
+        assert len(path) <= 12, path  # the issue's budget of state transitions per job
+        assert [news["reason"] for news in poll_news(events)][-1] == "ended"
+        assert not any(news.get("Error") in SAFETY_POLL_ERRORS for news in poll_news(events))
+    assert result["status"] == view["status"] == "FAILED" and view["exitCode"] == 3
+    # Slurm was asked about these jobs by sweeps only, never by a command of their own.
+    assert status_commands_for(cloud, {*job_ids, failing}) == 0
+    assert commands_by_action(cloud).get("sweep", 0) >= 1
+
+
+def test_a_job_nobody_reports_on_is_polled_on_its_own_after_the_safety_poll_time(cloud, api, stack):
+    """The sweep is down (its schedule stopped): the workflow's wait times out (no heartbeat for
+    SafetyPollMinSeconds) and PollJob asks Slurm about the job itself; the job still ends right."""
+    scheduler = cloud.scheduler
+    scheduler.stop()
+    try:
+        started = time.monotonic()
+        job_id = submit(api, {"name": "unswept", "script": SHORT})
+        execution, events, result, view = finish(cloud, api, job_id, timeout=120)
+        waited = time.monotonic() - started
+    finally:
+        scheduler.start()
+    assert execution["status"] == "SUCCEEDED" and result["status"] == view["status"] == "COMPLETED"
+    news = poll_news(events)
+    # AWS names a missed heartbeat States.HeartbeatTimeout; moto's interpreter reports it as States.Timeout.
+    assert news and all(item["Error"] in SAFETY_POLL_ERRORS for item in news), news
+    assert status_commands_for(cloud, {job_id}) == len(news)
+    assert waited >= SAFETY_POLL_SECONDS, waited
+
+
+def test_a_cancel_reaches_a_waiting_job_through_the_sweep(cloud, api, slurm):
+    job_id = submit(api, {"name": "swept-cancel", "script": "#!/bin/bash\nsleep 300\n"})
+    deadline = time.monotonic() + 60
+    while api.get(f"/jobs/{job_id}").json()["status"] != "RUNNING":
+        assert time.monotonic() < deadline, "the sweep never reported the job running"
+        time.sleep(0.5)
+    assert api.delete(f"/jobs/{job_id}").status_code == 202
+    execution, events, result, view = finish(cloud, api, job_id, timeout=90)
+    assert (view["status"], result["status"]) == ("CANCELLED", "CANCELLED")
+    reasons = [news.get("reason") for news in poll_news(events)]
+    assert "cancel requested" in reasons and reasons[-1] == "ended", reasons
+    assert slurm.accounted_state(view["slurmJobId"]).startswith("CANCELLED")
+
