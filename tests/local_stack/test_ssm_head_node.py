@@ -1,7 +1,11 @@
 """The local head node: SSM commands sent through a real moto server over HTTP run on this machine."""
 
 import os
+import pwd
 import re
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
+from local_stack.slurm_cluster import SlurmCluster, checkout_user_name, ensure_cluster_user
 from local_stack.ssm_head_node import (
     AGENT_PATH,
     STDERR_CONTENT_LIMIT,
@@ -23,6 +28,10 @@ from local_stack.ssm_head_node import (
     UNSUPPORTED_DOCUMENT_DETAILS,
     LocalHeadNode,
 )
+from slurm_job_api.head_node import HeadNode
+from slurm_job_api.head_node_program import TERMINAL_STATUSES
+from slurm_job_api.head_node_protocol import StatusRequest, SweepJob, SweepReport, SweepRequest
+from tests.support.http_files import FileServer
 
 REGION = "us-east-1"
 CLUSTER_NAME = "test-cluster"
@@ -87,8 +96,8 @@ def instances(endpoint: str) -> Instances:
 def make_head_node(instances: Instances) -> Iterator[Callable[..., LocalHeadNode]]:
     nodes: list[LocalHeadNode] = []
 
-    def make(**options: Any) -> LocalHeadNode:
-        node = LocalHeadNode(env={"SLURM_CONF": SLURM_CONF}, **options)
+    def make(slurm_conf: str = SLURM_CONF, **options: Any) -> LocalHeadNode:
+        node = LocalHeadNode(env={"SLURM_CONF": slurm_conf}, **options)
         node.register_instance(instances.head_node)
         node.install()
         nodes.append(node)
@@ -565,3 +574,130 @@ def test_faults_are_thread_safe_to_set_while_commands_run(
 
     outputs = [wait_until_ended(ssm, command_id, instances.head_node) for command_id in command_ids]
     assert [invocation["StandardOutputContent"] for invocation in outputs] == [f"{index}\n" for index in range(10)]
+
+
+# -- the sweep action on a real Slurm cluster, through this head node -------------------------------------------------
+
+SWEEP_PORT_BASE = 14817  # this module's own cluster (+0, +1, +2), shifted by $SLURM_JOB_API_PORT_OFFSET
+SWEEP_USER = "sjapi-sweep"
+SHORT_JOBS = 192
+
+
+@pytest.fixture(scope="module")
+def sweep_cluster() -> Iterator[SlurmCluster]:
+    if os.geteuid() != 0:
+        pytest.skip("a real Slurm cluster needs root")
+    state = Path(tempfile.mkdtemp(prefix="ssm-sweep-slurm-"))
+    state.chmod(0o755)  # the cluster user reads slurm.conf
+    cluster = SlurmCluster(state, accounting=True, port_base=SWEEP_PORT_BASE)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def sbatch(cluster: SlurmCluster, user: pwd.struct_passwd, *options: str) -> str:
+    done = subprocess.run(
+        ["/usr/sbin/runuser", "-u", user.pw_name, "--", str(cluster.bin_dir / "sbatch"), "--parsable",
+         "--chdir=/tmp", "--output=/dev/null", *options],
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **cluster.env()},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout.strip().split(";")[0]
+
+
+def rpcs_of(cluster: SlurmCluster, user: str) -> int:
+    """slurmctld's count of the RPCs `user` made since the last `sdiag --reset`."""
+    shown = cluster.run("sdiag").stdout
+    match = re.search(rf"^\s*{re.escape(user)}\s*\(\s*\d+\)\s+count:(\d+)", shown, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout} s")
+        time.sleep(0.5)
+
+
+def test_a_sweep_of_200_real_jobs_answers_each_as_status_does_for_a_handful_of_rpcs(
+    endpoint: str, ssm: Any, make_head_node: Callable[..., LocalHeadNode], sweep_cluster: SlurmCluster
+) -> None:
+    user = ensure_cluster_user(checkout_user_name(SWEEP_USER))
+    make_head_node(slurm_conf=str(sweep_cluster.conf_path))
+    node = HeadNode(
+        cluster_name=CLUSTER_NAME, cluster_user=user.pw_name, slurm_bin_dir=str(sweep_cluster.bin_dir), ssm=ssm,
+        ec2=make_client(endpoint, "ec2"),
+    )  # fmt: skip
+    node.forget_instance()  # another module's moto may have had another head node of this name
+    # Jobs in every state: done, failed, running, held (pending), cancelled while pending, an array partly done.
+    short = [sbatch(sweep_cluster, user, "--wrap=true") for _ in range(SHORT_JOBS)]
+    failing = sbatch(sweep_cluster, user, "--wrap=exit 3")
+    running = sbatch(sweep_cluster, user, "--wrap=sleep 600")
+    held = sbatch(sweep_cluster, user, "--hold", "--wrap=true")
+    cancelled = sbatch(sweep_cluster, user, "--hold", "--wrap=true")
+    sweep_cluster.run("scancel", cancelled)
+    array = sbatch(sweep_cluster, user, "--array=1-4", "--wrap=[ $SLURM_ARRAY_TASK_ID -le 2 ] || sleep 600")
+    unknown = str(int(array) + 1000)
+    asked = [*short, failing, running, held, cancelled, array, unknown]
+    ended = [*short, failing, cancelled]
+
+    def settled() -> bool:  # every job that ends has ended, in accounting too
+        done = sweep_cluster.run(
+            "sacct", "--noheader", "--parsable2", "--allocations", "--jobs=" + ",".join([*ended, array]),
+            "--format=JobID,State",
+        )  # fmt: skip
+        states = dict(line.split("|") for line in done.stdout.splitlines())
+        tasks_done = [states.get(f"{array}_{task}") for task in (1, 2)] == ["COMPLETED", "COMPLETED"]
+        return tasks_done and all(states.get(job, "PENDING") not in ("PENDING", "RUNNING") for job in ended)
+
+    wait_until(settled, "the short jobs did not end")
+    files = FileServer()
+    try:
+        jobs = [SweepJob(slurm_job_id=job, is_array=job == array) for job in asked]
+        sweep_cluster.run("sdiag", "--reset")
+        started = time.monotonic()
+        reply = node.run(SweepRequest(jobs=jobs, report_url=files.url("/sweep.json")), wait_seconds=120)
+        sweep_seconds = time.monotonic() - started
+        sweep_rpcs = rpcs_of(sweep_cluster, user.pw_name)
+        report = SweepReport.model_validate_json(files.objects["/sweep.json"])
+    finally:
+        files.close()
+    assert reply.reported == len(report.jobs) == len(asked) and reply.report_bytes == len(files.objects["/sweep.json"])
+    assert reply.queries == {"squeue": 1, "sacct": 1, "scontrol": 1}  # scontrol: the unknown job only
+
+    sweep_cluster.run("sdiag", "--reset")
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(
+            pool.map(
+                lambda job: node.run(
+                    StatusRequest(slurm_job_id=job.slurm_job_id, is_array=job.is_array), wait_seconds=120
+                ),
+                jobs,
+            )
+        )
+    status_seconds = time.monotonic() - started
+    status_rpcs = rpcs_of(sweep_cluster, user.pw_name)
+    print(
+        f"sweep of {len(asked)} jobs: {sweep_rpcs} slurmctld RPCs, {sweep_seconds:.1f} s, report {reply.report_bytes} "
+        f"bytes; {len(asked)} status actions (8 at a time): {status_rpcs} RPCs, {status_seconds:.1f} s"
+    )
+    assert [entry.model_dump() for entry in report.jobs] == [answer.model_dump() for answer in answers]
+    by_id = {entry.slurm_job_id: entry for entry in report.jobs}
+    assert {job: (by_id[job].status, by_id[job].exit_code) for job in (failing, running, held, cancelled)} == {
+        failing: ("FAILED", 3),
+        running: ("RUNNING", None),
+        held: ("PENDING", None),
+        cancelled: ("CANCELLED", 0),
+    }
+    assert by_id[array].array_task_counts == {"COMPLETED": 2, "RUNNING": 2}
+    assert not by_id[unknown].found
+    assert all(by_id[job].status == "COMPLETED" and by_id[job].source == "sacct" for job in short)
+    assert all(entry.status in TERMINAL_STATUSES for entry in report.jobs if entry.slurm_job_id in ended)
+    # One sweep: scontrol show config, squeue and one scontrol show job, a couple of RPCs each; status asks about each
+    # job with the first two at least.
+    assert sweep_rpcs <= 10 < 3 * len(asked) <= status_rpcs

@@ -7,6 +7,7 @@ Lambda-sized session token, for the longest bucket name S3 allows.
 
 from __future__ import annotations
 
+import random
 import uuid
 
 import boto3
@@ -15,7 +16,7 @@ from botocore.config import Config
 
 from slurm_job_api import head_node_program as program
 from slurm_job_api.head_node import COMMAND_BUDGET_BYTES, HeadNode
-from slurm_job_api.head_node_protocol import CancelRequest, StatusRequest
+from slurm_job_api.head_node_protocol import CancelRequest, StatusRequest, SweepJob, SweepRequest
 from slurm_job_api.progress import JobProgress
 from slurm_job_api.results import ResultsBucket, planned_uploads
 from slurm_job_api.spec import MAX_ARRAY_TASKS, JobSpec
@@ -119,3 +120,21 @@ def test_collect_batches_stay_within_the_budget_for_the_largest_array_and_output
             for u in batch.uploads
         ]
         assert len(program._reply("collect", result={"files": worst})) + 1 <= SSM_STDOUT_CHARACTERS
+
+
+@pytest.mark.parametrize(
+    ("count", "ids"),
+    [
+        (program.MAX_SWEEP_JOBS, lambda count: [str(4_000_000_000 + n) for n in range(count)]),  # a cluster's jobs
+        (1000, lambda count: [str(n) for n in random.Random(7).sample(range(10**9, 4 * 10**9), count)]),  # scattered
+    ],
+    ids=["largest-consecutive", "1000-scattered"],
+)
+def test_sweep_commands_stay_within_the_budget(bucket, head_node, count, ids):
+    """The largest sweep the program takes fits one command when its ids are close together, as a cluster's are (5000
+    random 10-digit ids would not: the Lambda sizes its sweeps by the command)."""
+    jobs = [SweepJob(slurm_job_id=slurm_job_id, is_array=n % 10 == 0) for n, slurm_job_id in enumerate(ids(count))]
+    request = SweepRequest(jobs=jobs, report_url=bucket.presigned_put("sweeps/" + "s" * 36 + "/report.json"))
+    size = command_size(shell_commands(head_node.document(request)))
+    print(f"sweep of {count} jobs: {size} bytes")
+    assert size <= COMMAND_BUDGET_BYTES < LIMIT
