@@ -34,9 +34,8 @@ class ScheduleRun:
 
 class LocalScheduler:
     def __init__(self, schedules: list[ScheduleSpec], invoke: Invoke, *, period_seconds: float | None = None) -> None:
-        self._runs = [
-            ScheduleRun(schedule, period_seconds or schedule.period_seconds) for schedule in schedules if schedule.enabled
-        ]
+        enabled = [schedule for schedule in schedules if schedule.enabled]
+        self._runs = [ScheduleRun(schedule, period_seconds or schedule.period_seconds) for schedule in enabled]
         self._invoke = invoke
 
     @property
@@ -44,7 +43,9 @@ class LocalScheduler:
         return list(self._runs)
 
     def start(self) -> None:
+        """Starts every schedule's ticks (again, after stop: the first tick comes one period later)."""
         for run in self._runs:
+            run._stop.clear()
             run._thread = threading.Thread(
                 target=self._loop, args=(run,), name=f"schedule-{run.schedule.function_logical_id}", daemon=True
             )

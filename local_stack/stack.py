@@ -41,9 +41,10 @@ class LocalStack:
     """Context manager: starts Slurm (unless it already runs), the local cloud and the local API; stops what it started.
 
     ``parameters`` override template parameters (e.g. PollMinSeconds); ``min_job_age`` and ``accounting`` configure
-    the Slurm cluster; ``schedule_period_seconds`` how often the template's schedules fire (LOCAL_SCHEDULE_PERIOD_SECONDS;
-    None: at their rates). ``name`` and ``port_base`` give a stack its own Slurm cluster (state directory and ports), so
-    that test modules with differently configured clusters can run at the same time.
+    the Slurm cluster; ``schedule_period_seconds`` how often the template's schedules fire
+    (LOCAL_SCHEDULE_PERIOD_SECONDS; None: at their rates). ``name`` and ``port_base`` give a stack its own Slurm
+    cluster (state directory and ports), so that test modules with differently configured clusters can run at the
+    same time.
     """
 
     def __init__(

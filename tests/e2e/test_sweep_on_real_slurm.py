@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from harness.workflow import execution_statuses, finish, history, submit
+from harness.workflow import execution_statuses, finish, submit
 
 
 def commands_by_action(cloud) -> dict[str, int]:
@@ -58,7 +58,7 @@ def test_jobs_end_on_the_sweeps_news_without_a_status_command_of_their_own(cloud
     statuses = execution_statuses(cloud, [*job_ids, failing], timeout=120)
     assert statuses == {**dict.fromkeys(job_ids, "SUCCEEDED"), failing: "FAILED"}
     for job_id in [*job_ids, failing]:
-        execution, events, result, view = finish(cloud, api, job_id)
+        _execution, events, result, view = finish(cloud, api, job_id)
         path = entered(events)
         # Submitted, waited for news once, woken by the sweep when the job ended, finished: no poll loop.
         assert path[:5] == ["IsContinuation", "SubmitJob", "IsJobFinished", "AwaitNews", "PollJob"], path
@@ -99,9 +99,8 @@ def test_a_cancel_reaches_a_waiting_job_through_the_sweep(cloud, api, slurm):
         assert time.monotonic() < deadline, "the sweep never reported the job running"
         time.sleep(0.5)
     assert api.delete(f"/jobs/{job_id}").status_code == 202
-    execution, events, result, view = finish(cloud, api, job_id, timeout=90)
+    _execution, events, result, view = finish(cloud, api, job_id, timeout=90)
     assert (view["status"], result["status"]) == ("CANCELLED", "CANCELLED")
     reasons = [news.get("reason") for news in poll_news(events)]
     assert "cancel requested" in reasons and reasons[-1] == "ended", reasons
     assert slurm.accounted_state(view["slurmJobId"]).startswith("CANCELLED")
-

@@ -157,4 +157,3 @@ def cluster_sweep_for(remaining_seconds: Callable[[], float]) -> ClusterSweep:
         states=aws_clients.client("stepfunctions"),
         remaining_seconds=remaining_seconds,
     )
-

@@ -209,7 +209,7 @@ class JobRecord(JobState):
     @classmethod
     def no_longer_tracked(cls) -> dict[str, None]:
         """What an ended job drops: its place in the active-jobs index and its workflow's wait (attribute names)."""
-        return {name: None for name in ("active_on_cluster", "wait_token", "waiting_progress", "waiting_since")}
+        return dict.fromkeys(("active_on_cluster", "wait_token", "waiting_progress", "waiting_since"))
 
     @classmethod
     def waiting_fields(cls, token: str, progress: Mapping[str, Any], now: str) -> dict[str, Any]:
