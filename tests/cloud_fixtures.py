@@ -42,6 +42,10 @@ def make_cloud(slurm):
                 "ClusterUser": USER,
                 "SlurmBinDir": str(slurm.bin_dir),
                 "PollMinSeconds": "1",
+                # Scripted Slurm answers each tool by how many times it was called: a sweep's squeue would take a
+                # poll's answer. These tests script per-job polls; the sweep is tested on real Slurm
+                # (tests/e2e/test_sweep_on_real_slurm.py) and by its own unit tests.
+                "JobTracking": "per-job-polling",
                 **parameters,
             },
             head_node=LocalHeadNode(),
