@@ -31,7 +31,7 @@ from slurm_job_api.results import ResultsBucket
 from slurm_job_api.sbatch import sbatch_options
 from slurm_job_api.settings import Settings
 from slurm_job_api.spec import JobSpec
-from slurm_job_api.statuses import ACTIVE_STATUSES
+from slurm_job_api.statuses import ACTIVE_STATUSES, TERMINAL_STATUSES
 from slurm_job_api.workflow_events import AwaitNewsEvent, FinishJobEvent, PollJobEvent, SubmitJobEvent, WorkflowInput
 
 FINISH_COLLECT_ATTEMPTS = 3  # transient collection errors are retried this many times before results go without
@@ -192,12 +192,16 @@ class Workflow:
         job = event.job
         record = self.store.get(event.job_id)
         cancel_requested = bool(record and record.cancel_requested)
-        if cancel_requested and job.status in ACTIVE_STATUSES:
+        observation = event.news.observation if event.news else None  # the sweep's, when it woke the workflow
+        if observation is not None and observation.slurm_job_id != job.slurm_job_id:
+            observation = None
+        over = observation is not None and (not observation.found or observation.status in TERMINAL_STATUSES)
+        if cancel_requested and job.status in ACTIVE_STATUSES and not over:
             self.head_node.run(
                 CancelRequest(job_id=job.job_id, slurm_job_id=job.slurm_job_id), wait_seconds=self._ssm_wait()
             )
-        observation = event.news.observation if event.news and not cancel_requested else None
-        if observation is None or observation.slurm_job_id != job.slurm_job_id:
+            observation = None  # what the sweep saw came before the cancel
+        if observation is None:
             observation = self.head_node.run(
                 StatusRequest(job_id=job.job_id, slurm_job_id=job.slurm_job_id, is_array=job.is_array),
                 wait_seconds=self._ssm_wait(),
