@@ -90,6 +90,10 @@ def _as_bool(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
+class ScheduledInvocationFailed(Exception):
+    """A function a schedule invoked ended with an error (Lambda's FunctionError)."""
+
+
 class LocalCloud:
     """moto + the template's resources + our handlers + the local API, as a context manager.
 
@@ -160,16 +164,21 @@ class LocalCloud:
             if self.model.apis:
                 self._api = LocalApiGateway(self.model, self._runtime, principals=self._principals)
                 self._api.start()
-            runtime = self._runtime
             self.scheduler = LocalScheduler(
                 [schedule for function in self.model.functions.values() for schedule in function.schedules],
-                lambda logical_id, event: runtime.invoke(logical_id, event),
+                self._invoke_scheduled,
                 period_seconds=self._schedule_period_seconds,
             )
             self.scheduler.start()
         except BaseException:
             self.stop()
             raise
+
+    def _invoke_scheduled(self, function_logical_id: str, event: Any) -> None:
+        """A schedule's invocation; a function error raises (the scheduler counts it as failed)."""
+        result = self._runtime.invoke(function_logical_id, event)
+        if result.function_error is not None:
+            raise ScheduledInvocationFailed(f"{function_logical_id}: {result.payload[:2000].decode(errors='replace')}")
 
     def stop(self) -> None:
         """Stop everything started, reset moto and restore the environment; safe to call more than once."""
