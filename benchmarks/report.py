@@ -48,6 +48,7 @@ SCENARIOS: tuple[tuple[ClusterPlace, int, tuple[Scenario, ...]], ...] = (
         (
             fault_scenarios.ssm_throttling,
             fault_scenarios.slurmctld_outage,
+            fault_scenarios.slurmctld_outage_under_sweep,
             fault_scenarios.submit_crash_after_sbatch,
             purge_scenarios.purged_job_read_from_accounting,
         ),

@@ -14,9 +14,9 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +26,8 @@ from harness.fault_stacks import (
     DEFAULT_MIN_JOB_AGE,
     NO_ACCOUNTING_CLUSTER,
     SHORT_MIN_JOB_AGE,
+    SWEEP_SAFETY_POLL_SECONDS,
+    SWEEP_TRACKING,
     ClusterPlace,
     head_node,
     local_stack,
@@ -40,6 +42,8 @@ from slurm_job_api.statuses import FAILED, RUNNING, SUBMIT_FAILED
 # Longer than SendCommand's delivery timeout (the product's 60 s), so that held commands end DeliveryTimedOut.
 UNREACHABLE_SECONDS = DELIVERY_TIMEOUT_SECONDS + 10
 CONTROLLER_OUTAGE_SECONDS = 60
+# Under the sweep: longer than the safety poll (SWEEP_SAFETY_POLL_SECONDS), so that waits end without news.
+SWEEP_CONTROLLER_OUTAGE_SECONDS = 3 * SWEEP_SAFETY_POLL_SECONDS
 MISSING_SLURM_BIN_DIR = "/opt/slurm/bin"
 THROTTLE_RATE = 0.3
 
@@ -225,16 +229,19 @@ class Outage:
     submitted_during: Jobs
     outcomes_timeout: float
     fault: Callable[[LocalStack, JobRun], OutageFault]
+    parameters: Mapping[str, str] = field(default_factory=dict)  # template parameters (e.g. SWEEP_TRACKING)
 
     def __call__(self, place: ClusterPlace | None = None) -> ScenarioResult:
         started = time.monotonic()
-        with _moments() as moments, local_stack(place or self.place, min_job_age=self.min_job_age) as stack:
+        stack_of = local_stack(place or self.place, min_job_age=self.min_job_age, parameters=self.parameters)
+        with _moments() as moments, stack_of as stack:
             fault_started, fault_ended = moments / "fault-started", moments / "fault-ended"
             run = JobRun(stack, self.name_prefix)
             ending_during = _submit(run, self.ending_during, after=fault_started)
             outlasting = _submit(run, self.outlasting, after=fault_ended)
             run.wait_for_status([*ending_during, *outlasting], RUNNING)
             fault = self.fault(stack, run)
+            sweeps_before = _sweeps(stack)
             fault.start()
             outage_started = time.monotonic()
             fault_started.touch()
@@ -244,6 +251,7 @@ class Outage:
             finally:
                 fault.end()
             outage = time.monotonic() - outage_started
+            sweeps_during_outage = _sweeps(stack, since=sweeps_before)
             fault_ended.touch()
             result = ScenarioResult(
                 key=self.key,
@@ -256,11 +264,20 @@ class Outage:
                     "ending_during_outage": ending_during,
                     "outlasting_outage": outlasting,
                     "submitted_during_outage": submitted_during,
+                    "sweeps_during_outage": sweeps_during_outage,
                     **fault.evidence(),
                 },
             )
         fault.conclude(result)
         return result.timed_from(started)
+
+
+def _sweeps(stack: LocalStack, since: dict[str, int] | None = None) -> dict[str, int]:
+    """The cluster sweeps the local scheduler has run (and how many failed), since ``since``."""
+    scheduler = stack.running_cloud.scheduler
+    runs = scheduler.runs if scheduler is not None else []
+    counts = {"fired": sum(run.fired for run in runs), "failed": sum(run.failed for run in runs)}
+    return {name: count - (since or {}).get(name, 0) for name, count in counts.items()}
 
 
 head_node_unreachable = Outage(
@@ -289,7 +306,17 @@ slurmctld_outage = Outage(
     outcomes_timeout=360,
     fault=ControllerStopped,
 )
-OUTAGES = (head_node_unreachable, slurmctld_outage)
+# The same outage under JobTracking sweep: the sweeps fail while slurmctld is down (nobody's wait gets a heartbeat),
+# the waits end with their safety polls, which fail and are retried; after the restart a sweep or a poll sees each end.
+slurmctld_outage_under_sweep = replace(
+    slurmctld_outage,
+    key="slurmctld-outage-sweep",
+    title="slurmctld stopped, jobs tracked by the cluster's sweep",
+    name_prefix="ctld-outage-sweep",
+    seconds=SWEEP_CONTROLLER_OUTAGE_SECONDS,
+    parameters=SWEEP_TRACKING,
+)
+OUTAGES = (head_node_unreachable, slurmctld_outage, slurmctld_outage_under_sweep)
 
 
 # ----- d. submit crashes after sbatch --------------------------------------------------------------------------------

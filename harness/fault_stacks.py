@@ -39,8 +39,14 @@ ACCOUNTING_MIN_JOB_AGE = 5
 SHORT_MIN_JOB_AGE = 10
 # Slurm's default: jobs that end while the head node is unreachable are still known to slurmctld afterwards.
 DEFAULT_MIN_JOB_AGE = 300
-# Polls every second at first, so that short jobs end in seconds; the rest of the schedule is the template's.
-FAST_POLLING: Mapping[str, str] = {"PollMinSeconds": "1"}
+# Version 1's tracking (each workflow polls its own job), every second at first, so that short jobs end in seconds;
+# the rest of the schedule is the template's. The scenarios were written for it; the ones that run under the sweep
+# say so with SWEEP_TRACKING.
+FAST_POLLING: Mapping[str, str] = {"JobTracking": "per-job-polling", "PollMinSeconds": "1"}
+# JobTracking sweep (the default): the local stack sweeps every LOCAL_SCHEDULE_PERIOD_SECONDS; a wait no sweep keeps
+# alive ends with a safety poll after 10 s (the template's default is 150 s).
+SWEEP_SAFETY_POLL_SECONDS = 10
+SWEEP_TRACKING: Mapping[str, str] = {"JobTracking": "sweep", "SafetyPollMinSeconds": str(SWEEP_SAFETY_POLL_SECONDS)}
 
 
 def local_stack(place: ClusterPlace, *, min_job_age: int, parameters: Mapping[str, str] | None = None) -> LocalStack:

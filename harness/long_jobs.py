@@ -229,6 +229,9 @@ class ScriptedCloud:
                 "ClusterName": "long-jobs",
                 "ClusterUser": BENCHMARK_USER,
                 "SlurmBinDir": str(self.slurm.bin_dir),
+                # What the poll schedule costs: each workflow polls its own job on the virtual clock. (Under the
+                # sweep, a job waits in one AwaitNews state kept alive by heartbeats, and is polled only without them.)
+                "JobTracking": "per-job-polling",
                 **self.parameters,
             },
             head_node=LocalHeadNode(invocation_visibility_delay=0.0),

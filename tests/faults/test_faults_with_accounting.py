@@ -1,5 +1,6 @@
 """Faults injected on the real local stack over a Slurm cluster with accounting (slurmdbd): SSM throttling,
-slurmctld stopped for a minute, the submit function dying after sbatch, and finished jobs purged before their first
+slurmctld stopped for a minute (with each workflow polling its job, and with the cluster's sweep tracking them), the
+submit function dying after sbatch, and finished jobs purged before their first
 poll. Every accepted job must end in the right state with a record and a result.json, and Slurm must have run it
 exactly once (sacct by the scenario's unique job name, and the jobs' own run ledger)."""
 
@@ -9,7 +10,9 @@ import pytest
 
 from harness.fault_scenarios import (
     CONTROLLER_OUTAGE_SECONDS,
+    SWEEP_CONTROLLER_OUTAGE_SECONDS,
     slurmctld_outage,
+    slurmctld_outage_under_sweep,
     ssm_throttling,
     submit_crash_after_sbatch,
 )
@@ -44,6 +47,22 @@ def test_slurmctld_stopped_for_a_minute(accounting_cluster):
     by_id = {job.job_id: job for job in result.jobs}
     for job_id in evidence["ending_during_outage"] + evidence["outlasting_outage"]:
         assert "SlurmControllerUnavailable" in by_id[job_id].task_failures, by_id[job_id].describe()
+
+
+def test_slurmctld_stopped_while_the_sweep_tracks_the_jobs(accounting_cluster):
+    result = slurmctld_outage_under_sweep(accounting_cluster)
+    assert_every_job_ended_right(result, jobs=7)
+    evidence = result.evidence
+    assert evidence["outage_seconds"] >= SWEEP_CONTROLLER_OUTAGE_SECONDS
+    # The sweeps failed while slurmctld was down, so no wait got a heartbeat ...
+    assert evidence["sweeps_during_outage"]["failed"] >= 1, evidence["sweeps_during_outage"]
+    by_id = {job.job_id: job for job in result.jobs}
+    for job_id in evidence["ending_during_outage"] + evidence["outlasting_outage"]:
+        job = by_id[job_id]
+        assert "AwaitNews" in job.states, job.describe()
+        # ... and each wait ended with its safety poll, which met the outage and was retried until slurmctld was back.
+        assert "SlurmControllerUnavailable" in job.task_failures, job.describe()
+    assert evidence["submitted_during_outage_retried"] == len(evidence["submitted_during_outage"]) == 3
 
 
 def test_submit_dying_after_sbatch_is_retried_without_a_second_sbatch(accounting_cluster):
