@@ -30,10 +30,12 @@ environments of their own, and a new environment is a cold start. So nothing a h
 (the event handler's current request, the logger's keys, cached clients) is shared between two requests in flight or
 between two functions. An environment's variables are this process's (e.g. POWERTOOLS_LOG_LEVEL), the local
 cloud's endpoint, region and placeholder keys, and the function's own template variables (not the other functions').
-The environments are forked from a ``forkserver`` that has imported boto3, Pydantic and Powertools once, so a cold
-start costs what importing the handler's own code costs. The timeout clock starts once the environment is ready, as
-Lambda's init phase is not counted in the function's Timeout. The init's own limit counts the time the environment
-ran or slept, not the time it waited for a CPU: a Lambda environment has its own, this machine's may all be busy.
+The environments are forked from a ``forkserver`` that has imported boto3, Pydantic and Powertools once, and those
+modules of the template's layers whose import reads no variable of a function's and has no other effect
+(:mod:`local_stack.layer_preload`), so a cold start costs what importing the rest of the handler's code costs. The
+timeout clock starts once the environment is ready, as Lambda's init phase is not counted in the function's Timeout.
+The init's own limit counts the time the environment ran or slept, not the time it waited for a CPU: a Lambda
+environment has its own, this machine's may all be busy.
 
 Tests inject faults with :meth:`LambdaRuntime.intercepted` (interceptors run in this process, around the call into
 the environment) and :meth:`LambdaRuntime.failing_inits` (the next cold starts of a function fail in the environment,
@@ -85,6 +87,7 @@ _PRELOADED_MODULES = (
     "aws_lambda_powertools.metrics",
     "aws_lambda_powertools.tracing",
     "aws_xray_sdk.core",
+    "local_stack.forkserver_preload",  # last: the template's layer modules whose import reads nothing of a function's
 )
 # Lambda's limit on the init phase (importing the handler); an init still running then is retried with the Timeout.
 INIT_TIMEOUT_SECONDS = 10
