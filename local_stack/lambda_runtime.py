@@ -30,10 +30,12 @@ environments of their own, and a new environment is a cold start. So nothing a h
 (the event handler's current request, the logger's keys, cached clients) is shared between two requests in flight or
 between two functions. An environment's variables are this process's (e.g. POWERTOOLS_LOG_LEVEL), the local
 cloud's endpoint, region and placeholder keys, and the function's own template variables (not the other functions').
-The environments are forked from a ``forkserver`` that has imported boto3, Pydantic and Powertools once, so a cold
-start costs what importing the handler's own code costs. The timeout clock starts once the environment is ready, as
-Lambda's init phase is not counted in the function's Timeout. The init's own limit counts the time the environment
-ran or slept, not the time it waited for a CPU: a Lambda environment has its own, this machine's may all be busy.
+The environments are forked from a ``forkserver`` that has imported boto3, Pydantic and Powertools once, and those
+modules of the template's layers whose import reads no variable of a function's and has no other effect
+(:mod:`local_stack.layer_preload`), so a cold start costs what importing the rest of the handler's code costs. The
+timeout clock starts once the environment is ready, as Lambda's init phase is not counted in the function's Timeout.
+The init's own limit counts the time the environment ran or slept, not the time it waited for a CPU: a Lambda
+environment has its own, this machine's may all be busy.
 
 Tests inject faults with :meth:`LambdaRuntime.intercepted` (interceptors run in this process, around the call into
 the environment) and :meth:`LambdaRuntime.failing_inits` (the next cold starts of a function fail in the environment,
@@ -85,6 +87,7 @@ _PRELOADED_MODULES = (
     "aws_lambda_powertools.metrics",
     "aws_lambda_powertools.tracing",
     "aws_xray_sdk.core",
+    "local_stack.forkserver_preload",  # last: the template's layer modules whose import reads nothing of a function's
 )
 # Lambda's limit on the init phase (importing the handler); an init still running then is retried with the Timeout.
 INIT_TIMEOUT_SECONDS = 10
@@ -266,10 +269,10 @@ class ExecutionEnvironment:
     def _initialized(self, timeout: float) -> bool:
         """Waits up to ``timeout`` for the init; False if it is still running; raises if it failed."""
         try:
-            init_started = time.monotonic()
+            init_started, waited_before = time.monotonic(), self._waited_ns()
             while not self._connection.poll(_INIT_POLL_SECONDS):
                 # The init's own time, as Lambda counts it: not the time its process waited for a CPU on this machine.
-                if self._init_seconds(init_started) > timeout:
+                if self._init_seconds(init_started, waited_before) > timeout:
                     return False
             kind, payload = self._connection.recv()
         except (EOFError, OSError) as error:
@@ -284,22 +287,30 @@ class ExecutionEnvironment:
             raise FunctionFailure(payload)
         # An init that ended between two looks at the connection may still have outlasted the limit (the looks are
         # _INIT_POLL_SECONDS apart, longer than a short limit): it counts as over it, as Lambda would count it.
-        return self._init_seconds(init_started) <= timeout
+        return self._init_seconds(init_started, waited_before) <= timeout
 
     def _stop_process(self) -> None:
         self._process.kill()
         self._process.join(5)
         self._connection.close()
 
-    def _init_seconds(self, started: float) -> float:
+    def _init_seconds(self, started: float, waited_before_ns: int | None) -> float:
         """The init's time as Lambda would count it: the time since ``started``, less the time the environment's
-        process waited for a CPU (Linux's /proc/<pid>/schedstat: time on a CPU, time runnable but waiting, in ns)."""
+        process waited for a CPU since then (``waited_before_ns`` is what it had waited at ``started``: a process
+        that waited long to be scheduled at all must not have that taken off its init)."""
         elapsed = time.monotonic() - started
-        try:
-            waited_ns = int(Path(f"/proc/{self._process.pid}/schedstat").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
+        waited_ns = self._waited_ns()
+        if waited_ns is None or waited_before_ns is None:
             return elapsed  # the process has ended (its end is noticed on the connection), or no schedstat
-        return elapsed - waited_ns / 1e9
+        return elapsed - (waited_ns - waited_before_ns) / 1e9
+
+    def _waited_ns(self) -> int | None:
+        """How long the environment's process has been runnable but waiting for a CPU (Linux's
+        /proc/<pid>/schedstat: time on a CPU, time runnable but waiting, in ns); None if it cannot be read."""
+        try:
+            return int(Path(f"/proc/{self._process.pid}/schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            return None
 
     @property
     def usable(self) -> bool:

@@ -14,6 +14,7 @@ This module imports only the standard library: the forkserver imports it in ever
 """
 
 import importlib
+import importlib.machinery
 import json
 import os
 import sys
@@ -23,6 +24,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 LATEST = "$LATEST"
+# The packages the forkserver preloaded from the template's layers (local_stack.layer_preload): name -> the __file__
+# of the package (or module) it imported. An environment keeps one only if its own import path finds that same file.
+PRELOADED_PACKAGES: dict[str, str] = {}
 
 
 class WorkerContext:
@@ -56,6 +60,15 @@ def error_payload(error: BaseException, request_id: str | None, error_type: str 
     }
 
 
+def _drop_foreign_preloads() -> None:
+    """Forget each preloaded package that this environment's import path would find elsewhere, or not at all."""
+    for name, origin in PRELOADED_PACKAGES.items():
+        spec = importlib.machinery.PathFinder.find_spec(name, sys.path)
+        if spec is None or spec.origin != origin:
+            for module in [module for module in sys.modules if module == name or module.startswith(name + ".")]:
+                del sys.modules[module]
+
+
 def serve(
     connection: Any,
     handler_path: str,
@@ -71,6 +84,7 @@ def serve(
         connection.send(("init_error", {"errorType": init_failure, "errorMessage": message, "stackTrace": []}))
         return
     sys.path[:0] = [path for path in import_paths if path not in sys.path]
+    _drop_foreign_preloads()
     module_name, _, attribute = handler_path.rpartition(".")
     try:
         module = importlib.import_module(module_name)

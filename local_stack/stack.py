@@ -20,9 +20,10 @@ from local_stack.slurm_cluster import (
     local_state_root,
 )
 from local_stack.ssm_head_node import LocalHeadNode
+from local_stack.template_model import REPOSITORY_TEMPLATE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = REPO_ROOT / "template.yaml"
+TEMPLATE = REPOSITORY_TEMPLATE
 CLUSTER_NAME = "local"
 # Jobs run as this unprivileged user, as they run as ClusterUser (ec2-user by default) on a ParallelCluster head node.
 CLUSTER_USER = checkout_user_name("hpcuser")

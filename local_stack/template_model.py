@@ -45,6 +45,8 @@ GLOBALS_SECTIONS = {
 
 FUNCTION_TYPES = ("AWS::Serverless::Function",)
 LAYER_TYPES = ("AWS::Serverless::LayerVersion",)
+# The repository's template, which the local stack runs.
+REPOSITORY_TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 STATE_MACHINE_TYPES = ("AWS::Serverless::StateMachine",)
 BUCKET_TYPES = ("AWS::S3::Bucket",)
 TABLE_TYPES = ("AWS::DynamoDB::Table",)
@@ -936,13 +938,42 @@ class TemplateModel:
     def _local_path(self, logical_id: str, name: str) -> Path:
         """A path property (CodeUri, ContentUri, DefinitionUri): relative to the template, and it must exist."""
         where = f"Resources.{logical_id}.Properties.{name}"
-        value = self._property(logical_id, name)
-        if not isinstance(value, str):
-            raise TemplateError(f"{where}: the local cloud needs a local path, got {value!r}")
-        path = (self.template_dir / value).resolve()
-        if not path.exists():
-            raise TemplateError(f"{where}: {path} does not exist")
-        return path
+        return _local_path(self.template_dir, where, self._property(logical_id, name))
+
+
+def _local_path(template_dir: Path, where: str, value: Any) -> Path:
+    if not isinstance(value, str):
+        raise TemplateError(f"{where}: the local cloud needs a local path, got {value!r}")
+    path = (template_dir / value).resolve()
+    if not path.exists():
+        raise TemplateError(f"{where}: {path} does not exist")
+    return path
+
+
+def layer_content_uris(template_path: Path) -> list[Path]:
+    """The local ContentUri of each layer of the template, in template order, without evaluating the template (no
+    parameter values needed): a ContentUri must be a plain relative path, as :attr:`TemplateModel.layers` requires."""
+    template_path = Path(template_path).resolve()
+    resources = load_template_document(template_path)["Resources"]
+    return [
+        _local_path(template_path.parent, f"Resources.{logical_id}.Properties.ContentUri", content_uri)
+        for logical_id, definition in resources.items()
+        if definition.get("Type") in LAYER_TYPES
+        and (content_uri := (definition.get("Properties") or {}).get("ContentUri")) is not None
+    ]
+
+
+def function_variable_names(template_path: Path) -> set[str]:
+    """The names of every environment variable that the template gives a function (its own or the Globals')."""
+    document = load_template_document(Path(template_path))
+    sections = [((document.get("Globals") or {}).get("Function") or {})]
+    sections += [definition.get("Properties") or {} for definition in document["Resources"].values()]
+    return {
+        name
+        for section in sections
+        if isinstance(variables := (section.get("Environment") or {}).get("Variables"), dict)
+        for name in variables
+    }
 
 
 def _is_true(value: Any) -> bool:
