@@ -45,6 +45,8 @@ class LocalScheduler:
     def start(self) -> None:
         """Starts every schedule's ticks (again, after stop: the first tick comes one period later)."""
         for run in self._runs:
+            if run._thread is not None:
+                raise RuntimeError(f"the schedule of {run.schedule.function_logical_id} is already running")
             run._stop.clear()
             run._thread = threading.Thread(
                 target=self._loop, args=(run,), name=f"schedule-{run.schedule.function_logical_id}", daemon=True
@@ -57,6 +59,8 @@ class LocalScheduler:
         for run in self._runs:
             if run._thread is not None:
                 run._thread.join(timeout=150)  # an invocation in flight ends within its function's timeout
+                if run._thread.is_alive():
+                    raise RuntimeError(f"the schedule of {run.schedule.function_logical_id} did not stop")
                 run._thread = None
 
     def _loop(self, run: ScheduleRun) -> None:

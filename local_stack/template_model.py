@@ -545,7 +545,10 @@ class ScheduleSpec:
             )
         count, unit = int(match["count"]), match["unit"]
         if (count == 1) != (not unit.endswith("s")):
-            raise TemplateError(f"{self.expression!r}: EventBridge wants rate(1 {unit.rstrip('s')}) or rate(N {unit}s)")
+            raise TemplateError(
+                f"Resources.{self.function_logical_id}.Properties.Events.{self.event_name}: {self.expression!r}: "
+                f"EventBridge wants rate(1 {unit.rstrip('s')}) or rate(N {unit.rstrip('s')}s)"
+            )
         return count * _RATE_UNIT_SECONDS[unit.rstrip("s")]
 
 
@@ -817,8 +820,13 @@ class TemplateModel:
             where = f"Resources.{logical_id}.Properties.Events.{event_name}"
             properties = event.get("Properties") or {}
             expression = _scalar_to_string(self.evaluate(properties.get("ScheduleExpression"), where), where)
-            state = self.evaluate(properties.get("State", "ENABLED"), f"{where}.State")
-            enabled = _is_true(properties["Enabled"]) if "Enabled" in properties else state == "ENABLED"
+            if "Enabled" in properties:  # Schedule's older switch
+                enabled = _is_true(self.evaluate(properties["Enabled"], f"{where}.Enabled"))
+            else:
+                state = self.evaluate(properties.get("State", "ENABLED"), f"{where}.State")
+                if state not in ("ENABLED", "DISABLED"):
+                    raise TemplateError(f"{where}.State: ENABLED or DISABLED, not {state!r}")
+                enabled = state == "ENABLED"
             yield ScheduleSpec(logical_id, event_name, expression, enabled)
 
     @cached_property
