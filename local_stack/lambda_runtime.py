@@ -247,32 +247,34 @@ class ExecutionEnvironment:
         self._state_lock = threading.Lock()
         self._busy = False
         self._ended = False
-        self._start()
-        if self._initialized(init_timeout):
+        if self._initialized(self._start(), init_timeout):
             return
         self._stop_process()  # Lambda retries the init at the first invocation, with the function's Timeout
         retried_at = time.monotonic()
-        self._start()
-        if not self._initialized(function.timeout):
+        if not self._initialized(self._start(), function.timeout):
             self.end()
             raise InitTimedOut(f"the init did not finish within the function's Timeout ({function.timeout} s)")
         self.suppressed_init_seconds = time.monotonic() - retried_at
 
-    def _start(self) -> None:
+    def _start(self) -> float:
+        """Starts the environment's process; returns when its init started (just before the fork: a process whose
+        init ends before the parent looks at it must not look instant)."""
+        started = time.monotonic()
         self._connection, child = _FORKSERVER.Pipe()
         self._process = _FORKSERVER.Process(
             target=lambda_worker.serve, args=(child, *self._worker_args), name=self._name, daemon=True
         )
         self._process.start()
         child.close()
+        return started
 
-    def _initialized(self, timeout: float) -> bool:
-        """Waits up to ``timeout`` for the init; False if it is still running; raises if it failed."""
+    def _initialized(self, init_started: float, timeout: float) -> bool:
+        """Waits up to ``timeout`` for the init that started at ``init_started``; False if it is still running;
+        raises if it failed."""
         try:
-            init_started, waited_before = time.monotonic(), self._waited_ns()
             while not self._connection.poll(_INIT_POLL_SECONDS):
                 # The init's own time, as Lambda counts it: not the time its process waited for a CPU on this machine.
-                if self._init_seconds(init_started, waited_before) > timeout:
+                if self._init_seconds(init_started) > timeout:
                     return False
             kind, payload = self._connection.recv()
         except (EOFError, OSError) as error:
@@ -287,22 +289,21 @@ class ExecutionEnvironment:
             raise FunctionFailure(payload)
         # An init that ended between two looks at the connection may still have outlasted the limit (the looks are
         # _INIT_POLL_SECONDS apart, longer than a short limit): it counts as over it, as Lambda would count it.
-        return self._init_seconds(init_started, waited_before) <= timeout
+        return self._init_seconds(init_started) <= timeout
 
     def _stop_process(self) -> None:
         self._process.kill()
         self._process.join(5)
         self._connection.close()
 
-    def _init_seconds(self, started: float, waited_before_ns: int | None) -> float:
-        """The init's time as Lambda would count it: the time since ``started``, less the time the environment's
-        process waited for a CPU since then (``waited_before_ns`` is what it had waited at ``started``: a process
-        that waited long to be scheduled at all must not have that taken off its init)."""
+    def _init_seconds(self, started: float) -> float:
+        """The init's time as Lambda would count it: the time since ``started`` (just before the fork), less the time
+        the environment's process waited for a CPU (its whole life is the init)."""
         elapsed = time.monotonic() - started
         waited_ns = self._waited_ns()
-        if waited_ns is None or waited_before_ns is None:
+        if waited_ns is None:
             return elapsed  # the process has ended (its end is noticed on the connection), or no schedstat
-        return elapsed - (waited_ns - waited_before_ns) / 1e9
+        return elapsed - waited_ns / 1e9
 
     def _waited_ns(self) -> int | None:
         """How long the environment's process has been runnable but waiting for a CPU (Linux's
