@@ -22,8 +22,8 @@ from slurm_job_api.observability import metrics
 from slurm_job_api.poll_schedule import PollSchedule
 from slurm_job_api.progress import JobProgress
 from slurm_job_api.settings import Settings
-from slurm_job_api.spec import JobSpec
 from slurm_job_api.statuses import COMPLETED, PENDING, RUNNING, SUBMITTING
+from tests.support.job_records import accepted_record, changed_record
 
 CLUSTER = "test-cluster"
 NOW = datetime(2026, 11, 25, 13, 0, 0, tzinfo=UTC)
@@ -145,22 +145,12 @@ class FakeStates:
 
 def record(job_id: str, slurm_job_id: str | None, *, waits: bool = True, **fields: Any) -> JobRecord:
     """An active job of the cluster; `waits`: its workflow waits for news (token "token-<job_id>")."""
-    new = JobRecord.new(
-        job_id=job_id,
-        submission_id="ab" * 16,
-        owner="arn:aws:iam::123456789012:user/alice",
-        spec=JobSpec.model_validate({"script": "#!/bin/bash\n", "name": "n"}),
-        created_at="2026-11-25T12:00:00.000Z",
-        request_hash="h",
-        execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:" + job_id,
-        retention_days=30,
-        cluster_name=CLUSTER,
-    )
+    new = accepted_record(job_id, cluster_name=CLUSTER)
     state = {"status": PENDING, "slurm_state": "PENDING", "reason": "Priority"} if slurm_job_id else {}
     if waits and slurm_job_id:
         progress = JobProgress(job_id=job_id, slurm_job_id=slurm_job_id, status=PENDING, wait_for_news=True)
         state |= {"wait_token": f"token-{job_id}", "waiting_progress": progress.to_state()}
-    return JobRecord.model_validate(new.item() | JobRecord.stored(slurm_job_id=slurm_job_id, **(state | fields)))
+    return changed_record(new, slurm_job_id=slurm_job_id, **(state | fields))
 
 
 def status(slurm_job_id: str, **fields: Any) -> StatusReply:

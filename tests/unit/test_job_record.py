@@ -12,6 +12,7 @@ from slurm_job_api.outcome import error_details, final_status
 from slurm_job_api.progress import JobProgress
 from slurm_job_api.spec import JobSpec
 from slurm_job_api.statuses import ALL_STATUSES
+from tests.support.job_records import accepted_record
 
 ASL = json.loads((Path(__file__).resolve().parents[2] / "statemachine" / "job.asl.json").read_text())
 JOB = "0b6f1c9e-3f7a-4c1e-9a53-2a8f6f2b9d10"
@@ -19,17 +20,7 @@ STORED_NAMES = {field.alias for field in JobRecord.model_fields.values()}
 
 
 def new_record() -> JobRecord:
-    return JobRecord.new(
-        job_id=JOB,
-        submission_id="ab" * 16,
-        owner="arn:aws:iam::123456789012:user/alice",
-        spec=JobSpec.model_validate({"script": "#!/bin/bash\n", "name": "n"}),
-        created_at="2026-11-25T12:00:00.000Z",
-        request_hash="h",
-        execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:" + JOB,
-        retention_days=30,
-        cluster_name="test-cluster",
-    )
+    return accepted_record(JOB)
 
 
 def updated_names(expression: str, names: dict[str, str]) -> set[str]:

@@ -13,7 +13,6 @@ from slurm_job_api.clock import iso
 from slurm_job_api.head_node_protocol import StatusReply, SweepJob
 from slurm_job_api.job_record import JobRecord
 from slurm_job_api.progress import JobProgress
-from slurm_job_api.spec import JobSpec
 from slurm_job_api.statuses import (
     ACTIVE_STATUSES,
     COMPLETED,
@@ -36,6 +35,7 @@ from slurm_job_api.sweep_news import (
     news,
     swept_jobs,
 )
+from tests.support.job_records import EXAMPLE_SPEC, accepted_record, changed_record
 
 JOB = "0b6f1c9e-3f7a-4c1e-9a53-2a8f6f2b9d10"
 NOW = datetime(2026, 11, 25, 13, 0, 0, tzinfo=UTC)
@@ -46,19 +46,8 @@ TOKEN = "AAAAKgAAAAIAAAAAAAAAAT0ken"
 
 def record(*, array: str | None = None, **fields: Any) -> JobRecord:
     """A job record as POST /jobs creates it, then as later steps changed it (`fields` by attribute name)."""
-    spec = {"script": "#!/bin/bash\n", "name": "n"} | ({"array": array} if array else {})
-    new = JobRecord.new(
-        job_id=fields.pop("job_id", JOB),
-        submission_id="ab" * 16,
-        owner="arn:aws:iam::123456789012:user/alice",
-        spec=JobSpec.model_validate(spec),
-        created_at="2026-11-25T12:00:00.000Z",
-        request_hash="h",
-        execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:" + JOB,
-        retention_days=30,
-        cluster_name="test-cluster",
-    )
-    return JobRecord.model_validate(new.item() | JobRecord.stored(**fields))
+    spec = EXAMPLE_SPEC | ({"array": array} if array else {})
+    return changed_record(accepted_record(fields.pop("job_id", JOB), spec=spec), **fields)
 
 
 def waiting(**progress: Any) -> dict[str, Any]:
