@@ -8,7 +8,9 @@ execution environments, see :mod:`local_stack.lambda_runtime`) and the state mac
 substitutions applied.
 Given a :class:`~local_stack.ssm_head_node.LocalHeadNode`, it also registers this machine as the cluster's head node:
 an EC2 instance tagged like a ParallelCluster head node of the ``ClusterName`` parameter, whose SSM commands the head
-node runs here. Finally it serves the template's REST API (:mod:`local_stack.api_gateway`).
+node runs here. It creates the template's event buses and the rules of the functions' EventBridgeRule events, and
+delivers their events to the functions (:mod:`local_stack.event_delivery`). Finally it serves the template's REST API
+(:mod:`local_stack.api_gateway`).
 
 moto keeps its state in process-wide globals, so only one LocalCloud can run in a process at a time; stopping it
 resets moto and restores the process environment.
@@ -35,6 +37,7 @@ from moto.server import ThreadedMotoServer
 
 from local_stack import moto_fixes, moto_speedups
 from local_stack.api_gateway import DEFAULT_PRINCIPALS, LOCAL_DEVELOPER, ApiClient, LocalApiGateway
+from local_stack.event_delivery import LocalEventDelivery
 from local_stack.lambda_runtime import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, LambdaRuntime
 from local_stack.scheduler import LocalScheduler
 from local_stack.sigv4 import Principal
@@ -125,6 +128,7 @@ class LocalCloud:
         self._saved_moto_config: dict[str, Any] | None = None
         self._saved_werkzeug_level: int | None = None
         self._runtime: LambdaRuntime | None = None
+        self.event_delivery: LocalEventDelivery | None = None
         self._api: LocalApiGateway | None = None
         self._schedule_period_seconds = schedule_period_seconds
         self.scheduler: LocalScheduler | None = None
@@ -155,6 +159,8 @@ class LocalCloud:
             self._start_moto()
             self._runtime = LambdaRuntime(self.model, endpoint_url=self.endpoint_url)
             self._runtime.install()
+            self.event_delivery = LocalEventDelivery(self._invoke_event_target)
+            self.event_delivery.install()
             self._create_resources()
             if self.head_node is not None:
                 self.head_node_instance_id = self._create_head_node_instance()
@@ -180,11 +186,24 @@ class LocalCloud:
         if result.function_error is not None:
             raise ScheduledInvocationFailed(f"{function_logical_id}: {result.payload[:2000].decode(errors='replace')}")
 
+    def _invoke_event_target(self, function_arn: str, event: Any) -> str | None:
+        """A rule's Lambda target: the function's error type, or None."""
+        by_arn = {function.arn: function.logical_id for function in self.model.functions.values()}
+        if function_arn not in by_arn:
+            return "ResourceNotFoundException"
+        result = self._runtime.invoke(by_arn[function_arn], event)
+        if result.function_error is None:
+            return None
+        return str(json.loads(result.payload).get("errorType", result.function_error))
+
     def stop(self) -> None:
         """Stop everything started, reset moto and restore the environment; safe to call more than once."""
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
+        if self.event_delivery is not None:
+            self.event_delivery.uninstall()
+            self.event_delivery = None
         if self._api is not None:
             self._api.stop()
             self._api = None
@@ -326,6 +345,7 @@ class LocalCloud:
                 MemorySize=function.memory_size,
                 Environment={"Variables": dict(function.environment)},
             )
+        self._create_event_rules()
         stepfunctions = self.client("stepfunctions")
         for machine in self.model.state_machines.values():
             stepfunctions.create_state_machine(
@@ -342,6 +362,24 @@ class LocalCloud:
         )
         if ignored:
             logger.info("resources the local cloud does not create: %s", ", ".join(ignored))
+
+    def _create_event_rules(self) -> None:
+        events = self.client("events")
+        for bus_name in self.model.event_buses.values():
+            events.create_event_bus(Name=bus_name)
+        for function in self.model.functions.values():
+            for rule in function.event_rules:
+                events.put_rule(
+                    Name=rule.rule_name,
+                    EventBusName=rule.event_bus_name,
+                    EventPattern=json.dumps(rule.pattern),
+                    State="ENABLED" if rule.enabled else "DISABLED",
+                )
+                events.put_targets(
+                    Rule=rule.rule_name,
+                    EventBusName=rule.event_bus_name,
+                    Targets=[{"Id": function.logical_id, "Arn": function.arn}],
+                )
 
     def _create_roles(self) -> None:
         arns = {

@@ -235,6 +235,10 @@ def _rest_api(name: str, region: str, account: str) -> tuple[str, dict[str, str]
     return api_id, {"RootResourceId": _stable_suffix(api_id, length=10).lower()}
 
 
+def _event_bus(name: str, region: str, account: str) -> tuple[str, dict[str, str]]:
+    return name, {"Arn": f"arn:{PARTITION}:events:{region}:{account}:event-bus/{name}", "Name": name}
+
+
 def _role(name: str, region: str, account: str) -> tuple[str, dict[str, str]]:
     return name, {"Arn": f"arn:{PARTITION}:iam::{account}:role/{name}"}
 
@@ -249,6 +253,7 @@ _NAMING: dict[str, _Naming] = {
     "AWS::DynamoDB::Table": _Naming("TableName", 255, _table),
     "AWS::Serverless::Api": _Naming("Name", 255, _rest_api),
     "AWS::IAM::Role": _Naming("RoleName", 64, _role),
+    "AWS::Events::EventBus": _Naming("Name", 256, _event_bus),
 }
 # SAM creates an execution role "<LogicalId>Role" for these when they have no Role property.
 _IMPLICIT_ROLE_TYPES = ("AWS::Serverless::Function", "AWS::Serverless::StateMachine")
@@ -557,6 +562,23 @@ _RATE_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
 @dataclass(frozen=True)
+class EventRuleSpec:
+    """One ``EventBridgeRule`` event of a function: the bus, the event pattern and whether the rule is enabled.
+    moto's EventBridge matches the pattern but does not invoke Lambda targets; the local cloud does
+    (:mod:`local_stack.event_delivery`)."""
+
+    function_logical_id: str
+    event_name: str
+    event_bus_name: str
+    pattern: Mapping[str, Any]
+    enabled: bool
+
+    @property
+    def rule_name(self) -> str:
+        return f"{self.function_logical_id}{self.event_name}"
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     logical_id: str
     arn: str
@@ -579,6 +601,7 @@ class FunctionSpec:
     external_layer_arns: tuple[str, ...]
     api_routes: tuple[ApiRoute, ...]
     schedules: tuple[ScheduleSpec, ...] = ()
+    event_rules: tuple[EventRuleSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -811,6 +834,7 @@ class TemplateModel:
             external_layer_arns=tuple(arn for arn in layer_arns if arn not in layers_by_arn),
             api_routes=routes,
             schedules=tuple(self._schedules(logical_id)),
+            event_rules=tuple(self._event_rules(logical_id)),
         )
 
     def _schedules(self, logical_id: str) -> Iterator[ScheduleSpec]:
@@ -828,6 +852,26 @@ class TemplateModel:
                     raise TemplateError(f"{where}.State: ENABLED or DISABLED, not {state!r}")
                 enabled = state == "ENABLED"
             yield ScheduleSpec(logical_id, event_name, expression, enabled)
+
+    def _event_rules(self, logical_id: str) -> Iterator[EventRuleSpec]:
+        for event_name, event in (self._resources[logical_id]["Properties"].get("Events") or {}).items():
+            if event.get("Type") != "EventBridgeRule":
+                continue
+            where = f"Resources.{logical_id}.Properties.Events.{event_name}"
+            properties = event.get("Properties") or {}
+            bus = _scalar_to_string(self.evaluate(properties.get("EventBusName", "default"), where), where)
+            pattern = self.evaluate(properties.get("Pattern"), f"{where}.Pattern")
+            if not isinstance(pattern, dict) or not pattern:
+                raise TemplateError(f"{where}.Pattern: an event pattern (a mapping) is required")
+            state = self.evaluate(properties.get("State", "ENABLED"), f"{where}.State")
+            if state not in ("ENABLED", "DISABLED"):
+                raise TemplateError(f"{where}.State: ENABLED or DISABLED, not {state!r}")
+            yield EventRuleSpec(logical_id, event_name, bus, pattern, state == "ENABLED")
+
+    @cached_property
+    def event_buses(self) -> dict[str, str]:
+        """The template's event buses: logical id -> name."""
+        return {logical_id: self.physical[logical_id].ref for logical_id in self._of_type(("AWS::Events::EventBus",))}
 
     @cached_property
     def state_machines(self) -> dict[str, StateMachineSpec]:
