@@ -1,15 +1,33 @@
 """Sweeps the cluster: one head-node command reports every active job; waiting workflows are woken or kept waiting
-(on the SweepJobs schedule)."""
+(on the SweepJobs schedule, and at once when the head node's push hook says a job started or ended)."""
+
+from __future__ import annotations
+
+from datetime import datetime
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from slurm_job_api.clock import utc_now
 from slurm_job_api.cluster_sweep import cluster_sweep_for
-from slurm_job_api.observability import logger, metrics, tracer
+from slurm_job_api.observability import MetricUnit, logger, metrics, tracer
+from slurm_job_api.sweep_trigger import head_node_push, sweep_needed
+
+# When the last sweep of this execution environment that finished had started. Reserved concurrency 1 keeps one
+# environment at a time, so this is the cluster's last sweep (a new environment starts with None and sweeps).
+last_sweep_started: datetime | None = None
 
 
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    # The event (a schedule's, or an EventBridge event) only says "now": what to sweep comes from the jobs table.
-    return cluster_sweep_for(lambda: context.get_remaining_time_in_millis() / 1000).run().to_dict()
+    # What to sweep comes from the jobs table; the event (a schedule's or a push) only says when.
+    global last_sweep_started
+    push = head_node_push(event)
+    if not sweep_needed(push, last_sweep_started):
+        metrics.add_metric(name="PushesCoalesced", unit=MetricUnit.Count, value=1)
+        return {"coalesced": True}
+    started = utc_now()
+    summary = cluster_sweep_for(lambda: context.get_remaining_time_in_millis() / 1000).run()
+    last_sweep_started = started
+    return {**summary.to_dict(), "trigger": "push" if push else "schedule"}

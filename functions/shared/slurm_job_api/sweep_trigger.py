@@ -1,0 +1,56 @@
+"""What starts a sweep, and whether a push from the head node still needs one (pure: no AWS import).
+
+The SweepJobs function runs on its schedule and on every "Slurm Job State Change" the head node's push hook
+publishes (functions/shared/slurm_job_api/push_hook.py). A push says only that something happened to a job at
+``pushedAt``; a sweep that started after that moment has seen it already, so the push is answered without another
+head-node command. A burst of job ends (an array finishing) then costs a few sweeps, not one per job. The head node's
+clock and Lambda's may differ a little: a sweep counts only when it started PUSH_CLOCK_MARGIN after the push (a skew
+larger than that costs one more sweep, never a missed end; and the scheduled sweep comes anyway).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+HEAD_NODE_SOURCE = "slurm-job-api.head-node"  # push_hook.EVENT_SOURCE; the template's rule matches it
+JOB_STATE_CHANGE = "Slurm Job State Change"
+PUSH_CLOCK_MARGIN = timedelta(seconds=1)
+
+
+class PushDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    cluster_name: str = Field(alias="clusterName")
+    state: Literal["STARTING", "ENDED"]
+    pushed_at: datetime = Field(alias="pushedAt")
+    slurm_job_id: str | None = Field(default=None, alias="slurmJobId")
+
+
+class HeadNodePush(BaseModel):
+    """The EventBridge event of the push hook, as the rule delivers it."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    source: Literal["slurm-job-api.head-node"]
+    detail_type: Literal["Slurm Job State Change"] = Field(alias="detail-type")
+    detail: PushDetail
+
+
+def head_node_push(event: Any) -> HeadNodePush | None:
+    """The push this event is, or None (a schedule's event, or anything else: those always sweep)."""
+    if not isinstance(event, dict) or event.get("source") != HEAD_NODE_SOURCE:
+        return None
+    try:
+        return HeadNodePush.model_validate(event)
+    except ValidationError:
+        return None
+
+
+def sweep_needed(push: HeadNodePush | None, last_sweep_started: datetime | None) -> bool:
+    """False only for a push that a finished sweep, started after it (with the margin), has already answered."""
+    if push is None or last_sweep_started is None:
+        return True
+    return last_sweep_started < push.detail.pushed_at + PUSH_CLOCK_MARGIN
