@@ -23,6 +23,7 @@ import argparse
 import errno
 import fcntl
 import hashlib
+import importlib.util
 import os
 import pwd
 import re
@@ -39,6 +40,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The product's push hook, a stdlib program (the local stack does not import the product's package).
+PUSH_HOOK_SOURCE = REPO_ROOT / "functions" / "shared" / "slurm_job_api" / "push_hook.py"
+_PUSH_HOOK_SPEC = importlib.util.spec_from_file_location("push_hook", PUSH_HOOK_SOURCE)
+push_hook_program = importlib.util.module_from_spec(_PUSH_HOOK_SPEC)
+_PUSH_HOOK_SPEC.loader.exec_module(push_hook_program)
+# The hook runs with the head node's python3 (the system's), as `push_hook.py install` run by it installs it.
+PUSH_HOOK_PYTHON = "/usr/bin/python3"
 
 
 def local_state_root() -> Path:
@@ -198,12 +206,15 @@ class SlurmCluster:
         constrain_memory: bool = False,
         port_base: int = DEFAULT_PORT_BASE,
         enforce_part_limits: str = "ALL",
+        push_hook: bool = False,
     ) -> None:
         """``constrain_memory`` enforces ``--mem`` with task/cgroup (cgroup v1 memory controller), the only way
         Slurm reports OUT_OF_MEMORY; off by default because it needs cgroups. ``port_base`` lets a second cluster
         (another state directory) run beside the default one (shifted by ``port_offset()``). ``enforce_part_limits``
         is slurm.conf's EnforcePartLimits: ALL, as ParallelCluster writes it, refuses at sbatch a job no partition can
-        hold; NO accepts it and leaves it pending (PartitionConfig, PartitionTimeLimit, ...)."""
+        hold; NO accepts it and leaves it pending (PartitionConfig, PartitionTimeLimit, ...). ``push_hook`` runs the
+        product's push hook (functions/shared/slurm_job_api/push_hook.py) as PrologSlurmctld and EpilogSlurmctld, from
+        ``push_hook_dir``; it does nothing until its configuration is installed there (LocalStack(push_hook=True))."""
         self.state_dir = Path(state_dir).absolute()
         self.accounting = accounting
         self.min_job_age = min_job_age
@@ -211,6 +222,8 @@ class SlurmCluster:
         self.constrain_memory = constrain_memory
         self.port_base = port_base = port_base + port_offset()
         self.enforce_part_limits = enforce_part_limits
+        self.push_hook = push_hook
+        self.push_hook_dir = self.state_dir / "push-hook"
         self.partition = PARTITION
         self.short_partition = SHORT_PARTITION
         self.bin_dir = BIN
@@ -237,6 +250,10 @@ class SlurmCluster:
         pid_file = (directory or self.run_dir) / f"{name}.pid"
         log_file = (directory or self.log_dir) / f"{name}.log"
         return _Daemon(name, pid_file, log_file, self.conf_path, reads, port)
+
+    @property
+    def push_hook_path(self) -> Path:
+        return self.push_hook_dir / push_hook_program.HOOK_NAME
 
     # ----------------------------------------------------------------------------------------------- public API
 
@@ -324,6 +341,12 @@ class SlurmCluster:
             self.conf_path: (self._slurm_conf(detect_node()), 0o644),
             self.dbd_conf_path: (self._slurmdbd_conf() if self.accounting else None, 0o600),
             self.cgroup_conf_path: (cgroup_conf if self.constrain_memory else None, 0o644),
+            self.push_hook_path: (
+                push_hook_program.installed_text(PUSH_HOOK_SOURCE.read_text(), PUSH_HOOK_PYTHON)
+                if self.push_hook
+                else None,
+                0o755,
+            ),
         }
 
     def _slurm_conf(self, node: NodeTopology) -> str:
@@ -388,6 +411,11 @@ class SlurmCluster:
             "ReturnToService=2",
             *accounting,
             "JobCompType=jobcomp/none",
+            *(
+                [f"PrologSlurmctld={self.push_hook_path}", f"EpilogSlurmctld={self.push_hook_path}"]
+                if self.push_hook
+                else []
+            ),
             f"NodeName={self.node_name} NodeAddr={LOOPBACK} NodeHostname={self.node_name} CPUs={cpus} {topology} "
             f"RealMemory={memory} State=UNKNOWN",
             f"PartitionName={PARTITION} Nodes={self.node_name} Default=YES MaxTime=INFINITE State=UP",
@@ -430,7 +458,7 @@ class SlurmCluster:
         munge = pwd.getpwnam("munge")
         # Cluster users read slurm.conf and reach the munge socket: the path down to them must be searchable.
         self.state_dir.chmod(0o755)
-        for directory in (self.conf_path.parent, self.log_dir, self.run_dir):
+        for directory in (self.conf_path.parent, self.log_dir, self.run_dir, self.push_hook_dir):
             directory.mkdir(mode=0o755, exist_ok=True)
         for directory in (self.state_dir / "slurmctld", self.state_dir / "slurmd"):
             directory.mkdir(mode=0o700, exist_ok=True)

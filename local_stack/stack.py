@@ -5,14 +5,19 @@ built from template.yaml.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
 from local_stack.cloud import LocalCloud
+from local_stack.instance_metadata import LocalInstanceMetadata
 from local_stack.slurm_cluster import (
     DEFAULT_PORT_BASE,
+    PUSH_HOOK_PYTHON,
+    PUSH_HOOK_SOURCE,
     ClusterError,
     SlurmCluster,
     checkout_user_name,
@@ -45,7 +50,9 @@ class LocalStack:
     the Slurm cluster; ``schedule_period_seconds`` how often the template's schedules fire
     (LOCAL_SCHEDULE_PERIOD_SECONDS; None: at their rates). ``name`` and ``port_base`` give a stack its own Slurm
     cluster (state directory and ports), so that test modules with differently configured clusters can run at the
-    same time.
+    same time. ``push_hook`` installs the product's push hook in the cluster (as `push_hook.py install` does on a
+    head node, with this machine's instance metadata service and the local cloud's endpoint), so that slurmctld
+    reports each job's start and end to the stack's event bus; give such a stack a cluster of its own.
     """
 
     def __init__(
@@ -58,10 +65,18 @@ class LocalStack:
         port_base: int = DEFAULT_PORT_BASE,
         cluster_user: str = CLUSTER_USER,
         schedule_period_seconds: float | None = LOCAL_SCHEDULE_PERIOD_SECONDS,
+        push_hook: bool = False,
     ) -> None:
         self.cluster = SlurmCluster(
-            local_state_root() / name, accounting=accounting, min_job_age=min_job_age, port_base=port_base
+            local_state_root() / name,
+            accounting=accounting,
+            min_job_age=min_job_age,
+            port_base=port_base,
+            push_hook=push_hook,
         )
+        self.push_hook = push_hook
+        self.instance_metadata: LocalInstanceMetadata | None = None
+        self.push_hook_installation: dict[str, object] | None = None
         self.cluster_user = cluster_user
         self.parameters = {
             "ClusterName": CLUSTER_NAME,
@@ -103,8 +118,49 @@ class LocalStack:
             schedule_period_seconds=self.schedule_period_seconds,
         )
         self.cloud.start()
+        if self.push_hook:
+            self._install_push_hook()
+
+    def _install_push_hook(self) -> None:
+        """Runs the product's installer, as an operator runs it on the head node (README, "Completion pushed")."""
+        self.instance_metadata = LocalInstanceMetadata()
+        self.instance_metadata.start()
+        cloud = self.running_cloud
+        (bus_name,) = cloud.model.event_buses.values()
+        done = subprocess.run(
+            [
+                PUSH_HOOK_PYTHON,
+                str(PUSH_HOOK_SOURCE),
+                "install",
+                "--event-bus-name",
+                bus_name,
+                "--region",
+                cloud.region,
+                "--cluster-name",
+                self.parameters["ClusterName"],
+                "--install-dir",
+                str(self.cluster.push_hook_dir),
+                "--endpoint-url",
+                cloud.endpoint_url,
+                "--imds-url",
+                self.instance_metadata.url,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise LocalStackError(f"push_hook.py install failed: {done.stderr.strip()}")
+        self.push_hook_installation = json.loads(done.stdout)
 
     def stop(self) -> None:
+        if self.push_hook:
+            # Without its configuration the hook does nothing: no event for a cloud that is gone.
+            (self.cluster.push_hook_dir / "push-hook.json").unlink(missing_ok=True)
+        if self.instance_metadata is not None:
+            self.instance_metadata.stop()
+            self.instance_metadata = None
         if self.cloud is not None:
             self.cloud.stop()
             self.cloud = None

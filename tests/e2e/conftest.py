@@ -22,6 +22,7 @@ CLUSTERS = {
     "test_never_start": ("e2e-never", 7837),
     "test_limits_on_real_slurm": ("e2e-limits", 7847),
     "test_sweep_on_real_slurm": ("e2e-sweep", 7857),
+    "test_push_on_real_slurm": ("e2e-push", 7867),
 }
 
 
@@ -45,6 +46,7 @@ def stack(request):
             "UnsatisfiableGraceMinutes": "0",
             **getattr(request.module, "STACK_PARAMETERS", {}),  # a module's own
         },
+        **getattr(request.module, "STACK_OPTIONS", {}),  # e.g. the push hook, the schedules' period
     )
     with stack as running:
         yield running

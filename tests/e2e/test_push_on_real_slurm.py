@@ -1,0 +1,42 @@
+"""Completion pushed from the head node, on real Slurm: slurmctld runs the product's push hook (PrologSlurmctld and
+EpilogSlurmctld, installed by `push_hook.py install` with this machine's IMDS), the hook publishes "Slurm Job State
+Change" to the stack's bus, the bus's rule runs the sweep at once, and the sweep wakes the job's workflow.
+
+The sweep's schedule is kept from firing here (an hour's period) and the safety poll is the template's (150 s), so
+a job whose workflow is woken with the news of its end was found through the push alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from harness.workflow import finish, submit
+from tests.e2e.test_sweep_on_real_slurm import entered, poll_news, status_commands_for
+
+STACK_OPTIONS = {"push_hook": True, "schedule_period_seconds": 3600}
+SHORT = "#!/bin/bash\nsleep 2\necho done\n"
+SWEEP = "SweepJobsFunction"
+
+
+def slurm_end(slurm, slurm_job_id: str) -> datetime:
+    done = slurm.cluster.run("sacct", "-X", "-n", "-P", "-o", "End", "-j", slurm_job_id)
+    return datetime.fromisoformat(done.stdout.split()[0]).astimezone(UTC)
+
+
+def test_a_jobs_end_is_pushed_and_its_workflow_woken_before_any_scheduled_sweep(cloud, api, slurm, stack):
+    job_ids = [submit(api, {"name": f"pushed-{n}", "script": SHORT}) for n in range(3)]
+    finished = {job_id: finish(cloud, api, job_id, timeout=140) for job_id in job_ids}
+    for execution, events, result, view in finished.values():
+        assert execution["status"] == "SUCCEEDED" and result["status"] == view["status"] == "COMPLETED"
+        assert [news["reason"] for news in poll_news(events)] == ["ended"], poll_news(events)
+        assert len(entered(events)) <= 12
+        # Finished before the safety poll's 150 s after Slurm's EndTime (sacct's, to the second).
+        lag = datetime.fromisoformat(view["updatedAt"].replace("Z", "+00:00")) - slurm_end(slurm, view["slurmJobId"])
+        assert lag.total_seconds() < 150, lag
+    assert status_commands_for(cloud, set(job_ids)) == 0
+    assert [run.fired + run.failed for run in cloud.scheduler.runs] == [0]  # the sweep's schedule: not yet
+    deliveries = [d for d in cloud.event_delivery.deliveries if d.rule_name.startswith(SWEEP)]
+    assert deliveries and all(d.error is None for d in deliveries), deliveries
+    assert {d.event["detail"]["state"] for d in deliveries} == {"STARTING", "ENDED"}
+    sweeps = [i.result for i in cloud.runtime.invocations_of(SWEEP)]
+    assert sweeps and all(s.get("trigger") == "push" or s.get("coalesced") for s in sweeps), sweeps
+    assert stack.instance_metadata.credential_reads >= len(deliveries)
