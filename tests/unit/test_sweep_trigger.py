@@ -1,0 +1,62 @@
+"""Whether a push from the head node still needs a sweep (slurm_job_api.sweep_trigger): pure, no mocks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from slurm_job_api.sweep_trigger import PUSH_CLOCK_MARGIN, head_node_push, sweep_needed
+
+PUSHED_AT = datetime(2026, 12, 3, 12, 0, 0, tzinfo=UTC)
+
+
+def push_event(**detail: object) -> dict:
+    return {
+        "source": "slurm-job-api.head-node",
+        "detail-type": "Slurm Job State Change",
+        "detail": {"clusterName": "c", "state": "ENDED", "pushedAt": "2026-12-03T12:00:00.000Z", **detail},
+    }
+
+
+def test_a_schedules_event_always_sweeps() -> None:
+    assert head_node_push({}) is None
+    assert sweep_needed(head_node_push({}), PUSHED_AT + timedelta(hours=1))
+
+
+def test_a_push_parses_its_detail() -> None:
+    push = head_node_push(push_event(slurmJobId="42"))
+    assert push is not None and push.detail.pushed_at == PUSHED_AT and push.detail.slurm_job_id == "42"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        push_event(state="RUNNING"),
+        push_event(pushedAt="yesterday"),
+        {**push_event(), "detail-type": "Something Else"},
+        {**push_event(), "detail": "not an object"},
+        [push_event()],
+    ],
+)
+def test_a_malformed_push_is_treated_as_a_plain_trigger_and_sweeps(event: object) -> None:
+    assert head_node_push(event) is None
+    assert sweep_needed(head_node_push(event), PUSHED_AT + timedelta(hours=1))
+
+
+def test_the_first_push_of_an_environment_sweeps() -> None:
+    assert sweep_needed(head_node_push(push_event()), None)
+
+
+@pytest.mark.parametrize(
+    ("last_started", "needed"),
+    [
+        (PUSHED_AT - timedelta(seconds=5), True),  # the last sweep began before the job ended
+        (PUSHED_AT, True),
+        (PUSHED_AT + PUSH_CLOCK_MARGIN - timedelta(milliseconds=1), True),  # within the clock margin
+        (PUSHED_AT + PUSH_CLOCK_MARGIN, False),  # a sweep that began after the push saw it
+        (PUSHED_AT + timedelta(minutes=5), False),
+    ],
+)
+def test_a_push_is_coalesced_only_into_a_sweep_begun_after_it(last_started: datetime, needed: bool) -> None:
+    assert sweep_needed(head_node_push(push_event()), last_started) is needed
