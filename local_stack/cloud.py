@@ -188,10 +188,10 @@ class LocalCloud:
 
     def _invoke_event_target(self, function_arn: str, event: Any) -> str | None:
         """A rule's Lambda target: the function's error type, or None."""
-        by_arn = {function.arn: function.logical_id for function in self.model.functions.values()}
-        if function_arn not in by_arn:
+        function = next((f for f in self.model.functions.values() if f.arn == function_arn), None)
+        if function is None:
             return "ResourceNotFoundException"
-        result = self._runtime.invoke(by_arn[function_arn], event)
+        result = self._runtime.invoke(function.logical_id, event)
         if result.function_error is None:
             return None
         return str(json.loads(result.payload).get("errorType", result.function_error))

@@ -23,6 +23,7 @@ from local_stack.slurm_cluster import (
     checkout_user_name,
     ensure_cluster_user,
     local_state_root,
+    push_hook_program,
 )
 from local_stack.ssm_head_node import LocalHeadNode
 from local_stack.template_model import REPOSITORY_TEMPLATE
@@ -157,7 +158,7 @@ class LocalStack:
     def stop(self) -> None:
         if self.push_hook:
             # Without its configuration the hook does nothing: no event for a cloud that is gone.
-            (self.cluster.push_hook_dir / "push-hook.json").unlink(missing_ok=True)
+            (self.cluster.push_hook_dir / push_hook_program.CONFIG_NAME).unlink(missing_ok=True)
         if self.instance_metadata is not None:
             self.instance_metadata.stop()
             self.instance_metadata = None
