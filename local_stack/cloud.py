@@ -42,6 +42,7 @@ from local_stack.lambda_runtime import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_
 from local_stack.scheduler import LocalScheduler
 from local_stack.sigv4 import Principal
 from local_stack.ssm_head_node import LocalHeadNode
+from local_stack.stream_delivery import LocalStreamDelivery
 from local_stack.template_model import DEFAULT_REGION, TableSpec, TemplateError, TemplateModel
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class LocalCloud:
         self._saved_werkzeug_level: int | None = None
         self._runtime: LambdaRuntime | None = None
         self.event_delivery: LocalEventDelivery | None = None
+        self.stream_delivery: LocalStreamDelivery | None = None
         self._api: LocalApiGateway | None = None
         self._schedule_period_seconds = schedule_period_seconds
         self.scheduler: LocalScheduler | None = None
@@ -162,6 +164,8 @@ class LocalCloud:
             self.event_delivery = LocalEventDelivery(self._invoke_event_target)
             self.event_delivery.install()
             self._create_resources()
+            self.stream_delivery = self._stream_delivery()
+            self.stream_delivery.start()
             if self.head_node is not None:
                 self.head_node_instance_id = self._create_head_node_instance()
                 self.head_node.install()
@@ -196,11 +200,44 @@ class LocalCloud:
             return None
         return str(json.loads(result.payload).get("errorType", result.function_error))
 
+    def _stream_delivery(self) -> LocalStreamDelivery:
+        """The template's DynamoDB stream event sources, each with its table's stream."""
+        dynamodb = self.client("dynamodb")
+        sources = [
+            (source, dynamodb.describe_table(TableName=self.model.tables[source.table_logical_id].name)["Table"])
+            for function in self.model.functions.values()
+            for source in function.stream_sources
+        ]
+        for source, table in sources:
+            if "LatestStreamArn" not in table:
+                raise TemplateError(
+                    f"Resources.{source.function_logical_id}.Properties.Events.{source.event_name}: table "
+                    f"{source.table_logical_id} has no StreamSpecification"
+                )
+        return LocalStreamDelivery(
+            [(source, table["LatestStreamArn"]) for source, table in sources],
+            lambda: self._new_client("dynamodbstreams"),
+            self._invoke_stream_source,
+            region=self.region,
+        )
+
+    def _invoke_stream_source(self, function_logical_id: str, event: Any) -> tuple[str | None, Any]:
+        """A stream's function, invoked synchronously: (its error type or None, its answer)."""
+        result = self._runtime.invoke(function_logical_id, event)
+        answer = json.loads(result.payload) if result.payload else None
+        if result.function_error is None:
+            return None, answer
+        error = answer.get("errorType") if isinstance(answer, dict) else None
+        return str(error or result.function_error), answer
+
     def stop(self) -> None:
         """Stop everything started, reset moto and restore the environment; safe to call more than once."""
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
+        if self.stream_delivery is not None:
+            self.stream_delivery.stop()
+            self.stream_delivery = None
         if self.event_delivery is not None:
             self.event_delivery.uninstall()
             self.event_delivery = None
@@ -422,6 +459,8 @@ class LocalCloud:
         }
         if table.sse_enabled:
             arguments["SSESpecification"] = {"Enabled": True}  # the AWS managed key, as SSEEnabled without a key
+        if table.stream_view_type:
+            arguments["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": table.stream_view_type}
         if table.global_secondary_indexes:
             arguments["GlobalSecondaryIndexes"] = [dict(index) for index in table.global_secondary_indexes]
         if table.billing_mode == "PROVISIONED":

@@ -579,6 +579,24 @@ class EventRuleSpec:
 
 
 @dataclass(frozen=True)
+class StreamSourceSpec:
+    """One ``DynamoDB`` event of a function: the table whose stream it reads and how its event source mapping reads
+    it. moto records a table's stream but runs no mapping that is not created through its Lambda API, and the one it
+    runs invokes the function inside the table's write; the local cloud polls the stream
+    (:mod:`local_stack.stream_delivery`)."""
+
+    function_logical_id: str
+    event_name: str
+    table_logical_id: str
+    starting_position: str
+    batch_size: int
+    maximum_retry_attempts: int  # -1: until the record expires
+    bisect_batch_on_function_error: bool
+    report_batch_item_failures: bool
+    filter_patterns: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     logical_id: str
     arn: str
@@ -602,6 +620,7 @@ class FunctionSpec:
     api_routes: tuple[ApiRoute, ...]
     schedules: tuple[ScheduleSpec, ...] = ()
     event_rules: tuple[EventRuleSpec, ...] = ()
+    stream_sources: tuple[StreamSourceSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -638,6 +657,7 @@ class TableSpec:
     ttl_attribute: str | None
     point_in_time_recovery: bool
     sse_enabled: bool
+    stream_view_type: str | None = None  # StreamSpecification.StreamViewType; None: no stream
 
 
 @dataclass(frozen=True)
@@ -835,6 +855,7 @@ class TemplateModel:
             api_routes=routes,
             schedules=tuple(self._schedules(logical_id)),
             event_rules=tuple(self._event_rules(logical_id)),
+            stream_sources=tuple(self._stream_sources(logical_id)),
         )
 
     def _schedules(self, logical_id: str) -> Iterator[ScheduleSpec]:
@@ -867,6 +888,39 @@ class TemplateModel:
             if state not in ("ENABLED", "DISABLED"):
                 raise TemplateError(f"{where}.State: ENABLED or DISABLED, not {state!r}")
             yield EventRuleSpec(logical_id, event_name, bus, pattern, state == "ENABLED")
+
+    def _stream_sources(self, logical_id: str) -> Iterator[StreamSourceSpec]:
+        for event_name, event in (self._resources[logical_id]["Properties"].get("Events") or {}).items():
+            if event.get("Type") != "DynamoDB":
+                continue
+            where = f"Resources.{logical_id}.Properties.Events.{event_name}"
+            properties = event.get("Properties") or {}
+            stream = properties.get("Stream")
+            attribute = stream.get("Fn::GetAtt") if isinstance(stream, dict) and len(stream) == 1 else None
+            if isinstance(attribute, str):
+                attribute = attribute.split(".", 1)
+            if not (isinstance(attribute, list) and len(attribute) == 2 and attribute[1] == "StreamArn"):
+                raise TemplateError(f"{where}.Stream: the local cloud needs !GetAtt <Table>.StreamArn of this template")
+            table_logical_id = attribute[0]
+            if table_logical_id not in self._of_type(TABLE_TYPES):
+                raise TemplateError(f"{where}.Stream: {table_logical_id!r} is not an AWS::DynamoDB::Table here")
+            position = self.evaluate(properties.get("StartingPosition"), f"{where}.StartingPosition")
+            if position not in ("TRIM_HORIZON", "LATEST"):
+                raise TemplateError(f"{where}.StartingPosition: TRIM_HORIZON or LATEST, not {position!r}")
+            filters = ((properties.get("FilterCriteria") or {}).get("Filters")) or ()
+            yield StreamSourceSpec(
+                function_logical_id=logical_id,
+                event_name=event_name,
+                table_logical_id=table_logical_id,
+                starting_position=position,
+                batch_size=int(self.evaluate(properties.get("BatchSize", 100), f"{where}.BatchSize")),
+                maximum_retry_attempts=int(
+                    self.evaluate(properties.get("MaximumRetryAttempts", -1), f"{where}.MaximumRetryAttempts")
+                ),
+                bisect_batch_on_function_error=_is_true(properties.get("BisectBatchOnFunctionError", False)),
+                report_batch_item_failures="ReportBatchItemFailures" in (properties.get("FunctionResponseTypes") or ()),
+                filter_patterns=tuple(json.loads(item["Pattern"]) for item in filters),
+            )
 
     @cached_property
     def event_buses(self) -> dict[str, str]:
@@ -939,6 +993,7 @@ class TemplateModel:
                 ttl_attribute=ttl.get("AttributeName") if _is_true(ttl.get("Enabled")) else None,
                 point_in_time_recovery=_is_true(pitr.get("PointInTimeRecoveryEnabled")),
                 sse_enabled=_is_true(sse.get("SSEEnabled")),
+                stream_view_type=(self._property(logical_id, "StreamSpecification") or {}).get("StreamViewType"),
             )
         return tables
 
