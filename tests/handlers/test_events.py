@@ -19,7 +19,7 @@ from typing import Any, get_args
 from urllib.parse import quote
 
 import pytest
-from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventModel
+from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventModel, DynamoDBStreamModel
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict
 
@@ -92,6 +92,13 @@ WORKFLOW_EVENTS = {
     "poll-job-woken.json": EventCase("PollJobFunction", PollJobEvent, {"job.news": News}),
     "finish-job-after-error.json": EventCase("FinishJobFunction", FinishJobEvent, FINISH_STATE),
     "finish-job.json": EventCase("FinishJobFunction", FinishJobEvent, FINISH_STATE),
+    # The jobs table's stream: the example job's record going from SUBMITTING to PENDING. The images are the record
+    # in DynamoDB's typed attributes, which the handler reads as a JobRecord (invoking it checks them).
+    "publish-job-events.json": EventCase(
+        "PublishJobEventsFunction",
+        DynamoDBStreamModel,
+        {"Records.dynamodb.NewImage": None, "Records.dynamodb.OldImage": None},
+    ),
 }
 CASES: dict[str, EventCase] = {**API_EVENTS, **WORKFLOW_EVENTS}
 
@@ -295,4 +302,6 @@ STEP_ANSWERS: dict[str, dict[str, Any]] = {
     "poll-job-woken.json": {"jobId": EXAMPLE_JOB_ID, "slurmJobId": "101", "status": "COMPLETED", "done": True},
     "finish-job-after-error.json": {"status": "SUBMIT_FAILED", "resultKey": f"jobs/{EXAMPLE_JOB_ID}/result.json"},
     "finish-job.json": {"status": "COMPLETED", "resultKey": f"jobs/{EXAMPLE_JOB_ID}/result.json"},
+    # Published on the bus: no record of the batch failed.
+    "publish-job-events.json": {"batchItemFailures": []},
 }

@@ -64,6 +64,8 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("states:SendTaskSuccess", "*"),
         ("states:SendTaskHeartbeat", "*"),
     },
+    # Its stream's reads come with SAM's AWSLambdaDynamoDBExecutionRole, which SAM adds for a DynamoDB event.
+    "PublishJobEventsFunction": {("events:PutEvents", "${JobEventsBus.Arn}")},
     "FinishJobFunction": HEAD_NODE
     | {("dynamodb:GetItem", TABLE), ("dynamodb:UpdateItem", TABLE)}
     | {("s3:PutObject", f"{BUCKET}/jobs/*/{name}") for name in ("stdout", "stderr", "tasks/*", "outputs/*")}

@@ -117,6 +117,7 @@ def test_generated_functions_share_one_environment(generated_template: dict[str,
         "AwaitNewsFunction",
         "FinishJobFunction",
         "SweepJobsFunction",
+        "PublishJobEventsFunction",
     }
     api_only = environments["ApiFunction"].pop("STATE_MACHINE_ARN")
     assert api_only == {"Ref": "JobStateMachine"}
@@ -137,6 +138,7 @@ def test_generated_functions_share_one_environment(generated_template: dict[str,
         "RESULT_RETENTION_DAYS",
         "JOB_TRACKING",
         "SAFETY_POLL_MIN_SECONDS",
+        "JOB_EVENTS_BUS_NAME",
     }
 
 
@@ -180,5 +182,6 @@ def test_functions_have_the_contract_timeouts() -> None:
         "PollJobFunction": 120,
         "AwaitNewsFunction": 30,
         "SweepJobsFunction": 120,
+        "PublishJobEventsFunction": 60,
         "FinishJobFunction": 900,
     }

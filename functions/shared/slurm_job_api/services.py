@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from slurm_job_api import aws_clients
+from slurm_job_api.event_bus import JobEventBus
 from slurm_job_api.head_node import HeadNode
 from slurm_job_api.job_store import JobStore
 from slurm_job_api.results import ResultsBucket
@@ -31,3 +32,11 @@ def head_node() -> HeadNode:
         ssm=aws_clients.client("ssm"),
         ec2=aws_clients.client("ec2"),
     )
+
+
+@cache
+def job_event_bus() -> JobEventBus:
+    config = settings()
+    if not config.job_events_bus_name:
+        raise RuntimeError("JOB_EVENTS_BUS_NAME is not set: the template gives it to every function")
+    return JobEventBus(aws_clients.client("events"), config.job_events_bus_name, config.cluster_name)

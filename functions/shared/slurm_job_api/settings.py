@@ -23,6 +23,7 @@ class Settings:
     state_machine_arn: str | None
     job_tracking: str = "sweep"  # JobTracking: "sweep" (wait for news, safety poll) or "per-job-polling"
     safety_poll_min_seconds: int = 150
+    job_events_bus_name: str | None = None  # the stack's bus for "Slurm Job State Change" events
 
     @property
     def waits_for_news(self) -> bool:
@@ -52,6 +53,7 @@ class Settings:
             state_machine_arn=environ.get("STATE_MACHINE_ARN"),
             job_tracking=environ["JOB_TRACKING"],
             safety_poll_min_seconds=int(environ["SAFETY_POLL_MIN_SECONDS"]),
+            job_events_bus_name=environ["JOB_EVENTS_BUS_NAME"],
         )
 
 
