@@ -1,6 +1,7 @@
 """Completion pushed from the head node, on real Slurm: slurmctld runs the product's push hook (PrologSlurmctld and
 EpilogSlurmctld, installed by `push_hook.py install` with this machine's IMDS), the hook publishes "Slurm Job State
-Change" to the stack's bus, the bus's rule runs the sweep at once, and the sweep wakes the job's workflow.
+Change" to the stack's bus, the bus's rule runs the sweep at once, and the sweep wakes the job's workflow. The same
+bus carries the product's own events of each job's statuses, which an integration's rule receives.
 
 The sweep's schedule is kept from firing here (an hour's period) and the safety poll is the template's (150 s), so
 a job whose workflow is woken with the news of its end was found through the push alone."""
@@ -9,6 +10,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
+from harness.job_events import JobEventSubscriber, statuses
 from harness.workflow import finish, submit
 from tests.e2e.test_sweep_on_real_slurm import entered, poll_news, status_commands_for
 
@@ -22,7 +26,12 @@ def slurm_end(slurm, slurm_job_id: str) -> datetime:
     return datetime.fromisoformat(done.stdout.split()[0]).astimezone(UTC)
 
 
-def test_a_jobs_end_is_pushed_and_its_workflow_woken_before_any_scheduled_sweep(cloud, api, slurm, stack):
+@pytest.fixture(scope="module")
+def subscriber(cloud):
+    return JobEventSubscriber(cloud)
+
+
+def test_a_jobs_end_is_pushed_and_its_workflow_woken_before_any_scheduled_sweep(cloud, api, slurm, stack, subscriber):
     job_ids = [submit(api, {"name": f"pushed-{n}", "script": SHORT}) for n in range(3)]
     finished = {job_id: finish(cloud, api, job_id, timeout=140) for job_id in job_ids}
     for execution, events, result, view in finished.values():
@@ -40,3 +49,20 @@ def test_a_jobs_end_is_pushed_and_its_workflow_woken_before_any_scheduled_sweep(
     sweeps = [i.result for i in cloud.runtime.invocations_of(SWEEP)]
     assert sweeps and all(s.get("trigger") == "push" or s.get("coalesced") for s in sweeps), sweeps
     assert stack.instance_metadata.credential_reads >= len(deliveries)
+    # The product's events, as an integration's rule on the bus receives them: each status once, the end last with
+    # what Slurm and result.json say.
+    received = subscriber.until_ended(job_ids)
+    for job_id, (_, _, result, view) in finished.items():
+        published = statuses(received[job_id])
+        assert published[0] == "SUBMITTING" and published[-1] == "COMPLETED", published
+        assert len(published) == len(set(published)) and set(published) <= {
+            "SUBMITTING",
+            "PENDING",
+            "RUNNING",
+            "COMPLETED",
+        }
+        (end,) = [event["detail"] for event in received[job_id] if event["detail"]["status"] == "COMPLETED"]
+        assert (
+            (end["slurmJobId"], end["exitCode"]) == (view["slurmJobId"], result["exitCode"]) == (view["slurmJobId"], 0)
+        )
+        assert end["resultKey"] == f"jobs/{job_id}/result.json" and end["endedAt"] == view["endedAt"]
