@@ -14,11 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from local_stack.slurm_cluster import SlurmCluster, checkout_user_name, ensure_cluster_user
 from local_stack.ssm_head_node import (
@@ -32,6 +29,7 @@ from slurm_job_api.head_node import HeadNode
 from slurm_job_api.head_node_program import TERMINAL_STATUSES
 from slurm_job_api.head_node_protocol import StatusRequest, SweepJob, SweepReport, SweepRequest
 from tests.support.http_files import FileServer
+from tests.support.moto_server import moto_client, moto_server
 
 REGION = "us-east-1"
 CLUSTER_NAME = "test-cluster"
@@ -48,23 +46,13 @@ class Instances:
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as url:
+        yield url
 
 
 def make_client(endpoint: str, service: str, **config: Any) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        # No retries: the tests must see every ThrottlingException the head node injects.
-        config=Config(retries={"total_max_attempts": 1}, **config),
-    )
+    # No retries: the tests must see every ThrottlingException the head node injects.
+    return moto_client(endpoint, service, retries={"total_max_attempts": 1}, **config)
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from local_stack.stream_delivery import LocalStreamDelivery
 from local_stack.template_model import StreamSourceSpec
+from tests.support.moto_server import REGION, moto_client, moto_server
 
-REGION = "us-east-1"
 ONLY_JOBS = {"eventName": ["INSERT", "MODIFY"], "dynamodb": {"NewImage": {"status": {"S": [{"exists": True}]}}}}
 
 
@@ -56,21 +53,8 @@ class Function:
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-def client(endpoint: str, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    with moto_server() as url:
+        yield url
 
 
 class Table:
@@ -79,7 +63,7 @@ class Table:
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
         self.name = f"jobs-{uuid.uuid4().hex[:8]}"
-        self.dynamodb = client(endpoint, "dynamodb")
+        self.dynamodb = moto_client(endpoint, "dynamodb")
         described = self.dynamodb.create_table(
             TableName=self.name,
             KeySchema=[{"AttributeName": "jobId", "KeyType": "HASH"}],
@@ -99,7 +83,7 @@ class Table:
     def delivery(self, function: Function, **overrides) -> LocalStreamDelivery:
         return LocalStreamDelivery(
             [(source(**overrides), self.stream_arn)],
-            lambda: client(self.endpoint, "dynamodbstreams"),
+            lambda: moto_client(self.endpoint, "dynamodbstreams"),
             function,
             region=REGION,
             poll_seconds=0.05,
