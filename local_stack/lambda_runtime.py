@@ -479,6 +479,7 @@ class LambdaRuntime:
         self._inits_retried: dict[str, int] = {}
         self._throttles: dict[str, int] = {}
         self._peak_environments: dict[str, int] = {}
+        self._starting: dict[str, int] = {}  # environments in their init, not yet in _environments
         self._accepting = True  # until uninstalled
 
     # ----- installation -----------------------------------------------------------------------------------------
@@ -573,7 +574,8 @@ class LambdaRuntime:
         return sum(environment.usable for environment in environments)
 
     def peak_environments(self, function_logical_id: str) -> int:
-        """The most execution environments of the function that were up at once (counted at each cold start)."""
+        """The most execution environments of the function that were up at once, those in their init included
+        (counted at each cold start)."""
         with self._lock:
             return self._peak_environments.get(function_logical_id, 0)
 
@@ -700,27 +702,33 @@ class LambdaRuntime:
             if init_failure:
                 injected = self._init_faults_injected
                 injected[function.logical_id] = injected.get(function.logical_id, 0) + 1
+            starting = self._starting
+            starting[function.logical_id] = starting.get(function.logical_id, 0) + 1
+            peak = self._peak_environments
+            up = self._live_environments(function.logical_id) + starting[function.logical_id]
+            peak[function.logical_id] = max(peak.get(function.logical_id, 0), up)
         variables = {
             **{name: value for name, value in os.environ.items() if name not in _REMOVED_VARIABLES},
             **self._base_environment,
             **function.environment,
         }
-        environment = ExecutionEnvironment(
-            function,
-            self._import_paths[function.logical_id],
-            variables,
-            number,
-            init_timeout=self.init_timeout_seconds,
-            init_failure=init_failure,
-        )
+        try:
+            environment = ExecutionEnvironment(
+                function,
+                self._import_paths[function.logical_id],
+                variables,
+                number,
+                init_timeout=self.init_timeout_seconds,
+                init_failure=init_failure,
+            )
+        finally:
+            with self._lock:
+                starting[function.logical_id] -= 1
         with self._lock:
             if environment.suppressed_init_seconds:
                 self._inits_retried[function.logical_id] = self._inits_retried.get(function.logical_id, 0) + 1
             if self._accepting:
                 self._environments.append(environment)
-                live = self._live_environments(function.logical_id)
-                peak = self._peak_environments
-                peak[function.logical_id] = max(peak.get(function.logical_id, 0), live)
                 return environment
         environment.end()
         raise RuntimeFailure("Runtime.Unavailable", "the local Lambda runtime was uninstalled")
