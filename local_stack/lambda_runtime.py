@@ -37,6 +37,15 @@ timeout clock starts once the environment is ready, as Lambda's init phase is no
 The init's own limit counts the time the environment ran or slept, not the time it waited for a CPU: a Lambda
 environment has its own, this machine's may all be busy.
 
+As Lambda's concurrency limits do, a function has at most so many environments (:class:`ConcurrencyGate`): its
+``ReservedConcurrentExecutions``, else ``environments_per_function`` (DEFAULT_ENVIRONMENTS_PER_FUNCTION, this
+machine's bound: an environment is a process of about 200 MB). An invocation beyond them waits, first come first
+served, for one to be free; one that has waited THROTTLE_AFTER_SECONDS with none of the function's invocations
+ending meanwhile is throttled: :class:`TooManyRequests` from :meth:`LambdaRuntime.invoke`, and Invoke answers 429
+``TooManyRequestsException`` with Lambda's ``Reason`` (ReservedFunctionConcurrentInvocationLimitExceeded for a
+function with reserved concurrency), which Step Functions names ``Lambda.TooManyRequestsException`` (the state
+machine retries it).
+
 Tests inject faults with :meth:`LambdaRuntime.intercepted` (interceptors run in this process, around the call into
 the environment) and :meth:`LambdaRuntime.failing_inits` (the next cold starts of a function fail in the environment,
 as a runtime reports a failed init: ``Runtime.InitError``), and read :attr:`LambdaRuntime.invocations`.
