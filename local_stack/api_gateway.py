@@ -17,8 +17,8 @@ moto's API Gateway is a control plane only, so this HTTP server on 127.0.0.1 pla
 - bodies over 10 MB: 413. Chunked request bodies are not supported (411);
 - load: the server queues up to ``listen_backlog`` connections (1024) and serves ``max_requests_in_flight`` requests
   (16) at once; a request beyond those is answered at once with API Gateway's throttling answer, 429
-  ``{"message": "Too Many Requests"}``, plus a ``Retry-After`` header (this stand-in's; API Gateway sends none), so
-  that a burst is answered, never dropped. A throttled function (the local runtime's ``TooManyRequestsException``:
+  ``{"message": "Too Many Requests"}``, plus a ``Retry-After`` header (this stand-in's addition), so that a burst
+  is answered, never dropped. A throttled function (the local runtime's ``TooManyRequestsException``:
   all its execution environments stayed busy) is a 500 ``Internal server error``, as API Gateway answers when a Lambda
   integration is throttled ("How do I troubleshoot issues for API Gateway endpoints that integrate with Lambda?",
   https://repost.aws/knowledge-center/api-gateway-internal-server-error: "If the backend service throttled because
