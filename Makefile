@@ -28,3 +28,10 @@ bootstrap:
 .PHONY: reliability-report
 reliability-report: bootstrap
 	.venv/bin/python -m benchmarks.report
+
+# A burst of concurrent POST /jobs on the local stack in the previous design (no bound on Lambda environments, a listen
+# backlog of 5) and the bounded one; prints answers, statuses, connection errors and the environments' peak memory
+# (about a minute and a half; no Slurm needed; not part of `make test`).
+.PHONY: api-burst
+api-burst: bootstrap
+	.venv/bin/python -m benchmarks.api_burst

@@ -14,7 +14,15 @@ moto's API Gateway is a control plane only, so this HTTP server on 127.0.0.1 pla
   of the API's BinaryMediaTypes, is passed base64-encoded;
 - the integration is the function run by :class:`~local_stack.lambda_runtime.LambdaRuntime`; a function error or a
   malformed proxy response is a 502 ``Internal server error``, no answer within 29 s a 504;
-- bodies over 10 MB: 413. Chunked request bodies are not supported (411).
+- bodies over 10 MB: 413. Chunked request bodies are not supported (411);
+- load: the server queues up to ``listen_backlog`` connections (1024) and serves ``max_requests_in_flight`` requests
+  (16) at once; a request beyond those is answered at once with API Gateway's throttling answer, 429
+  ``{"message": "Too Many Requests"}``, plus a ``Retry-After`` header (this stand-in's addition), so that a burst
+  is answered, never dropped. A throttled function (the local runtime's ``TooManyRequestsException``:
+  all its execution environments stayed busy) is a 500 ``Internal server error``, as API Gateway answers when a Lambda
+  integration is throttled ("How do I troubleshoot issues for API Gateway endpoints that integrate with Lambda?",
+  https://repost.aws/knowledge-center/api-gateway-internal-server-error: "If the backend service throttled because
+  of a high number of requests, then the API Gateway API might return an Internal server error").
 
 The principals table maps access key ids to :class:`~local_stack.sigv4.Principal`. The defaults are two local users
 whose keys are published here on purpose: they exist only in this emulator and authenticate nothing on AWS.
@@ -38,7 +46,7 @@ from urllib.parse import parse_qsl, unquote
 
 import requests
 
-from local_stack.lambda_runtime import InvocationResult, LambdaRuntime
+from local_stack.lambda_runtime import InvocationResult, LambdaRuntime, TooManyRequests
 from local_stack.sigv4 import (
     AuthenticationFailed,
     Principal,
@@ -68,6 +76,10 @@ DEFAULT_PRINCIPALS: Mapping[str, Principal] = {
 # API Gateway quotas: https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 INTEGRATION_TIMEOUT_SECONDS = 29.0
+# This stand-in's own bounds (API Gateway's are its account and stage throttling, 10,000 requests per second).
+MAX_REQUESTS_IN_FLIGHT = 16
+LISTEN_BACKLOG = 1024
+RETRY_AFTER_SECONDS = 1
 _MAX_DISCARDED_BYTES = 4 * MAX_PAYLOAD_BYTES
 PROXY_RESPONSE_KEYS = frozenset({"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"})
 IAM_AUTHORIZER = "AWS_IAM"
@@ -193,6 +205,19 @@ def _internal_error() -> GatewayResponse:
     return _gateway_error(502, "Internal server error")
 
 
+def _throttled_integration() -> GatewayResponse:
+    """A Lambda integration whose function was throttled (see the module docstring)."""
+    return _gateway_error(500, "Internal server error")
+
+
+def _too_many_requests() -> GatewayResponse:
+    """API Gateway's throttling answer, with a Retry-After."""
+    throttled = _gateway_error(429, "Too Many Requests")
+    return GatewayResponse(
+        throttled.status, [*throttled.headers, ("Retry-After", str(RETRY_AFTER_SECONDS))], throttled.body
+    )
+
+
 def proxy_response(result: Any) -> GatewayResponse:
     """Map a Lambda proxy integration result to the HTTP response; malformed results are a 502, as on AWS."""
     if not isinstance(result, dict) or not set(result) <= PROXY_RESPONSE_KEYS:
@@ -238,8 +263,13 @@ class LocalApiGateway:
         *,
         principals: Mapping[str, Principal] = DEFAULT_PRINCIPALS,
         integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
+        max_requests_in_flight: int | None = MAX_REQUESTS_IN_FLIGHT,
+        listen_backlog: int = LISTEN_BACKLOG,
     ) -> None:
+        """``max_requests_in_flight`` None: no bound (every request waits for its integration)."""
         self._api = model.api
+        self._in_flight = None if max_requests_in_flight is None else threading.BoundedSemaphore(max_requests_in_flight)
+        self._listen_backlog = listen_backlog
         self._region = model.region
         self._account_id = model.account_id
         self._runtime = runtime
@@ -264,7 +294,15 @@ class LocalApiGateway:
         return f"http://{host}:{port}/{self._api.stage_name}"
 
     def start(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self), bind_and_activate=False)
+        self._server.request_queue_size = self._listen_backlog  # the listen() backlog (the class's default is 5)
+        try:
+            self._server.server_bind()
+            self._server.server_activate()
+        except OSError:
+            self._server.server_close()
+            self._server = None
+            raise
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="local-api-gateway", daemon=True
@@ -288,6 +326,19 @@ class LocalApiGateway:
         self.stop()
 
     # ----- request handling -------------------------------------------------------------------------------------
+
+    def admit(
+        self, method: str, target: str, headers: Message, body: bytes, source_ip: str
+    ) -> tuple[GatewayResponse, str]:
+        """:meth:`handle` the request if fewer than ``max_requests_in_flight`` are, else answer 429 at once."""
+        if self._in_flight is None:
+            return self.handle(method, target, headers, body, source_ip)
+        if not self._in_flight.acquire(blocking=False):
+            return _too_many_requests(), str(uuid.uuid4())
+        try:
+            return self.handle(method, target, headers, body, source_ip)
+        finally:
+            self._in_flight.release()
 
     def handle(
         self, method: str, target: str, headers: Message, body: bytes, source_ip: str
@@ -320,18 +371,22 @@ class LocalApiGateway:
         result = self._integrate(route.function_logical_id, event)
         if result is None:
             return _gateway_error(504, "Endpoint request timed out"), request_id
+        if isinstance(result, TooManyRequests):
+            return _throttled_integration(), request_id
         if result.function_error is not None:
             return _internal_error(), request_id
         return proxy_response(result.json()), request_id
 
-    def _integrate(self, function_logical_id: str, event: dict[str, Any]) -> InvocationResult | None:
+    def _integrate(self, function_logical_id: str, event: dict[str, Any]) -> InvocationResult | TooManyRequests | None:
         """Invoke the function; None if it has not answered within the integration timeout (it runs on)."""
-        answer: list[InvocationResult] = []
+        answer: list[InvocationResult | TooManyRequests] = []
         done = threading.Event()
 
         def invoke() -> None:
             try:
                 answer.append(self._runtime.invoke(function_logical_id, event))
+            except TooManyRequests as throttled:
+                answer.append(throttled)
             finally:
                 done.set()
 
@@ -447,7 +502,7 @@ def _handler_class(gateway: LocalApiGateway) -> type[BaseHTTPRequestHandler]:
                 return
             body = self.rfile.read(length) if length else b""
             try:
-                response, request_id = gateway.handle(
+                response, request_id = gateway.admit(
                     self.command, self.path, self.headers, body, self.client_address[0]
                 )
             except Exception:

@@ -38,7 +38,12 @@ from moto.server import ThreadedMotoServer
 from local_stack import moto_fixes, moto_speedups
 from local_stack.api_gateway import DEFAULT_PRINCIPALS, LOCAL_DEVELOPER, ApiClient, LocalApiGateway
 from local_stack.event_delivery import LocalEventDelivery
-from local_stack.lambda_runtime import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, LambdaRuntime
+from local_stack.lambda_runtime import (
+    DEFAULT_ENVIRONMENTS_PER_FUNCTION,
+    LOCAL_ACCESS_KEY_ID,
+    LOCAL_SECRET_ACCESS_KEY,
+    LambdaRuntime,
+)
 from local_stack.scheduler import LocalScheduler
 from local_stack.sigv4 import Principal
 from local_stack.ssm_head_node import LocalHeadNode
@@ -104,6 +109,8 @@ class LocalCloud:
     ``parameter_overrides`` set template parameters (e.g. ``ClusterName``, ``ClusterUser``, ``SlurmBinDir``,
     ``PollMinSeconds``). ``head_node``, if given, is installed, serves the head-node instance and is shut down with
     the cloud; construct it with the Slurm environment (``LocalHeadNode(env=cluster.env())``).
+    ``environments_per_function`` bounds the execution environments of each function without
+    ReservedConcurrentExecutions (None: no bound; see :class:`~local_stack.lambda_runtime.LambdaRuntime`).
     """
 
     def __init__(
@@ -116,7 +123,9 @@ class LocalCloud:
         principals: Mapping[str, Principal] = DEFAULT_PRINCIPALS,
         region: str = DEFAULT_REGION,
         schedule_period_seconds: float | None = None,
+        environments_per_function: int | None = DEFAULT_ENVIRONMENTS_PER_FUNCTION,
     ) -> None:
+        self._environments_per_function = environments_per_function
         self.model = TemplateModel(
             template_path, stack_name=stack_name, parameter_overrides=parameter_overrides, region=region
         )
@@ -159,7 +168,9 @@ class LocalCloud:
             moto_fixes.install()
             moto_speedups.install()
             self._start_moto()
-            self._runtime = LambdaRuntime(self.model, endpoint_url=self.endpoint_url)
+            self._runtime = LambdaRuntime(
+                self.model, endpoint_url=self.endpoint_url, environments_per_function=self._environments_per_function
+            )
             self._runtime.install()
             self.event_delivery = LocalEventDelivery(self._invoke_event_target)
             self.event_delivery.install()

@@ -37,6 +37,15 @@ timeout clock starts once the environment is ready, as Lambda's init phase is no
 The init's own limit counts the time the environment ran or slept, not the time it waited for a CPU: a Lambda
 environment has its own, this machine's may all be busy.
 
+As Lambda's concurrency limits do, a function has at most so many environments (:class:`ConcurrencyGate`): its
+``ReservedConcurrentExecutions``, else ``environments_per_function`` (DEFAULT_ENVIRONMENTS_PER_FUNCTION, this
+machine's bound: an environment is a process of about 200 MB). An invocation beyond them waits, first come first
+served, for one to be free; one that has waited THROTTLE_AFTER_SECONDS with none of the function's invocations
+ending meanwhile is throttled: :class:`TooManyRequests` from :meth:`LambdaRuntime.invoke`, and Invoke answers 429
+``TooManyRequestsException`` with Lambda's ``Reason`` (ReservedFunctionConcurrentInvocationLimitExceeded for a
+function with reserved concurrency), which Step Functions names ``Lambda.TooManyRequestsException`` (the state
+machine retries it).
+
 Tests inject faults with :meth:`LambdaRuntime.intercepted` (interceptors run in this process, around the call into
 the environment) and :meth:`LambdaRuntime.failing_inits` (the next cold starts of a function fail in the environment,
 as a runtime reports a failed init: ``Runtime.InitError``), and read :attr:`LambdaRuntime.invocations`.
@@ -49,6 +58,7 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -94,6 +104,13 @@ INIT_TIMEOUT_SECONDS = 10
 # What a runtime reports when its init fails for a reason of its own (the Runtime API's /runtime/init/error).
 INIT_ERROR = "Runtime.InitError"
 _INIT_POLL_SECONDS = 0.05
+# Execution environments per function at once, for a function without ReservedConcurrentExecutions: this machine's
+# bound, not Lambda's (an account's pool is 1000); each environment is a process of about 200 MB.
+DEFAULT_ENVIRONMENTS_PER_FUNCTION = 4
+# How long an invocation waits for an environment of its function, with none freed meanwhile, before it is throttled.
+THROTTLE_AFTER_SECONDS = 20.0
+# The Retry-After of a throttled Invoke's answer.
+THROTTLED_RETRY_AFTER_SECONDS = 1
 _FORKSERVER = multiprocessing.get_context("forkserver")
 _FORKSERVER.set_forkserver_preload(list(_PRELOADED_MODULES))
 
@@ -223,6 +240,77 @@ def _response(
         return None, error, json.dumps(error).encode()
 
 
+class TooManyRequests(Exception):
+    """The function has no environment free within the wait: Lambda's throttle, ``TooManyRequestsException`` (429).
+
+    ``reason`` is Lambda's: ReservedFunctionConcurrentInvocationLimitExceeded for a function with reserved
+    concurrency, ConcurrentInvocationLimitExceeded for the others (their bound here is the local default).
+    """
+
+    error_type = "TooManyRequestsException"
+
+    def __init__(self, function: FunctionSpec, bound: int) -> None:
+        reserved = function.reserved_concurrent_executions is not None
+        self.reason = (
+            "ReservedFunctionConcurrentInvocationLimitExceeded" if reserved else "ConcurrentInvocationLimitExceeded"
+        )
+        super().__init__(f"Rate Exceeded. ({function.logical_id}: all {bound} execution environments stayed busy)")
+
+
+class ConcurrencyGate:
+    """At most ``bound`` invocations of one function at once; the others wait first come, first served.
+
+    A waiter is throttled (:class:`TooManyRequests`) once ``throttle_after`` seconds have passed with no invocation of
+    the function ending (an end hands its place to the first waiter, so a queue that moves keeps waiting).
+    """
+
+    def __init__(self, function: FunctionSpec, bound: int, throttle_after: float) -> None:
+        self.function = function
+        self.bound = bound
+        self._throttle_after = throttle_after
+        self._lock = threading.Lock()
+        self._running = 0
+        self._waiters: deque[threading.Event] = deque()
+        self._last_end = time.monotonic()
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._waiters)
+
+    def enter(self) -> None:
+        """Returns once the caller may run; raises :class:`TooManyRequests` if no place freed up in time."""
+        with self._lock:
+            if self._running < self.bound and not self._waiters:
+                self._running += 1
+                return
+            if self.bound == 0:  # reserved concurrency 0: the function is throttled, always
+                raise TooManyRequests(self.function, self.bound)
+            turn = threading.Event()
+            self._waiters.append(turn)
+            arrived = time.monotonic()
+        while True:
+            with self._lock:
+                patience = max(self._last_end, arrived) + self._throttle_after - time.monotonic()
+            if turn.wait(max(patience, 0.0)):
+                return
+            with self._lock:
+                if turn.is_set():
+                    return  # handed a place just as the wait ran out
+                if max(self._last_end, arrived) + self._throttle_after <= time.monotonic():
+                    self._waiters.remove(turn)
+                    raise TooManyRequests(self.function, self.bound)
+
+    def leave(self) -> None:
+        """The caller's invocation ended: its place goes to the first waiter, if any."""
+        with self._lock:
+            self._last_end = time.monotonic()
+            if self._waiters:
+                self._waiters.popleft().set()  # the place passes on; the running count stays
+            else:
+                self._running -= 1
+
+
 class ExecutionEnvironment:
     """One execution environment of a function: a process with the handler imported, one invocation at a time.
 
@@ -317,6 +405,10 @@ class ExecutionEnvironment:
     def usable(self) -> bool:
         return not self._ended and self._process.is_alive()
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid or 0
+
     def call(self, event: Any, context: LambdaContext) -> Any:
         """Run the handler in the environment; its JSON result, or :class:`FunctionFailure`."""
         with self._state_lock:
@@ -358,10 +450,24 @@ class LambdaRuntime:
     _installed: "LambdaRuntime | None" = None
 
     def __init__(
-        self, model: TemplateModel, *, endpoint_url: str, init_timeout_seconds: float = INIT_TIMEOUT_SECONDS
+        self,
+        model: TemplateModel,
+        *,
+        endpoint_url: str,
+        init_timeout_seconds: float = INIT_TIMEOUT_SECONDS,
+        environments_per_function: int | None = DEFAULT_ENVIRONMENTS_PER_FUNCTION,
+        throttle_after_seconds: float = THROTTLE_AFTER_SECONDS,
     ) -> None:
+        """``environments_per_function`` bounds the environments of a function without ReservedConcurrentExecutions
+        (None: no bound, one environment per concurrent invocation); ``throttle_after_seconds``: see
+        :class:`ConcurrencyGate`."""
         self.init_timeout_seconds = init_timeout_seconds
         self._functions = model.functions
+        self._gates = {
+            logical_id: ConcurrencyGate(function, bound, throttle_after_seconds)
+            for logical_id, function in self._functions.items()
+            if (bound := _environment_bound(function, environments_per_function)) is not None
+        }
         self._by_name = {function.name: function for function in self._functions.values()}
         self._base_environment = {
             "AWS_ENDPOINT_URL": endpoint_url,
@@ -380,6 +486,9 @@ class LambdaRuntime:
         self._init_faults: dict[str, list[str]] = {}  # error types the next cold starts of a function fail with
         self._init_faults_injected: dict[str, int] = {}
         self._inits_retried: dict[str, int] = {}
+        self._throttles: dict[str, int] = {}
+        self._peak_environments: dict[str, int] = {}
+        self._starting: dict[str, int] = {}  # environments in their init, not yet in _environments
         self._accepting = True  # until uninstalled
 
     # ----- installation -----------------------------------------------------------------------------------------
@@ -467,17 +576,66 @@ class LambdaRuntime:
     def live_environments(self, function_logical_id: str) -> int:
         """How many execution environments of the function are up (idle or running an invocation)."""
         with self._lock:
-            environments = [env for env in self._environments if env.function.logical_id == function_logical_id]
+            return self._live_environments(function_logical_id)
+
+    def _live_environments(self, function_logical_id: str) -> int:
+        environments = [env for env in self._environments if env.function.logical_id == function_logical_id]
         return sum(environment.usable for environment in environments)
+
+    def peak_environments(self, function_logical_id: str) -> int:
+        """The most execution environments of the function that were up at once, those in their init included
+        (counted at each cold start)."""
+        with self._lock:
+            return self._peak_environments.get(function_logical_id, 0)
+
+    def environment_pids(self) -> list[int]:
+        """The process ids of the environments that are up, of every function (e.g. to measure their memory)."""
+        with self._lock:
+            return [env.pid for env in self._environments if env.usable]
+
+    def environment_bound(self, function_logical_id: str) -> int | None:
+        """At most this many environments of the function at once (None: no bound)."""
+        gate = self._gates.get(self._function(function_logical_id).logical_id)
+        return gate.bound if gate is not None else None
+
+    def waiting(self, function_logical_id: str) -> int:
+        """How many invocations of the function wait for one of its environments."""
+        gate = self._gates.get(self._function(function_logical_id).logical_id)
+        return gate.waiting if gate is not None else 0
+
+    def throttles(self, function_logical_id: str) -> int:
+        """How many invocations of the function were throttled (:class:`TooManyRequests`)."""
+        with self._lock:
+            return self._throttles.get(function_logical_id, 0)
 
     # ----- invoking ---------------------------------------------------------------------------------------------
 
     def invoke(
         self, function_logical_id: str, event: Any, *, invoked_function_arn: str | None = None
     ) -> InvocationResult:
-        """Run the function's handler synchronously, as Lambda's RequestResponse Invoke does."""
+        """Run the function's handler synchronously, as Lambda's RequestResponse Invoke does.
+
+        Waits for one of the function's environments if all are busy; raises :class:`TooManyRequests` if none
+        freed up in time (nothing ran)."""
         function = self._function(function_logical_id)
         event = json.loads(json.dumps(event))  # the handler gets its own copy, as if it came over the wire
+        gate = self._gates.get(function_logical_id)
+        if gate is None:
+            return self._invoke(function, event, invoked_function_arn)
+        try:
+            gate.enter()
+        except TooManyRequests:
+            with self._lock:
+                self._throttles[function_logical_id] = self._throttles.get(function_logical_id, 0) + 1
+            logger.info("%s throttled: its %d environments stayed busy", function_logical_id, gate.bound)
+            raise
+        try:
+            return self._invoke(function, event, invoked_function_arn)
+        finally:
+            gate.leave()
+
+    def _invoke(self, function: FunctionSpec, event: Any, invoked_function_arn: str | None) -> InvocationResult:
+        function_logical_id = function.logical_id
         request_id = str(uuid.uuid4())
         started_at = datetime.now(UTC)
         started = time.monotonic()
@@ -545,6 +703,7 @@ class LambdaRuntime:
                 environment = idle.pop()
                 if environment.usable:
                     return environment
+                self._environments.remove(environment)
             number = self._environments_created.get(function.logical_id, 0)
             self._environments_created[function.logical_id] = number + 1
             faults = self._init_faults.get(function.logical_id)
@@ -552,19 +711,28 @@ class LambdaRuntime:
             if init_failure:
                 injected = self._init_faults_injected
                 injected[function.logical_id] = injected.get(function.logical_id, 0) + 1
+            starting = self._starting
+            starting[function.logical_id] = starting.get(function.logical_id, 0) + 1
+            peak = self._peak_environments
+            up = self._live_environments(function.logical_id) + starting[function.logical_id]
+            peak[function.logical_id] = max(peak.get(function.logical_id, 0), up)
         variables = {
             **{name: value for name, value in os.environ.items() if name not in _REMOVED_VARIABLES},
             **self._base_environment,
             **function.environment,
         }
-        environment = ExecutionEnvironment(
-            function,
-            self._import_paths[function.logical_id],
-            variables,
-            number,
-            init_timeout=self.init_timeout_seconds,
-            init_failure=init_failure,
-        )
+        try:
+            environment = ExecutionEnvironment(
+                function,
+                self._import_paths[function.logical_id],
+                variables,
+                number,
+                init_timeout=self.init_timeout_seconds,
+                init_failure=init_failure,
+            )
+        finally:
+            with self._lock:
+                starting[function.logical_id] -= 1
         with self._lock:
             if environment.suppressed_init_seconds:
                 self._inits_retried[function.logical_id] = self._inits_retried.get(function.logical_id, 0) + 1
@@ -616,18 +784,28 @@ class LambdaRuntime:
             return b""
         if invocation_type == "Event":
             threading.Thread(
-                target=self.invoke,
+                target=self._invoke_event,
                 args=(function.logical_id, event),
                 kwargs={"invoked_function_arn": invoked_arn},
                 name=f"lambda-event-{function.logical_id}",
                 daemon=True,
             ).start()
             return b""
-        result = self.invoke(function.logical_id, event, invoked_function_arn=invoked_arn)
+        try:
+            result = self.invoke(function.logical_id, event, invoked_function_arn=invoked_arn)
+        except TooManyRequests as throttled:
+            raise ThrottledInvoke(throttled) from throttled
         if result.function_error:
             response_headers["x-amz-function-error"] = result.function_error
         response_headers["x-amz-executed-version"] = LATEST
         return result.payload
+
+    def _invoke_event(self, function_logical_id: str, event: Any, *, invoked_function_arn: str) -> None:
+        """An asynchronous invocation; a throttled one is dropped here (Lambda would retry it for a while)."""
+        try:
+            self.invoke(function_logical_id, event, invoked_function_arn=invoked_function_arn)
+        except TooManyRequests:
+            logger.warning("an asynchronous invocation of %s was throttled and dropped", function_logical_id)
 
     def _resolve(self, function_name: str, qualifier: str | None) -> tuple[FunctionSpec | None, str]:
         """Our function for a FunctionName (name, ARN or partial ARN, maybe ``:qualifier``) and the invoked ARN."""
@@ -640,6 +818,29 @@ class LambdaRuntime:
         if qualifier not in (None, LATEST):
             raise UnknownFunctionException(f"{function.arn}:{qualifier}")
         return function, function.arn if qualifier is None else f"{function.arn}:{qualifier}"
+
+
+class ThrottledInvoke(LambdaClientError):
+    """What the Invoke API answers for a throttled invocation: HTTP 429 ``TooManyRequestsException`` with Lambda's
+    ``Reason`` and a ``Retry-After`` header; Step Functions names it ``Lambda.TooManyRequestsException``."""
+
+    code = 429
+
+    def __init__(self, throttled: TooManyRequests) -> None:
+        super().__init__(TooManyRequests.error_type, "Rate Exceeded.")
+        self.description = json.dumps(
+            {"__type": self.error_type, "Reason": throttled.reason, "Type": "User", "message": self.message}
+        )
+
+    def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
+        return [*super().get_headers(*args, **kwargs), ("Retry-After", str(THROTTLED_RETRY_AFTER_SECONDS))]
+
+
+def _environment_bound(function: FunctionSpec, default: int | None) -> int | None:
+    """The function's ReservedConcurrentExecutions if it has one, else the local default (None: no bound)."""
+    if function.reserved_concurrent_executions is not None:
+        return function.reserved_concurrent_executions
+    return default
 
 
 def _wrap(interceptor: Interceptor, call_next: Handler) -> Handler:

@@ -4,15 +4,33 @@
   (StateMachineArn, Name, Input — AWS's documented casing) to boto3 unchanged, whose Step Functions API names are
   stateMachineArn, name, input; the call then fails with States.Runtime 'StateMachineArn'. On AWS it works. The fix
   maps each parameter to the botocore member of the same name, case-insensitively.
+- A Lambda task whose Resource is the function's ARN names every failure of the Invoke call itself (a ClientError:
+  TooManyRequestsException when the function is throttled, ServiceException, ...) ``Exception``; AWS names it
+  ``Lambda.<Exception>`` ("Handle Lambda service exceptions",
+  https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html), as moto's
+  ``arn:aws:states:::lambda:invoke`` integration already does, and the state machine's Retry matches those names.
+  The fix names them so, with that integration's error and cause.
 """
 
 from __future__ import annotations
 
 import botocore.session
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
+from botocore.exceptions import ClientError
+from moto.stepfunctions.parser.api import HistoryEventType, LambdaFunctionFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_lambda
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_lambda,
+    state_task_service_sfn,
+)
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
 _SfnService = state_task_service_sfn.StateTaskServiceSfn
 _original_normalise = _SfnService._normalise_parameters
+_LambdaTask = state_task_lambda.StateTaskLambda
+_original_lambda_task_error = _LambdaTask._from_error
+_invoke_error_and_cause = state_task_service_lambda.StateTaskServiceLambda._error_cause_from_client_error
 _installed = False
 
 
@@ -33,9 +51,24 @@ def _normalise_parameters(self, parameters, boto_service_name=None, service_acti
                 parameters[wanted] = parameters.pop(key)
 
 
+def _lambda_task_error(self, env, ex):
+    if not isinstance(ex, ClientError):
+        return _original_lambda_task_error(self, env, ex)
+    error, cause = _invoke_error_and_cause(ex)
+    return FailureEvent(
+        env=env,
+        error_name=CustomErrorName(error),
+        event_type=HistoryEventType.LambdaFunctionFailed,
+        event_details=EventDetails(
+            lambdaFunctionFailedEventDetails=LambdaFunctionFailedEventDetails(error=error, cause=cause)
+        ),
+    )
+
+
 def install() -> None:
     """Applies the fixes to this process's moto (idempotent)."""
     global _installed
     if not _installed:
         _SfnService._normalise_parameters = _normalise_parameters
+        _LambdaTask._from_error = _lambda_task_error
         _installed = True

@@ -621,6 +621,8 @@ class FunctionSpec:
     schedules: tuple[ScheduleSpec, ...] = ()
     event_rules: tuple[EventRuleSpec, ...] = ()
     stream_sources: tuple[StreamSourceSpec, ...] = ()
+    # ReservedConcurrentExecutions: at most this many execution environments at once (None: not reserved).
+    reserved_concurrent_executions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -856,7 +858,17 @@ class TemplateModel:
             schedules=tuple(self._schedules(logical_id)),
             event_rules=tuple(self._event_rules(logical_id)),
             stream_sources=tuple(self._stream_sources(logical_id)),
+            reserved_concurrent_executions=self._reserved_concurrency(logical_id),
         )
+
+    def _reserved_concurrency(self, logical_id: str) -> int | None:
+        reserved = self._property(logical_id, "ReservedConcurrentExecutions")
+        if reserved is None:
+            return None
+        if not str(reserved).isdigit():
+            where = f"Resources.{logical_id}.Properties.ReservedConcurrentExecutions"
+            raise TemplateError(f"{where}: a whole number of environments, not {reserved!r}")
+        return int(reserved)
 
     def _schedules(self, logical_id: str) -> Iterator[ScheduleSpec]:
         for event_name, event in (self._resources[logical_id]["Properties"].get("Events") or {}).items():

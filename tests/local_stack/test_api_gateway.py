@@ -9,6 +9,8 @@ import datetime
 import json
 import shutil
 import subprocess
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
@@ -348,3 +350,66 @@ def test_curl_aws_sigv4_is_accepted(cloud: LocalCloud) -> None:
     )
     event = json.loads(result.stdout)["event"]
     assert (event["body"], event["requestContext"]["identity"]["userArn"]) == ('{"from": "curl"}', LOCAL_OTHER.arn)
+
+
+# ----- load: requests in flight, bursts, throttled functions ---------------------------------------------------------
+
+
+def test_a_request_beyond_the_ones_in_flight_is_answered_429_at_once(cloud: LocalCloud) -> None:
+    """One request is held inside the integration (an interceptor waits for the test), so the bound of one is full."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(event: Any, context: Any, call_next: Any) -> Any:
+        entered.set()
+        assert release.wait(120), "the test never released the held request"
+        return call_next(event, context)
+
+    with LocalApiGateway(cloud.model, cloud.runtime, max_requests_in_flight=1) as gateway:
+        held: list[requests.Response] = []
+        with cloud.runtime.intercepted("ApiFunction", hold):
+            holder = threading.Thread(target=lambda: held.append(ApiClient(gateway.url).get("/items/held")))
+            holder.start()
+            try:
+                assert entered.wait(120), "the first request never reached its integration"
+                refused = ApiClient(gateway.url).get("/items/refused")
+            finally:
+                release.set()
+                holder.join(120)
+        assert (refused.status_code, refused.json()) == (429, {"message": "Too Many Requests"})
+        assert refused.headers["Retry-After"] == "1" and refused.headers["x-amzn-RequestId"]
+        assert held[0].status_code == 200
+        assert ApiClient(gateway.url).get("/items/after").status_code == 200  # the place was given back
+
+
+def test_a_burst_of_200_concurrent_posts_is_answered_in_full(cloud: LocalCloud) -> None:
+    """200 connections at once: each gets an answer (201 from the function, or 429 beyond the requests in flight),
+    none is refused or dropped. The clients are made beforehand and released together, and the function has a warm
+    environment first: its invocations then keep ending while the others wait, and none waits long enough to be
+    throttled while the cold starts of the others are slow."""
+    assert cloud.api_client(LOCAL_DEVELOPER).get("/items/warm-up").status_code == 200
+    clients = [cloud.api_client(LOCAL_DEVELOPER) for _ in range(200)]
+    together = threading.Barrier(len(clients))
+    statuses: list[int] = []
+    failures: list[BaseException] = []
+
+    def post(client: ApiClient) -> None:
+        together.wait()
+        try:
+            statuses.append(client.post("/items", json={"burst": True}, timeout=120).status_code)
+        except requests.RequestException as failure:
+            failures.append(failure)
+
+    threads = [threading.Thread(target=post, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(statuses) == 200 and set(statuses) <= {201, 429}, Counter(statuses)
+    assert 201 in statuses
+
+
+def test_a_throttled_function_is_an_internal_server_error(client: ApiClient) -> None:
+    """ThrottledFunction reserves no concurrency: API Gateway answers a throttled Lambda integration with a 500."""
+    throttled = client.get("/throttled")
+    assert (throttled.status_code, throttled.json()) == (500, {"message": "Internal server error"})

@@ -18,7 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local_stack.cloud import LocalCloud
-from local_stack.lambda_runtime import LambdaContext, LambdaRuntime
+from local_stack.lambda_runtime import LambdaContext, LambdaRuntime, TooManyRequests
 from local_stack.ssm_head_node import LocalHeadNode
 from local_stack.template_model import TemplateModel
 
@@ -455,3 +455,182 @@ def test_failing_inits_fail_the_next_cold_starts_with_runtime_init_error(tmp_pat
     for failed in answers[:2]:
         payload = failed.json()
         assert payload["errorType"] == "Runtime.InitError" and payload["requestId"], payload
+
+
+# ----- bounded execution environments ---------------------------------------------------------------------------------
+
+HELD_HANDLER = """import os, time
+from pathlib import Path
+
+
+def handler(event, context):
+    directory = Path(event["directory"])
+    (directory / f"started-{event['name']}").touch()
+    while not (directory / "release").exists() and context.get_remaining_time_in_millis() > 500:
+        time.sleep(0.02)
+    return {"name": event["name"], "pid": os.getpid()}
+"""
+
+
+def held_runtime(
+    tmp_path: Path, *, reserved: int | None = None, bound: int | None = 2, throttle_after: float = 600
+) -> LambdaRuntime:
+    """A runtime with one function, Held, whose invocations each wait for the file ``release`` in their directory."""
+    (tmp_path / "held").mkdir()
+    (tmp_path / "held" / "app.py").write_text(HELD_HANDLER)
+    reservation = "" if reserved is None else f", ReservedConcurrentExecutions: {reserved}"
+    (tmp_path / "template.yaml").write_text(
+        "Resources:\n"
+        "  Held: {Type: AWS::Serverless::Function, Properties: {CodeUri: held/, Runtime: python3.12,"
+        f" Handler: app.handler, Timeout: 300{reservation}}}}}\n"
+    )
+    model = TemplateModel(tmp_path / "template.yaml", stack_name="s")
+    return LambdaRuntime(
+        model, endpoint_url="http://127.0.0.1:9", environments_per_function=bound, throttle_after_seconds=throttle_after
+    )
+
+
+class Caller(threading.Thread):
+    """One invocation of Held in a thread of its own; ``answer`` or ``raised`` once it has ended."""
+
+    def __init__(self, runtime: LambdaRuntime, directory: Path, name: str) -> None:
+        super().__init__(name=f"caller-{name}", daemon=True)
+        self.event = {"directory": str(directory), "name": name}
+        self.runtime = runtime
+        self.answer: Any = None
+        self.raised: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.answer = self.runtime.invoke("Held", self.event)
+        except BaseException as error:  # noqa: BLE001 - the test looks at it
+            self.raised = error
+
+
+def wait_until(condition: Any, what: str, seconds: float = 120) -> None:
+    """Polls ``condition`` (generously: only a broken runtime takes this long, a loaded machine does not)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.02)
+
+
+def test_the_bound_holds_the_others_wait_and_the_environments_are_reused(tmp_path: Path) -> None:
+    runtime = held_runtime(tmp_path, bound=2)
+    callers = [Caller(runtime, tmp_path, str(number)) for number in range(6)]
+    try:
+        for caller in callers:
+            caller.start()
+        wait_until(lambda: runtime.waiting("Held") == 4, "four invocations waiting")
+        wait_until(lambda: len(list(tmp_path.glob("started-*"))) == 2, "two invocations running")
+        assert runtime.live_environments("Held") == 2 and len(runtime.environment_pids()) == 2
+        (tmp_path / "release").touch()
+        for caller in callers:
+            caller.join(120)
+        assert runtime.environments_created("Held") == 2 and runtime.peak_environments("Held") == 2
+    finally:
+        runtime.uninstall()
+    assert [caller.raised for caller in callers] == [None] * 6
+    assert [caller.answer.function_error for caller in callers] == [None] * 6
+    assert len({caller.answer.json()["pid"] for caller in callers}) == 2  # warm environments served the waiters
+
+
+def test_the_bound_is_the_reserved_concurrency_when_the_function_has_one(tmp_path: Path) -> None:
+    runtime = held_runtime(tmp_path, reserved=1, bound=4)
+    try:
+        assert runtime.environment_bound("Held") == 1
+    finally:
+        runtime.uninstall()
+    (tmp_path / "unbounded").mkdir()
+    unbounded = held_runtime(tmp_path / "unbounded", bound=None)
+    try:
+        assert unbounded.environment_bound("Held") is None
+    finally:
+        unbounded.uninstall()
+
+
+def test_waiting_invocations_run_in_the_order_they_arrived(tmp_path: Path) -> None:
+    """Each waiter is started only once the one before it is counted as waiting: the arrival order is the test's."""
+    runtime = held_runtime(tmp_path, bound=1)
+    first = Caller(runtime, tmp_path, "first")
+    waiters = [Caller(runtime, tmp_path, name) for name in ("b", "c", "d", "e")]
+    try:
+        first.start()
+        wait_until(lambda: (tmp_path / "started-first").exists(), "the first invocation running")
+        for position, waiter in enumerate(waiters, start=1):
+            waiter.start()
+            wait_until(lambda position=position: runtime.waiting("Held") == position, f"{position} waiting")
+        (tmp_path / "release").touch()
+        for caller in (first, *waiters):
+            caller.join(120)
+    finally:
+        runtime.uninstall()
+    # One environment: each invocation finished before the next one started, so the finishing order is the running one.
+    assert [entry.event["name"] for entry in runtime.invocations_of("Held")] == ["first", "b", "c", "d", "e"]
+
+
+def test_an_invocation_that_waits_too_long_with_no_environment_freed_is_throttled(tmp_path: Path) -> None:
+    runtime = held_runtime(tmp_path, bound=1, throttle_after=0.2)
+    holder = Caller(runtime, tmp_path, "holder")
+    try:
+        holder.start()
+        wait_until(lambda: (tmp_path / "started-holder").exists(), "the holder running")
+        with pytest.raises(TooManyRequests) as throttled:
+            runtime.invoke("Held", {"directory": str(tmp_path), "name": "late"})
+        assert throttled.value.reason == "ConcurrentInvocationLimitExceeded"
+        assert (runtime.throttles("Held"), runtime.waiting("Held")) == (1, 0)
+        (tmp_path / "release").touch()
+        holder.join(120)
+        assert runtime.invoke("Held", {"directory": str(tmp_path), "name": "after"}).function_error is None
+    finally:
+        runtime.uninstall()
+    assert not (tmp_path / "started-late").exists()  # a throttled invocation never ran
+    assert runtime.environments_created("Held") == 1
+
+
+def test_a_throttled_invoke_is_lambdas_429_too_many_requests(cloud: LocalCloud) -> None:
+    """ThrottledFunction reserves no concurrency at all (ReservedConcurrentExecutions: 0)."""
+    with pytest.raises(ClientError) as raised:
+        cloud.client("lambda").invoke(FunctionName=cloud.function_names["ThrottledFunction"], Payload=b"{}")
+    response = raised.value.response
+    assert response["Error"]["Code"] == "TooManyRequestsException"
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert response["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+    assert response["ResponseMetadata"]["HTTPHeaders"]["retry-after"] == "1"
+
+
+def test_the_state_machine_retries_a_throttled_lambda_task_as_lambda_too_many_requests(cloud: LocalCloud) -> None:
+    """A task on the function's ARN (as the product's tasks are): Step Functions names the throttle
+    Lambda.TooManyRequestsException, which its Retry matches."""
+    definition = {
+        "StartAt": "Throttled",
+        "States": {
+            "Throttled": {
+                "Type": "Task",
+                "Resource": cloud.model.functions["ThrottledFunction"].arn,
+                "Retry": [{"ErrorEquals": ["Lambda.TooManyRequestsException"], "IntervalSeconds": 1, "MaxAttempts": 1}],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Pass", "End": True},
+        },
+    }
+    stepfunctions = cloud.client("stepfunctions")
+    machine_arn = stepfunctions.create_state_machine(
+        name=f"throttled-{uuid.uuid4().hex[:8]}",
+        definition=json.dumps(definition),
+        roleArn=cloud.model.state_machine.role_arn,
+    )["stateMachineArn"]
+    arn = stepfunctions.start_execution(stateMachineArn=machine_arn, input="{}")["executionArn"]
+    deadline = time.monotonic() + 60
+    while stepfunctions.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not end within 60 s"
+        time.sleep(0.1)
+    events = stepfunctions.get_execution_history(executionArn=arn)["events"]
+    failures = [
+        event["lambdaFunctionFailedEventDetails"] for event in events if event["type"] == "LambdaFunctionFailed"
+    ]
+    assert [failure["error"] for failure in failures] == ["Lambda.TooManyRequestsException"] * 2  # tried, retried
+    assert "Status Code: 429" in failures[0]["cause"]
+    entered = [event["stateEnteredEventDetails"]["name"] for event in events if event["type"] == "PassStateEntered"]
+    assert entered == ["Caught"]

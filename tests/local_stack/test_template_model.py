@@ -280,3 +280,21 @@ def test_missing_code_directory_is_reported(tmp_path: Path) -> None:
     )
     with pytest.raises(TemplateError, match=r"Resources\.F\.Properties\.CodeUri: .*missing does not exist"):
         TemplateModel(path, stack_name="s").functions  # noqa: B018
+
+
+def test_reserved_concurrency_is_read_from_the_function(tmp_path: Path) -> None:
+    path = write_template(
+        tmp_path,
+        """
+        Resources:
+          Reserved:
+            Type: AWS::Serverless::Function
+            Properties: {CodeUri: src/, Handler: app.handler, Runtime: python3.12, ReservedConcurrentExecutions: 1}
+          Free:
+            Type: AWS::Serverless::Function
+            Properties: {CodeUri: src/, Handler: app.handler, Runtime: python3.12}
+        """,
+    )
+    functions = TemplateModel(path, stack_name=STACK).functions
+    assert functions["Reserved"].reserved_concurrent_executions == 1
+    assert functions["Free"].reserved_concurrent_executions is None
