@@ -133,12 +133,15 @@ def long_job_section(costs: Sequence[LongJobCost]) -> list[str]:
         "status",
         "wall time",
     ]
+    swept = [cost for cost in costs if CASES[cost.label].swept]
     default = [cost for cost in costs if cost.label in JOB_LENGTHS]
-    capped = [cost for cost in costs if cost.label not in JOB_LENGTHS]
+    capped = [cost for cost in costs if cost.label not in JOB_LENGTHS and not CASES[cost.label].swept]
     lines = [
         "## Long jobs",
         "",
-        "What one job costs in Step Functions with the template's default poll schedule (PollMinSeconds 10,",
+        *_swept_section(swept),
+        "Under `JobTracking` per-job-polling (version 1's design, and the workflow's own safety poll when no sweep",
+        "comes), what one job costs in Step Functions with the template's default poll schedule (PollMinSeconds 10,",
         "PollMaxSeconds 21600, PollFraction 0.1) and accounting available, measured by `harness/long_jobs.py`: the",
         "real state machine in moto with the real handlers and head-node program over scripted Slurm, time compressed",
         "(moto's Wait states advance a virtual clock instead of sleeping, the poll step sees the virtual elapsed time,",
@@ -160,6 +163,35 @@ def long_job_section(costs: Sequence[LongJobCost]) -> list[str]:
     lines += _table(header, [_cost_row(cost) for cost in capped])
     lines += ["", *_week_without_accounting(capped)]
     return lines
+
+
+def _swept_row(cost: LongJobCost) -> list[object]:
+    return [
+        cost.label,
+        cost.transitions,
+        cost.events,
+        cost.executions,
+        cost.polls,
+        cost.status,
+        _seconds(cost.wall_seconds),
+    ]
+
+
+def _swept_section(swept: Sequence[LongJobCost]) -> list[str]:
+    """Jobs that wait for news (JobTracking sweep, the default) with the sweep healthy."""
+    if not swept:
+        return []
+    header = ["job", "state transitions", "history events", "executions", "PollJob entered", "status", "wall time"]
+    rows = [_swept_row(cost) for cost in swept]
+    return [
+        "Under `JobTracking` sweep (the default) with the sweep healthy: the workflow waits in AwaitNews from",
+        "submission to the end, kept alive by the sweep's heartbeats (neither a transition nor a history event), and",
+        "is woken once, with the end; measured by `harness/long_jobs.py` on the same stack, each sweep standing for",
+        "an eighth of the job's length. The cost does not grow with the job's length.",
+        "",
+        *_table(header, rows),
+        "",
+    ]
 
 
 def _week_without_accounting(capped: Sequence[LongJobCost]) -> list[str]:

@@ -8,8 +8,16 @@ The real state machine (statemachine/job.asl.json) runs in moto with the real ha
   the product's poll schedule (poll_schedule.py) grows the wait exactly as it would in real time;
 - the scripted Slurm answers RUNNING until the virtual clock passes the job's length, then COMPLETED.
 
-Every poll still runs for real (Lambda handler, SSM command, head-node program, scripted squeue), and the counts
-come from ``get_execution_history`` of every execution of the job (a long job continues as new executions).
+Under ``JobTracking`` sweep there is no Wait: the workflow waits in AwaitNews, and the cluster's sweep (fired by the
+local scheduler every SWEEP_PERIOD_SECONDS of real time) keeps it alive with heartbeats until it sees the job end.
+Each real sweep advances the virtual clock by 1/SWEEPS_PER_JOB of the job's length: it stands for the sweeps of that
+span, every one of which would find the job running and send a heartbeat, which Step Functions counts neither as a
+transition nor as a history event. So the counts are those of a sweep every minute; only the end is noticed up to
+one step late here (what a real sweep period costs in latency is measured on real Slurm, not here).
+
+Every poll and every sweep still runs for real (Lambda handler, SSM command, head-node program, scripted squeue), and
+the counts come from ``get_execution_history`` of every execution of the job (a long job continues as new
+executions).
 """
 
 from __future__ import annotations
@@ -47,6 +55,11 @@ JOB_LENGTHS: Mapping[str, int] = {"1 h": 3_600, "24 h": 86_400, "7 d": 604_800}
 # Step Functions fails an execution at this many history events (docs/facts.md, "AWS Step Functions").
 EXECUTION_EVENT_LIMIT = 25_000
 CONTINUED = "ContinuedAsNewExecution"
+
+
+# Under the sweep: real seconds between two sweeps, and how many sweeps a job's length is cut into.
+SWEEP_PERIOD_SECONDS = 0.2
+SWEEPS_PER_JOB = 8
 
 
 class VirtualClock:
@@ -113,6 +126,30 @@ def in_virtual_time(clock: VirtualClock) -> Interceptor:
     return interceptor
 
 
+class SweepsInVirtualTime:
+    """Interceptors that make each sweep move the virtual clock on by ``step_seconds``, from when the job's workflow
+    waits for news (a sweep before that finds no job to stand for) to the sweep that saw the job end."""
+
+    def __init__(self, clock: VirtualClock, step_seconds: float) -> None:
+        self._clock = clock
+        self._step_seconds = step_seconds
+        self._waiting = threading.Event()
+        self.noticed_at: float | None = None
+
+    def await_news(self, event: Any, context: Any, call_next: Callable[[Any, Any], Any]) -> Any:
+        result = call_next(event, context)
+        self._waiting.set()
+        return result
+
+    def sweep(self, event: Any, context: Any, call_next: Callable[[Any, Any], Any]) -> Any:
+        if self._waiting.is_set() and self.noticed_at is None:
+            self._clock.advance(self._step_seconds)
+        result = call_next(event, context)
+        if isinstance(result, dict) and result.get("reasons", {}).get("ended") and self.noticed_at is None:
+            self.noticed_at = self._clock.seconds  # the virtual time of the sweep that saw the end
+        return result
+
+
 @dataclass(frozen=True)
 class LongJobCase:
     """A job length and the configuration it runs under (template parameters, what the cluster reports)."""
@@ -123,13 +160,19 @@ class LongJobCase:
     min_job_age: int = 300
     parameters: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def swept(self) -> bool:
+        return dict(self.parameters).get("JobTracking") == "sweep"
 
+
+SWEPT = (("JobTracking", "sweep"),)
 DEFAULT_SCHEDULE_CASES = tuple(LongJobCase(label, seconds) for label, seconds in JOB_LENGTHS.items())
 CAP_CASES = (
     LongJobCase("24 h, MaxPollsPerExecution 10", JOB_LENGTHS["24 h"], parameters=(("MaxPollsPerExecution", "10"),)),
     LongJobCase("24 h, no accounting (MinJobAge 300 s)", JOB_LENGTHS["24 h"], accounting=False),
 )
-CASES = {case.label: case for case in (*DEFAULT_SCHEDULE_CASES, *CAP_CASES)}
+SWEEP_CASES = tuple(LongJobCase(f"{label}, sweep", seconds, parameters=SWEPT) for label, seconds in JOB_LENGTHS.items())
+CASES = {case.label: case for case in (*DEFAULT_SCHEDULE_CASES, *CAP_CASES, *SWEEP_CASES)}
 
 
 def predicted_polls(case: LongJobCase) -> int:
@@ -204,7 +247,7 @@ class ScriptedCloud:
     history is the same)."""
 
     def __init__(self, parameters: Mapping[str, str] | None = None) -> None:
-        self.parameters = dict(parameters or {})
+        self.parameters = {"JobTracking": "per-job-polling", **(parameters or {})}
         self._directory: Path | None = None
         self.slurm: StateSlurm | None = None
         self.cloud: LocalCloud | None = None
@@ -229,12 +272,12 @@ class ScriptedCloud:
                 "ClusterName": "long-jobs",
                 "ClusterUser": BENCHMARK_USER,
                 "SlurmBinDir": str(self.slurm.bin_dir),
-                # What the poll schedule costs: each workflow polls its own job on the virtual clock. (Under the
-                # sweep, a job waits in one AwaitNews state kept alive by heartbeats, and is polled only without them.)
-                "JobTracking": "per-job-polling",
+                # Per-job polling (the default here): each workflow polls its own job on the virtual clock. Under
+                # the sweep, a job waits in one AwaitNews state kept alive by the sweep's heartbeats.
                 **self.parameters,
             },
             head_node=LocalHeadNode(invocation_visibility_delay=0.0),
+            schedule_period_seconds=SWEEP_PERIOD_SECONDS if self.parameters["JobTracking"] == "sweep" else None,
         )
         self.cloud.start()
 
@@ -260,7 +303,13 @@ def measure_long_job(scripted: ScriptedCloud, case: LongJobCase, *, timeout: flo
     clock = VirtualClock()
     clock.when(case.job_seconds, lambda: slurm.show(ENDED_ANSWERS))
     started = time.monotonic()
-    with cloud.runtime.intercepted("PollJobFunction", in_virtual_time(clock)), waits_on(clock):
+    sweeps = SweepsInVirtualTime(clock, case.job_seconds / SWEEPS_PER_JOB)
+    with (
+        cloud.runtime.intercepted("PollJobFunction", in_virtual_time(clock)),
+        cloud.runtime.intercepted("AwaitNewsFunction", sweeps.await_news),
+        cloud.runtime.intercepted("SweepJobsFunction", sweeps.sweep),
+        waits_on(clock),
+    ):
         job_id = submit(cloud.api_client(), {"name": "long-job", "script": "#!/bin/bash\nsleep infinity\n"})
         executions = [count_execution(cloud, job_id, timeout)]
         while executions[-1].continued:
@@ -277,7 +326,8 @@ def measure_long_job(scripted: ScriptedCloud, case: LongJobCase, *, timeout: flo
         transitions=sum(execution.transitions for execution in executions),
         polls=sum(execution.polls for execution in executions),
         max_events_per_execution=max(execution.events for execution in executions),
-        noticed_after_seconds=clock.seconds - case.job_seconds,
+        noticed_after_seconds=(sweeps.noticed_at if case.swept and sweeps.noticed_at else clock.seconds)
+        - case.job_seconds,
         wall_seconds=round(time.monotonic() - started, 1),
     )
 
