@@ -36,8 +36,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
 from harness.state_slurm import ENDED_ANSWERS, RUNNING_ANSWERS, StateSlurm, slurm_config
@@ -107,23 +109,50 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+# The times of the job's progress the poll function holds against its own clock: the last contact and the start of an
+# outage (progress.after_lost_contact). They are kept in virtual time: moved back on the way in, forward on the way out.
+CONTACT_TIMES = ("lastContactAt", "unreachableSince")
+
+
+def _shifted(text: str, seconds: float) -> str:
+    return _iso(datetime.fromisoformat(text) + timedelta(seconds=seconds))
+
+
 def in_virtual_time(clock: VirtualClock) -> Interceptor:
-    """A PollJobFunction interceptor: the handler sees the job submitted ``clock.seconds`` earlier than it was.
+    """A PollJobFunction interceptor: the handler sees the job submitted ``clock.seconds`` earlier than it was, and
+    its last contact and outage as long ago as they were in virtual time.
 
     The real submission time goes back into the state the handler returns, so the shift never accumulates.
     """
 
     def interceptor(event: Any, context: Any, call_next: Callable[[Any, Any], Any]) -> Any:
+        seconds = clock.seconds
         job = event["job"]
         submitted_at = job["submittedAt"]
-        moved = datetime.fromisoformat(submitted_at) - timedelta(seconds=clock.seconds)
-        job["submittedAt"] = _iso(moved)
+        job["submittedAt"] = _shifted(submitted_at, -seconds)
+        for name in CONTACT_TIMES:
+            if job.get(name):
+                job[name] = _shifted(job[name], -seconds)
         result = call_next(event, context)
         if isinstance(result, dict):
             result["submittedAt"] = submitted_at
+            for name in CONTACT_TIMES:
+                if result.get(name):
+                    result[name] = _shifted(result[name], seconds)
         return result
 
     return interceptor
+
+
+@contextmanager
+def retries_on(clock: VirtualClock) -> Iterator[None]:
+    """moto's Retry intervals advance ``clock`` instead of sleeping (this process, while the context lasts)."""
+    saved = retrier_decl.time
+    retrier_decl.time = SimpleNamespace(sleep=clock.advance)  # the module's only use of time is its sleep
+    try:
+        yield
+    finally:
+        retrier_decl.time = saved
 
 
 class SweepsInVirtualTime:

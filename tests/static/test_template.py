@@ -139,6 +139,7 @@ def test_generated_functions_share_one_environment(generated_template: dict[str,
         "JOB_TRACKING",
         "SAFETY_POLL_MIN_SECONDS",
         "JOB_EVENTS_BUS_NAME",
+        "HEAD_NODE_OUTAGE_LIMIT_HOURS",
     }
 
 
@@ -155,6 +156,7 @@ CONTRACT_PARAMETERS = {
     "JobTracking": "sweep",
     "SweepIntervalMinutes": "1",
     "SafetyPollMinSeconds": "150",
+    "HeadNodeOutageLimitHours": "24",
     "ResultRetentionDays": "30",
 }
 CONSTRAINTS = {"AllowedPattern", "AllowedValues", "MinValue", "MaxValue", "MinLength", "MaxLength"}

@@ -2,11 +2,16 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from slurm_job_api.errors import HeadNodeOutageLimitReached
 from slurm_job_api.head_node_protocol import StatusReply
 from slurm_job_api.poll_schedule import PollSchedule
 from slurm_job_api.progress import (
     NOT_FOUND_POLL_LIMIT,
+    OUTAGE_REPOLL_SECONDS,
     JobProgress,
+    after_lost_contact,
     continuation_name,
     job_id_of_execution_name,
     newly_unsatisfiable,
@@ -138,3 +143,49 @@ def test_a_requested_cancel_is_not_taken_over():
     job = step(fresh(), pending("InvalidAccount"), minutes=1, grace_minutes=0, cancel=True)
     assert job.ended_as_unsatisfiable_at is None
     assert step(fresh(), pending("InvalidAccount"), minutes=1, grace_minutes=0).ended_as_unsatisfiable_at
+
+
+# -- lost contact: PollJob's retries ran out on an outage error ---------------------------------------------------
+
+LIMIT = 24 * 3600
+
+
+def lost(job, *, hours, limit=LIMIT, floor=150):
+    return after_lost_contact(
+        job,
+        error="HeadNodeUnreachable",
+        now=T0 + timedelta(hours=hours),
+        limit_seconds=limit,
+        safety_floor_seconds=floor,
+    )
+
+
+def test_a_poll_that_reaches_slurm_is_the_last_contact_and_ends_an_outage():
+    job = fresh().model_copy(update={"unreachable_since": "2026-11-25T12:00:00.000Z", "longest_outage_seconds": 7200})
+    after = step(job, running(), minutes=150)
+    assert after.last_contact_at == "2026-11-25T14:30:00.000Z" and after.unreachable_since is None
+    assert after.longest_outage_seconds == 7200  # the record keeps the longest outage
+
+
+def test_an_outage_is_noted_from_the_last_contact_and_tracking_goes_on():
+    job = step(fresh(), running(), minutes=30)  # last contact 12:30
+    noted = lost(job, hours=2.5)  # PollJob's retries ran out two hours later
+    assert (noted.unreachable_since, noted.longest_outage_seconds) == ("2026-11-25T12:30:00.000Z", 2 * 3600)
+    assert not noted.done and noted.status == "RUNNING"  # no ERROR while the job may still run
+    assert noted.next_poll_seconds == OUTAGE_REPOLL_SECONDS
+    assert noted.wait_for_news and noted.safety_poll_seconds == OUTAGE_REPOLL_SECONDS
+    again = lost(noted, hours=5)  # still no answer: the outage runs from the same moment
+    assert (again.unreachable_since, again.longest_outage_seconds) == ("2026-11-25T12:30:00.000Z", int(4.5 * 3600))
+
+
+def test_an_outage_of_a_job_never_polled_runs_from_its_submission():
+    noted = lost(fresh(), hours=3, floor=None)  # per-job polling
+    assert noted.unreachable_since == "2026-11-25T12:00:00.000Z" and noted.longest_outage_seconds == 3 * 3600
+    assert not noted.wait_for_news and noted.next_poll_seconds == OUTAGE_REPOLL_SECONDS
+
+
+def test_contact_lost_for_the_limit_ends_tracking_with_an_error_that_says_so():
+    job = step(fresh(), running(), minutes=0)
+    with pytest.raises(HeadNodeOutageLimitReached, match=r"since 2026-11-25T12:00:00.000Z \(24.0 h, last HeadNode"):
+        lost(job, hours=24)
+    assert lost(job, hours=23.9).unreachable_since  # just under: still tracked

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_job_api.errors import LAMBDA_PLATFORM_ERROR_NAMES, TRANSIENT_ERROR_NAMES
+from slurm_job_api.errors import LAMBDA_PLATFORM_ERROR_NAMES, OUTAGE_ERROR_NAMES, TRANSIENT_ERROR_NAMES
 
 ASL = json.loads((Path(__file__).resolve().parents[2] / "statemachine" / "job.asl.json").read_text())
 STATES = ASL["States"]
@@ -25,12 +25,25 @@ def successors(name: str) -> set[str]:
 
 
 def test_every_lambda_task_retries_exactly_the_transient_errors_and_catches_the_rest():
-    assert sorted(LAMBDA_TASKS) == ["FinishJob", "PollJob", "SubmitJob"]
+    assert sorted(LAMBDA_TASKS) == ["FinishJob", "NoteHeadNodeOutage", "PollJob", "SubmitJob"]
     for name in LAMBDA_TASKS:
         retried = [retry["ErrorEquals"] for retry in STATES[name]["Retry"]]
         # Two entries of their own: Lambda's platform failures first, then the product's transient errors.
         assert retried == [list(LAMBDA_PLATFORM_ERROR_NAMES), list(TRANSIENT_ERROR_NAMES)], name
         assert any(catch["ErrorEquals"] == ["States.ALL"] for catch in STATES[name]["Catch"]), name
+
+
+def test_a_poll_whose_retries_ran_out_on_an_outage_notes_it_and_goes_on():
+    """The outage errors go to NoteHeadNodeOutage (the poll function, told of the outage), which goes back to the
+    wait; every other error still ends the job through FinishJob."""
+    first, *rest = STATES["PollJob"]["Catch"]
+    assert first == {"ErrorEquals": list(OUTAGE_ERROR_NAMES), "ResultPath": "$.outage", "Next": "NoteHeadNodeOutage"}
+    assert rest == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "FinishJob"}]
+    assert set(OUTAGE_ERROR_NAMES) <= set(TRANSIENT_ERROR_NAMES)  # retried for about 90 minutes first
+    note = STATES["NoteHeadNodeOutage"]
+    assert note["Resource"] == STATES["PollJob"]["Resource"]
+    assert note["Parameters"] == {**STATES["PollJob"]["Parameters"], "outage.$": "$.outage"}
+    assert (note["ResultPath"], note["Next"]) == ("$.job", "IsJobFinished")
 
 
 def test_platform_errors_are_not_the_products_own():
@@ -40,7 +53,7 @@ def test_platform_errors_are_not_the_products_own():
     assert {"Runtime.InitError", "Sandbox.Timedout", "Lambda.ServiceException"} <= set(LAMBDA_PLATFORM_ERROR_NAMES)
 
 
-@pytest.mark.parametrize("start", ["SubmitJob", "PollJob", "WaitBeforePoll"])
+@pytest.mark.parametrize("start", ["SubmitJob", "PollJob", "WaitBeforePoll", "NoteHeadNodeOutage"])
 def test_every_end_after_acceptance_writes_result_json(start):
     """Walk every path: each one ends in a state reached only through a result.json write, or hands the job over to
     a continuation execution. A writer has written only when it succeeded: its Catch branches have not."""

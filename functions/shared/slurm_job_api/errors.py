@@ -71,6 +71,10 @@ class DependencyUnsatisfiable(SlurmJobApiError):
     """A dependency can never be satisfied (e.g. afterok on a job that failed)."""
 
 
+class HeadNodeOutageLimitReached(SlurmJobApiError):
+    """The job's state could not be asked for HeadNodeOutageLimitHours: the workflow stops tracking it."""
+
+
 def _subclasses(cls: type) -> list[type]:
     found = []
     for sub in cls.__subclasses__():
@@ -80,6 +84,19 @@ def _subclasses(cls: type) -> list[type]:
 
 
 TRANSIENT_ERROR_NAMES = tuple(sorted(cls.__name__ for cls in _subclasses(TransientError)))
+
+# The transient errors that mean the job's state could not be asked at all (the head node, slurmctld, slurmdbd or
+# AWS did not answer): the job may still run. When PollJob's retries of one of them run out (about 90 minutes), the
+# workflow notes the outage in the record and goes on polling, up to HeadNodeOutageLimitHours of lost contact; the
+# other transient errors (a script or a dependency not there yet) concern the submission only. A test checks the
+# state machine's Catch against this list.
+OUTAGE_ERROR_NAMES = (
+    AwsThrottled.__name__,
+    HeadNodeNotFound.__name__,
+    HeadNodeUnreachable.__name__,
+    SlurmAccountingUnavailable.__name__,
+    SlurmControllerUnavailable.__name__,
+)
 
 # Failures of Lambda itself, not of the product's code, by the names Step Functions gives them: the Invoke call's
 # transient service errors ("Lambda.<Exception>": AWS's recommended retrier in "Handle Lambda service exceptions",

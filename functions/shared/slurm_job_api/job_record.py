@@ -40,6 +40,12 @@ class JobState(_Stored):
     started_at: str | None = None
     ended_at: str | None = None
     array_task_counts: dict[str, int] | None = Field(default=None, description="Tasks of an array job per status")
+    unreachable_since: str | None = Field(
+        default=None, description="While the job's state cannot be asked (head node, slurmctld or AWS down): since when"
+    )
+    longest_outage_seconds: int | None = Field(
+        default=None, description="The longest time so far that the job's state could not be asked"
+    )
 
     def state_fields(self) -> dict[str, Any]:
         """The job-state fields under their stored names (None for what is not known)."""

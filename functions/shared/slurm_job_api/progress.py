@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from slurm_job_api.clock import iso
+from slurm_job_api.errors import HeadNodeOutageLimitReached
 from slurm_job_api.head_node_protocol import StatusReply
 from slurm_job_api.job_record import JobState
 from slurm_job_api.poll_schedule import PollSchedule
@@ -20,6 +21,8 @@ from slurm_job_api.statuses import (
 
 # A job Slurm has no record of, on this many polls in a row, has ended in a way nobody can tell.
 NOT_FOUND_POLL_LIMIT = 3
+# After PollJob's retries ran out on an outage (errors.OUTAGE_ERROR_NAMES), the wait before it polls again.
+OUTAGE_REPOLL_SECONDS = 300
 
 
 class JobProgress(JobState):
@@ -49,6 +52,8 @@ class JobProgress(JobState):
     never_start_since: str | None = None
     # When the product decided to cancel the job because that reason outlasted the grace period.
     ended_as_unsatisfiable_at: str | None = None
+    # When the head node last answered for the job (a poll, or the sweep's news that woke the workflow).
+    last_contact_at: str | None = None
 
     def to_state(self) -> dict:
         return self.model_dump(mode="json", by_alias=True)
@@ -86,6 +91,8 @@ def observe(
         "min_job_age": observation.min_job_age,
         "continue_as_new": False,
         "next_execution_name": None,
+        "last_contact_at": iso(now),
+        "unreachable_since": None,
     }
     if observation.found:
         update.update(
@@ -133,6 +140,34 @@ def observe(
         advanced.execution_sequence += 1
         advanced.polls_in_execution = 0
         advanced.next_execution_name = continuation_name(advanced.job_id, advanced.execution_sequence)
+    return advanced
+
+
+def after_lost_contact(
+    progress: JobProgress, *, error: str, now: datetime, limit_seconds: float, safety_floor_seconds: int | None
+) -> JobProgress:
+    """The progress after PollJob's retries ran out on `error`, one of the errors that mean the job's state could not
+    be asked (errors.OUTAGE_ERROR_NAMES): the job may still run, so the workflow notes since when contact is lost
+    (the last contact, else the submission) and polls again after OUTAGE_REPOLL_SECONDS. Raises
+    HeadNodeOutageLimitReached once contact has been lost for `limit_seconds` (the workflow then ends the job as
+    ERROR, saying that it may still run)."""
+    since = parse_time(progress.unreachable_since or progress.last_contact_at or progress.submitted_at) or now
+    lost_seconds = max(0.0, (now - since).total_seconds())
+    if lost_seconds >= limit_seconds:
+        raise HeadNodeOutageLimitReached(
+            f"no answer about the job since {iso(since)} ({lost_seconds / 3600:.1f} h, last {error}); "
+            f"HeadNodeOutageLimitHours is {limit_seconds / 3600:g}"
+        )
+    advanced = progress.model_copy(
+        update={
+            "unreachable_since": iso(since),
+            "longest_outage_seconds": max(progress.longest_outage_seconds or 0, int(lost_seconds)),
+            "next_poll_seconds": OUTAGE_REPOLL_SECONDS,
+            "done": False,
+            "continue_as_new": False,
+        }
+    )
+    _track(advanced, safety_floor_seconds)
     return advanced
 
 

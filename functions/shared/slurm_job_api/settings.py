@@ -24,6 +24,7 @@ class Settings:
     job_tracking: str = "sweep"  # JobTracking: "sweep" (wait for news, safety poll) or "per-job-polling"
     safety_poll_min_seconds: int = 150
     job_events_bus_name: str | None = None  # the stack's bus for "Slurm Job State Change" events
+    head_node_outage_limit_seconds: float = 24 * 3600  # HeadNodeOutageLimitHours
 
     @property
     def waits_for_news(self) -> bool:
@@ -54,6 +55,7 @@ class Settings:
             job_tracking=environ["JOB_TRACKING"],
             safety_poll_min_seconds=int(environ["SAFETY_POLL_MIN_SECONDS"]),
             job_events_bus_name=environ["JOB_EVENTS_BUS_NAME"],
+            head_node_outage_limit_seconds=3600 * float(environ["HEAD_NODE_OUTAGE_LIMIT_HOURS"]),
         )
 
 

@@ -189,6 +189,8 @@ class Workflow:
     # -- poll -----------------------------------------------------------------------------------------------------
 
     def poll(self, event: PollJobEvent) -> dict:
+        if event.outage is not None:
+            return self.note_outage(event)
         job = event.job
         record = self.store.get(event.job_id)
         cancel_requested = bool(record and record.cancel_requested)
@@ -242,6 +244,34 @@ class Workflow:
                 "job state changed",
                 extra={"status": advanced.status, "slurm_state": advanced.slurm_state, **observation.diagnostics()},
             )
+        return advanced.to_state()
+
+    def note_outage(self, event: PollJobEvent) -> dict:
+        """NoteHeadNodeOutage: PollJob's retries ran out because the job's state could not be asked; the workflow
+        goes on (the outage in the record) until HeadNodeOutageLimitHours of lost contact."""
+        error = str(event.outage.get("Error", "")) if event.outage else ""
+        now = self.now()
+        advanced = progress.after_lost_contact(
+            event.job,
+            error=error,
+            now=now,
+            limit_seconds=self.settings.head_node_outage_limit_seconds,
+            safety_floor_seconds=self.settings.safety_floor_seconds,
+        )
+        self.store.update(
+            event.job_id,
+            JobRecord.stored(
+                unreachable_since=advanced.unreachable_since,
+                longest_outage_seconds=advanced.longest_outage_seconds,
+                updated_at=iso(now),
+            ),
+            only_if_active=True,
+        )
+        metrics.add_metric(name="HeadNodeOutagesNoted", unit=MetricUnit.Count, value=1)
+        logger.warning(
+            "no answer about the job: tracking goes on",
+            extra={"error": error, "unreachable_since": advanced.unreachable_since},
+        )
         return advanced.to_state()
 
     # -- await news -----------------------------------------------------------------------------------------------

@@ -65,6 +65,8 @@ class PollJobEvent(_Event):
     state_machine_arn: str
     execution_arn: str
     news: News | None = None
+    # NoteHeadNodeOutage: PollJob's retries ran out on an outage error; the Catch result {"Error", "Cause"}.
+    outage: dict[str, str] | None = None
 
     @model_validator(mode="before")
     @classmethod
