@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -80,6 +81,16 @@ class Table:
     def delete(self, job_id: str) -> None:
         self.dynamodb.delete_item(TableName=self.name, Key={"jobId": {"S": job_id}})
 
+    @contextmanager
+    def running(self, function: Function, **overrides) -> Iterator[LocalStreamDelivery]:
+        """The stream delivered to `function` while the block runs."""
+        delivery = self.delivery(function, **overrides)
+        delivery.start()
+        try:
+            yield delivery
+        finally:
+            delivery.stop()
+
     def delivery(self, function: Function, **overrides) -> LocalStreamDelivery:
         return LocalStreamDelivery(
             [(source(**overrides), self.stream_arn)],
@@ -104,15 +115,11 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
 
 def test_records_reach_the_function_in_order_as_lambda_sends_them(table):
     function = Function()
-    running = table.delivery(function)
-    running.start()
-    try:
+    with table.running(function) as running:
         for index in range(5):
             table.put(f"job-{index}", status="PENDING")
         table.put("job-0", status="RUNNING")
         wait_for(lambda: len(function.job_ids()) == 6)
-    finally:
-        running.stop()
     assert function.job_ids() == ["job-0", "job-1", "job-2", "job-3", "job-4", "job-0"]
     last = function.batches[-1][-1]
     assert last["eventName"] == "MODIFY" and last["eventSourceARN"] == table.stream_arn and last["awsRegion"] == REGION
@@ -124,16 +131,12 @@ def test_records_reach_the_function_in_order_as_lambda_sends_them(table):
 
 def test_filters_drop_the_records_no_pattern_matches(table):
     function = Function()
-    running = table.delivery(function, filter_patterns=(ONLY_JOBS,))
-    running.start()
-    try:
+    with table.running(function, filter_patterns=(ONLY_JOBS,)):
         table.put("claim-1", claimedJobId="job-1")  # no status: not a job record
         table.put("job-1", status="PENDING")
         table.delete("job-1")  # REMOVE
         table.put("job-2", status="PENDING")
         wait_for(lambda: "job-2" in function.job_ids())
-    finally:
-        running.stop()
     assert function.job_ids() == ["job-1", "job-2"]
 
 
@@ -141,25 +144,17 @@ def test_batches_hold_at_most_batch_size_records(table):
     for index in range(7):
         table.put(f"job-{index}", status="PENDING")
     function = Function()
-    running = table.delivery(function, batch_size=3)
-    running.start()
-    try:
+    with table.running(function, batch_size=3):
         wait_for(lambda: len(function.job_ids()) == 7)
-    finally:
-        running.stop()
     assert [len(batch) for batch in function.batches] == [3, 3, 1]
 
 
 def test_latest_starts_after_the_records_written_before(table):
     table.put("before", status="PENDING")
     function = Function()
-    running = table.delivery(function, starting_position="LATEST")
-    running.start()
-    try:
+    with table.running(function, starting_position="LATEST"):
         table.put("after", status="PENDING")
         wait_for(lambda: "after" in function.job_ids())
-    finally:
-        running.stop()
     assert function.job_ids() == ["after"]
 
 
@@ -178,12 +173,8 @@ def test_a_partial_failure_is_retried_from_the_first_failed_record(table):
         return None, {"batchItemFailures": []}
 
     function = Function(answer)
-    running = table.delivery(function, report_batch_item_failures=True)
-    running.start()
-    try:
+    with table.running(function, report_batch_item_failures=True) as running:
         wait_for(lambda: len(function.batches) == 2)
-    finally:
-        running.stop()
     assert function.job_ids() == ["job-0", "job-1", "job-2", "job-3", "job-2", "job-3"]
     first, second = running.batches
     assert first.error == "BatchItemFailures" and first.failed_from == first.sequence_numbers[2]
@@ -195,12 +186,8 @@ def test_an_identifier_not_in_the_batch_fails_all_of_it(table):
     table.put("job-1", status="PENDING")
     answers = iter([(None, {"batchItemFailures": [{"itemIdentifier": "not-a-sequence-number"}]})])
     function = Function(lambda records: next(answers, (None, None)))
-    running = table.delivery(function, report_batch_item_failures=True)
-    running.start()
-    try:
+    with table.running(function, report_batch_item_failures=True):
         wait_for(lambda: len(function.batches) == 2)
-    finally:
-        running.stop()
     assert function.job_ids() == ["job-0", "job-1", "job-0", "job-1"]
 
 
@@ -213,14 +200,10 @@ def test_a_function_error_is_bisected_until_the_bad_record_is_alone(table):
         return ("ValueError", {"errorType": "ValueError"}) if bad else (None, None)
 
     function = Function(answer)
-    running = table.delivery(function, bisect_batch_on_function_error=True, maximum_retry_attempts=2)
-    running.start()
-    try:
+    with table.running(function, bisect_batch_on_function_error=True, maximum_retry_attempts=2) as running:
         wait_for(lambda: any(batch.discarded for batch in running.batches))
         table.put("job-4", status="PENDING")  # the shard goes on after the bad record is given up
         wait_for(lambda: "job-4" in function.job_ids())
-    finally:
-        running.stop()
     delivered = {n for b in running.batches if b.error is None for n in b.sequence_numbers}
     (discarded,) = [batch for batch in running.batches if batch.discarded]
     assert len(discarded.sequence_numbers) == 1 and discarded.sequence_numbers[0] not in delivered
@@ -230,12 +213,8 @@ def test_a_function_error_is_bisected_until_the_bad_record_is_alone(table):
 def test_retries_stop_at_maximum_retry_attempts(table):
     table.put("job-0", status="PENDING")
     function = Function(lambda records: ("Runtime.ExitError", None))
-    running = table.delivery(function, maximum_retry_attempts=2)
-    running.start()
-    try:
+    with table.running(function, maximum_retry_attempts=2) as running:
         wait_for(lambda: any(batch.discarded for batch in running.batches))
         time.sleep(0.3)
-    finally:
-        running.stop()
     assert len(function.batches) == 3  # the first attempt and two retries
     assert [batch.discarded for batch in running.batches] == [False, False, True]
