@@ -202,6 +202,22 @@ def send_command_outside_head_node(template: Template) -> list[str]:
     return findings
 
 
+def events_put_without_a_source(template: Template) -> list[str]:
+    """events:PutEvents on anything but the stack's bus, or without a StringEquals events:source condition: each
+    publisher (the head node's push hook, the jobs' events) may publish under its own source only, so neither can
+    pass for the other (the sweep's rule trusts the head node's source)."""
+    findings = []
+    for statement in _all_allow_statements(template):
+        if "events:PutEvents" not in statement.actions:
+            continue
+        if statement.resources != ["${JobEventsBus.Arn}"]:
+            findings.append(f"{statement.origin}: PutEvents on {statement.resources} (only the stack's JobEventsBus)")
+        source = statement.body.get("Condition", {}).get("StringEquals", {}).get("events:source")
+        if not isinstance(source, str):
+            findings.append(f"{statement.origin}: PutEvents without the condition StringEquals events:source")
+    return findings
+
+
 def api_routes_without_iam(template: Template) -> list[str]:
     """Ways into a function that do not require SigV4 (AWS_IAM)."""
     findings = []
@@ -284,6 +300,7 @@ ALL_RULES = (
     wildcard_actions,
     star_resources,
     send_command_outside_head_node,
+    events_put_without_a_source,
     api_routes_without_iam,
     unprotected_buckets,
     tables_without_point_in_time_recovery,

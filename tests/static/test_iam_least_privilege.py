@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from local_stack.template_model import load_template_document
+from slurm_job_api.job_events import SOURCE
+from slurm_job_api.push_hook import EVENT_SOURCE
 
 from . import template_rules as rules
 from .tools import CHECKOV_PYTHON, TEMPLATE, describe, require_tool, run_offline
@@ -249,6 +251,30 @@ def test_send_command_with_any_document_is_reported(template: Template) -> None:
 def test_send_command_in_a_function_policy_is_checked_too(template: Template) -> None:
     statement(template, "PollJobFunction", "JobRecords").update(Action=["ssm:SendCommand"], Resource=INSTANCES)
     assert_reports(rules.send_command_outside_head_node, template, "PollJobFunction statement JobRecords")
+
+
+@pytest.mark.parametrize(
+    ("owner", "sid"),
+    [("HeadNodePushPolicy", "PublishJobStateHints"), ("PublishJobEventsFunction", "PublishJobStateChanges")],
+)
+def test_put_events_without_its_source_or_on_another_bus_is_reported(owner: str, sid: str, template: Template) -> None:
+    published = statement(template, owner, sid)
+    del published["Condition"]
+    assert_reports(rules.events_put_without_a_source, template, f"{owner}", "without the condition")
+    published["Resource"] = "*"
+    assert_reports(rules.events_put_without_a_source, template, "only the stack's JobEventsBus")
+
+
+def test_each_publisher_has_its_own_source(pristine: Template) -> None:
+    """The head node publishes its hints under push_hook's source, the product its events under job_events'."""
+    sources = {
+        sid: statement(pristine, owner, sid)["Condition"]["StringEquals"]["events:source"]
+        for owner, sid in (
+            ("HeadNodePushPolicy", "PublishJobStateHints"),
+            ("PublishJobEventsFunction", "PublishJobStateChanges"),
+        )
+    }
+    assert sources == {"PublishJobStateHints": EVENT_SOURCE, "PublishJobStateChanges": SOURCE}
 
 
 def test_route_without_iam_is_reported(template: Template) -> None:
