@@ -4,11 +4,13 @@
   (StateMachineArn, Name, Input — AWS's documented casing) to boto3 unchanged, whose Step Functions API names are
   stateMachineArn, name, input; the call then fails with States.Runtime 'StateMachineArn'. On AWS it works. The fix
   maps each parameter to the botocore member of the same name, case-insensitively.
-- A task token whose task has already been closed (by SendTaskSuccess or SendTaskFailure) is accepted again by
-  moto's callback pool as long as its execution runs: a second SendTaskSuccess "succeeds" (and replaces an outcome
-  nobody reads), and so does a heartbeat. AWS refuses both (TaskTimedOut: "the task associated with the token has
-  already been closed"). The fix refuses them as a task that is gone (moto then answers TaskDoesNotExist; the product
-  treats TaskTimedOut, TaskDoesNotExist and InvalidToken alike), so that a duplicate wake is seen as one.
+- A task token whose task has already been closed is accepted again by moto's callback pool as long as its
+  execution runs: after a SendTaskSuccess or SendTaskFailure, and after the task's heartbeat timed out, a
+  SendTaskSuccess "succeeds" (its outcome replaces one nobody reads, or is never read) and so does a heartbeat. AWS
+  refuses them: TaskTimedOut, "the task token has either expired or the task associated with the token has already
+  been closed". The fix closes a task once (its first outcome, or its heartbeat timeout, whichever comes first) and
+  answers any later call with TaskTimedOut, so that a duplicate or late wake is seen as one. (moto's own answer for a
+  closed task cannot be sent: its TaskTimedOut and TaskDoesNotExist are built without the message they require.)
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ import threading
 from typing import Any
 
 import botocore.session
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
+from moto.stepfunctions.parser.api import TaskTimedOut
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_callback,
+    state_task_service_sfn,
+)
 from moto.stepfunctions.parser.asl.eval.callback import callback
 
 _SfnService = state_task_service_sfn.StateTaskServiceSfn
@@ -25,6 +31,8 @@ _original_normalise = _SfnService._normalise_parameters
 _Pool = callback.CallbackPoolManager
 _original_notify = _Pool.notify
 _original_heartbeat = _Pool.heartbeat
+_CallbackTask = state_task_service_callback.StateTaskServiceCallback
+_original_wait_with_heartbeat = _CallbackTask._wait_for_task_token_heartbeat
 _callbacks_lock = threading.Lock()  # a closed check and the close it guards are one step
 _installed = False
 
@@ -48,8 +56,10 @@ def _normalise_parameters(self, parameters, boto_service_name=None, service_acti
 
 def _refuse_if_closed(pool: Any, callback_id: str) -> None:
     endpoint = pool.get(callback_id)
-    if endpoint is not None and endpoint.consumer_error is None and endpoint.get_outcome() is not None:
-        raise callback.CallbackNotifyConsumerError(callback_consumer_error=callback.CallbackConsumerTimeout())
+    if endpoint is not None and (endpoint.consumer_error is not None or endpoint.get_outcome() is not None):
+        raise TaskTimedOut(
+            "Task Timed Out: 'Provided task does not exist anymore'", exception_type="TaskTimedOut", status=400
+        )
 
 
 def _notify(self, callback_id, outcome):
@@ -64,6 +74,17 @@ def _heartbeat(self, callback_id):
         return _original_heartbeat(self, callback_id)
 
 
+def _wait_for_task_token_heartbeat(self, env, callback_endpoint, heartbeat_endpoint):
+    outcome = _original_wait_with_heartbeat(self, env, callback_endpoint, heartbeat_endpoint)
+    if isinstance(outcome, callback.HeartbeatTimedOut):
+        with _callbacks_lock:
+            arrived = callback_endpoint.get_outcome()
+            if arrived is not None:
+                return arrived  # a wake accepted as the heartbeat timed out: it closed the task first
+            callback_endpoint.report(callback.CallbackConsumerTimeout())
+    return outcome
+
+
 def install() -> None:
     """Applies the fixes to this process's moto (idempotent)."""
     global _installed
@@ -71,4 +92,5 @@ def install() -> None:
         _SfnService._normalise_parameters = _normalise_parameters
         _Pool.notify = _notify
         _Pool.heartbeat = _heartbeat
+        _CallbackTask._wait_for_task_token_heartbeat = _wait_for_task_token_heartbeat
         _installed = True
