@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import replace
 
 from harness.long_jobs import VirtualClock
-from harness.reliability import JobOutcome, JobPlan
+from harness.reliability import JobOutcome, JobPlan, record_written_after_finish
 from harness.slurm_records import api_job_of
 from harness.state_slurm import ENDED_ANSWERS, StateSlurm, slurm_config
 from slurm_job_api.head_node_program import parse_sacct, parse_scontrol_jobs, parse_slurm_config, parse_squeue
@@ -49,6 +49,20 @@ def test_a_job_slurm_took_or_ran_twice_is_duplicated():
     assert verdict(replace(RIGHT, slurm_job_ids=frozenset({"7", "8"})))[1]
     never_to_run = replace(RIGHT, plan=JobPlan(expected_status="SUBMIT_FAILED", reaches_slurm=False))
     assert verdict(replace(never_to_run, status="SUBMIT_FAILED", result_status="SUBMIT_FAILED"))[1]
+
+
+def test_a_job_finished_twice_or_written_after_its_finish_is_duplicated():
+    assert verdict(replace(RIGHT, finishes=2)) == (False, True, False)
+    assert verdict(replace(RIGHT, written_after_finish=True)) == (False, True, False)
+
+
+def test_a_record_is_written_after_its_finish_when_its_times_disagree():
+    finished = {"finishedAt": "2026-12-04T18:00:05Z", "updatedAt": "2026-12-04T18:00:05Z"}
+    assert not record_written_after_finish(finished, {"finishedAt": "2026-12-04T18:00:05Z"})
+    assert not record_written_after_finish(finished, {"status": "ERROR"})  # the state machine's fallback result.json
+    assert not record_written_after_finish({"updatedAt": "2026-12-04T18:00:01Z"}, None)  # not finished (yet)
+    assert record_written_after_finish({**finished, "updatedAt": "2026-12-04T18:00:09Z"}, None)
+    assert record_written_after_finish(finished, {"finishedAt": "2026-12-04T18:00:01Z"})
 
 
 def test_a_job_with_another_status_exit_code_or_result_is_wrong():
