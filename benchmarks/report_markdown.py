@@ -30,9 +30,10 @@ independent sources (`harness/reliability.py`):
   `jobs/<jobId>/result.json`, or a job that should have run never ran;
 - **duplicated**: Slurm took or ran the job more than once — by Slurm's own records of the scenario's unique job
   name (`sacct` with accounting, `squeue --states=all` without) and by a ledger each job appends to when it starts;
-  or the job was finished more than once — more than one successful FinishJob invocation (the one writer of
-  result.json and of the record's final fields), or its record written after its finish (its `updatedAt` is not its
-  `finishedAt`, which result.json repeats);
+  or the job was finished more than once — more than one successful FinishJob invocation, more than one write of
+  its result.json or of its record's final fields (counted where they land, in the local cloud's S3 and DynamoDB:
+  `harness/final_writes.py`), or its record written after its finish (its `updatedAt` is not its `finishedAt`, which
+  result.json repeats);
 - **wrong final state**: the record or result.json says another status (or exit code) than the job's plan.
 
 The same code runs in the tests (`tests/faults`), which fail on any lost, duplicated or wrong job."""

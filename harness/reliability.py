@@ -8,9 +8,10 @@ A scenario (harness/fault_scenarios.py) submits jobs with :class:`JobRun`, injec
 - the status (and exit code) is the one the job's plan expects;
 - Slurm took and ran it exactly once (or never, for a job that must not reach Slurm): Slurm's own records of the
   scenario's unique job name and the jobs' run ledger (harness/slurm_records.py);
-- it was finished exactly once: one successful FinishJob invocation (the one writer of result.json and of the
-  record's final fields; or the state machine's own record of a failed finish), and nothing wrote the record after
-  it (its updatedAt is its finishedAt, which result.json's finishedAt repeats).
+- it was finished exactly once: one successful FinishJob invocation (or the state machine's own record of a failed
+  finish), one write of its result.json and one of the record's final fields, counted where they land
+  (harness/final_writes.py), and nothing wrote the record after them (its updatedAt is its finishedAt, which
+  result.json's finishedAt repeats).
 
 A job is *lost* if it did not end with a record and a result.json (or never ran though it should have),
 *duplicated* if Slurm took or ran it more often than once or it was finished more than once (or its record written
@@ -27,6 +28,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from harness import final_writes
 from harness.slurm_records import SlurmRecords, job_script
 from harness.workflow import (
     execution_arn,
@@ -92,6 +94,8 @@ class JobOutcome:
     states: tuple[str, ...] = ()  # the states its execution entered, the poll loop's rounds collapsed into one
     wait_endings: tuple[str, ...] = ()  # how each wait for news ended: a sweep's wake reason, or "safety poll"
     finishes: int = 1  # successful FinishJob invocations, and the state machine's record of a failed finish
+    result_json_writes: int = 1  # PutObject of jobs/<jobId>/result.json
+    final_record_writes: int = 1  # UpdateItem of the record setting finishedAt
     written_after_finish: bool = False  # the record changed after the finish (or disagrees with result.json)
 
     @property
@@ -107,7 +111,7 @@ class JobOutcome:
         return (
             self.runs > self.plan.expected_runs
             or len(self.slurm_job_ids) > self.plan.expected_runs
-            or self.finishes > 1
+            or max(self.finishes, self.result_json_writes, self.final_record_writes) > 1
             or self.written_after_finish
         )
 
@@ -126,7 +130,8 @@ class JobOutcome:
         return (
             f"job {self.job_id}: execution {self.execution_status}, record {self.status} (exit {self.exit_code}), "
             f"result.json {self.result_status}, expected {self.plan.expected_status}; Slurm jobs "
-            f"{sorted(self.slurm_job_ids)}, runs {self.runs}; finished {self.finishes} times"
+            f"{sorted(self.slurm_job_ids)}, runs {self.runs}; finished {self.finishes} times (result.json written "
+            f"{self.result_json_writes}, final record {self.final_record_writes})"
             f"{' (record written after its finish)' if self.written_after_finish else ''}; waits ended "
             f"{list(self.wait_endings)}; retried errors {list(self.task_failures)}; cause: {self.cause}"
         )
@@ -200,6 +205,7 @@ class JobRun:
         self.name = unique_name(name_prefix)
         self.slurm = SlurmRecords(stack.cluster, stack.cluster_user)
         self.plans: dict[str, JobPlan] = {}
+        final_writes.install()  # before the first job: its writes are counted
 
     def submit(self, plan: JobPlan, count: int = 1) -> list[str]:
         """Submits ``count`` jobs of this plan through the API; returns their job ids."""
@@ -262,6 +268,8 @@ class JobRun:
                     states=states,
                     wait_endings=tuple(wait_endings(events)),
                     finishes=finishes[job_id] + ("RecordFinishFailure" in states),
+                    result_json_writes=final_writes.result_json_writes(job_id),
+                    final_record_writes=final_writes.final_record_writes(job_id),
                     written_after_finish=record_written_after_finish(view, result),
                 )
             )

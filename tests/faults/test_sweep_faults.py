@@ -17,7 +17,8 @@ def assert_every_job_ended_once(result: ScenarioResult, jobs: int) -> None:
     assert (result.lost, result.duplicated, result.wrong_state) == (0, 0, 0), result.problems()
     for job in result.jobs:
         # One finish: one result.json write and the record's final fields, untouched since, saying the same status.
-        assert (job.finishes, job.written_after_finish) == (1, False), job.describe()
+        assert (job.finishes, job.result_json_writes, job.final_record_writes) == (1, 1, 1), job.describe()
+        assert not job.written_after_finish, job.describe()
         assert job.result_status == job.status and len(job.slurm_job_ids) == job.runs == 1, job.describe()
 
 
