@@ -126,10 +126,10 @@ class SweepFails:
         safety_polled = _ended_by(result, during, SAFETY_POLL)
         evidence["ended_by_safety_poll"] = safety_polled
         result.findings.append(
-            f"The sweep failed {evidence['sweeps_failed']} times in a row. The {len(safety_polled)} of the "
-            f"{len(during)} jobs that ended or were submitted during the outage that ended through their own safety "
-            "poll (the wait for news timed out without a heartbeat) were each finished once; the job that outlasted "
-            "the outage ended once the sweep was back."
+            f"The sweep failed {evidence['sweeps_failed']} times in a row. Of the {len(during)} jobs that ended or "
+            f"were submitted during the outage, {len(safety_polled)} ended through their own safety poll (their wait "
+            "for news timed out without a heartbeat), each finished once; the jobs that outlasted the outage ended "
+            "after it."
         )
 
 
@@ -175,8 +175,8 @@ class SweepWatch:
             return all(started >= moment for started in self._running.values())
 
 
-WHEN_FINISHED = "when the jobs' workflows have ended"
-AT_SAFETY_POLL = "when the first safety poll of a job starts"
+WHEN_FINISHED = "the jobs' workflows had ended"
+AT_SAFETY_POLL = "the first safety poll of a job started"
 
 
 @dataclass(frozen=True)
@@ -284,12 +284,12 @@ class HeldSweep:
         evidence["ended_by_safety_poll"] = _ended_by(result, job_ids, SAFETY_POLL)
         evidence["woken_by_sweep"] = _ended_by(result, job_ids, ENDED)
         result.findings.append(
-            f"{held['sweeps']} sweeps were held across the end of {len(job_ids)} jobs ({evidence['pushed_ends']} ENDED "
-            f"pushes delivered). Once let go they woke {held['woken']} workflows; {held['gone']} wakes were for tasks "
-            f"that had moved on (an execution already ended, or a wait that had timed out) and were ignored, with "
-            f"{held['errors']} failed sweeps. {len(evidence['ended_by_safety_poll'])} jobs ended through their safety "
-            f"poll, {len(evidence['woken_by_sweep'])} through the sweep's wake; records changed by a sweep after the "
-            f"end: {len(evidence['records_changed_after_the_end'])}."
+            f"Sweeps held across the end of the {len(job_ids)} jobs: {held['sweeps']} (ENDED pushes delivered: "
+            f"{evidence['pushed_ends']}). Once let go, they woke {held['woken']} workflows; Step Functions refused "
+            f"{held['gone']} wakes and heartbeats for tasks already closed (an execution ended, a wait timed out), "
+            f"which the sweeps ignored; failed sweeps: {held['errors']}. Jobs ended through their safety poll: "
+            f"{len(evidence['ended_by_safety_poll'])}, through a sweep's wake: {len(evidence['woken_by_sweep'])}; "
+            f"records a sweep changed after the end: {len(evidence['records_changed_after_the_end'])}."
         )
 
 
@@ -439,10 +439,18 @@ def push_faults(
         evidence[f"{kind}: ended by"] = {
             ending: len(_ended_by(result, job_ids, ending)) for ending in (SAFETY_POLL, ENDED)
         }
+    sweeps = evidence["sweeps"]
+
+    def ended_by(kind: str) -> str:
+        counts = evidence[f"{kind}: ended by"]
+        return f"{counts[SAFETY_POLL]} through their safety poll, {counts[ENDED]} through a sweep's wake"
+
     result.findings.append(
-        f"Jobs whose pushes were lost ended through their safety poll ({evidence[f'{LOST}: ended by']}); pushes "
-        f"delayed past the job's end ({sum(evidence['delayed_after_the_end'])} of {delivery.counts[DELAYED]}) woke "
-        f"nothing ({evidence[f'{DELAYED}: ended by']}); pushes delivered twice woke each workflow once "
-        f"({evidence[f'{TWICE}: ended by']}), the second wake ignored. Sweeps: {evidence['sweeps']}."
+        f"Jobs whose pushes were lost ended {ended_by(LOST)}. Pushes delayed past their job's end "
+        f"({sum(evidence['delayed_after_the_end'])} of {delivery.counts[DELAYED]} delivered after it) found nothing to "
+        f"do; those jobs ended {ended_by(DELAYED)}. Jobs whose pushes were delivered twice ended {ended_by(TWICE)}. "
+        f"The {sweeps['sweeps']} sweeps woke {sweeps['woken']} workflows and sent {sweeps['heartbeats']} heartbeats; "
+        f"Step Functions refused {sweeps['gone']} wakes and heartbeats for tasks already closed, which the sweeps "
+        f"ignored; failed sweeps: {sweeps['errors']}."
     )
     return result.timed_from(started)
