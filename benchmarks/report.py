@@ -4,7 +4,7 @@
 
 Needs root (Slurm daemons, switching users) and the fault clusters (harness/fault_stacks.py) to itself: do not
 run it while tests/faults run. The long-job measurements run in a second process meanwhile (one local cloud per
-process). The whole takes 10 to 14 minutes on 2 CPUs, depending on what else runs (the job-tracking scenarios of
+process). The whole takes 12 to 17 minutes on 2 CPUs, depending on what else runs (the job-tracking scenarios of
 harness/sweep_scenarios.py, on two clusters of their own, about 2.5 of them). Exits 1 if any job was lost,
 duplicated or ended in a wrong state.
 """
