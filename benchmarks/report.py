@@ -4,7 +4,8 @@
 
 Needs root (Slurm daemons, switching users) and the fault clusters (harness/fault_stacks.py) to itself: do not
 run it while tests/faults run. The long-job measurements run in a second process meanwhile (one local cloud per
-process). The whole takes 7 to 11 minutes on 2 CPUs, depending on what else runs. Exits 1 if any job was lost,
+process). The whole takes 12 to 17 minutes on 2 CPUs, depending on what else runs (the job-tracking scenarios of
+harness/sweep_scenarios.py, on two clusters of their own, about 2.5 of them). Exits 1 if any job was lost,
 duplicated or ended in a wrong state.
 """
 
@@ -24,10 +25,11 @@ from pathlib import Path
 
 from benchmarks.report_markdown import render
 from benchmarks.run_environment import describe_environment
-from harness import fault_scenarios, purge_scenarios
+from harness import fault_scenarios, purge_scenarios, sweep_scenarios
 from harness.fault_stacks import (
     ACCOUNTING_CLUSTER,
     ACCOUNTING_MIN_JOB_AGE,
+    DEFAULT_MIN_JOB_AGE,
     NO_ACCOUNTING_CLUSTER,
     SHORT_MIN_JOB_AGE,
     ClusterPlace,
@@ -62,6 +64,16 @@ SCENARIOS: tuple[tuple[ClusterPlace, int, tuple[Scenario, ...]], ...] = (
             fault_scenarios.missing_slurm_binaries,
             fault_scenarios.head_node_unreachable,
         ),
+    ),
+    (
+        sweep_scenarios.SWEEP_FAULTS_CLUSTER,
+        DEFAULT_MIN_JOB_AGE,
+        (sweep_scenarios.sweep_outage, sweep_scenarios.stale_wake),
+    ),
+    (
+        sweep_scenarios.PUSH_FAULTS_CLUSTER,
+        DEFAULT_MIN_JOB_AGE,
+        (sweep_scenarios.push_faults, sweep_scenarios.tracking_race),
     ),
 )
 

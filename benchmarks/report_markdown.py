@@ -22,13 +22,18 @@ How the product holds up when things go wrong, measured on the local stack (READ
 Slurm cluster, the real state machine executed by moto, the real Lambda handlers, this machine as the head node
 behind SSM, requests signed and sent through the local API Gateway. Nothing here is estimated unless it says so.
 
-Each fault scenario (`harness/fault_scenarios.py`) submits jobs through the HTTP API, injects its fault while
-they run, and then checks every accepted job against independent sources (`harness/reliability.py`):
+Each fault scenario (`harness/fault_scenarios.py`, `harness/purge_scenarios.py`, `harness/sweep_scenarios.py`)
+submits jobs through the HTTP API, injects its fault while they run, and then checks every accepted job against
+independent sources (`harness/reliability.py`):
 
 - **lost**: the workflow did not end with a terminal job record (GET /jobs/{id}) *and* a
   `jobs/<jobId>/result.json`, or a job that should have run never ran;
 - **duplicated**: Slurm took or ran the job more than once — by Slurm's own records of the scenario's unique job
   name (`sacct` with accounting, `squeue --states=all` without) and by a ledger each job appends to when it starts;
+  or the job was finished more than once — more than one successful FinishJob invocation, more than one write of
+  its result.json or of its record's final fields (counted where they land, in the local cloud's S3 and DynamoDB:
+  `harness/final_writes.py`), or its record written after its finish (its `updatedAt` is not its `finishedAt`, which
+  result.json repeats);
 - **wrong final state**: the record or result.json says another status (or exit code) than the job's plan.
 
 The same code runs in the tests (`tests/faults`), which fail on any lost, duplicated or wrong job."""
@@ -69,6 +74,7 @@ def _job_row(number: int, job: JobOutcome) -> list[object]:
         job.result_status or "missing",
         ", ".join(sorted(job.slurm_job_ids, key=int)) or "none",
         job.runs,
+        job.finishes,
         _counts({name: job.task_failures.count(name) for name in dict.fromkeys(job.task_failures)}),
         verdict,
     ]
@@ -99,7 +105,17 @@ def fault_section(results: Sequence[ScenarioResult]) -> list[str]:
         )
         lines += ["", *result.findings, ""]
         lines += _table(
-            ["job", "expected", "record", "result.json", "Slurm job ids", "runs", "failed attempts", "verdict"],
+            [
+                "job",
+                "expected",
+                "record",
+                "result.json",
+                "Slurm job ids",
+                "runs",
+                "finishes",
+                "failed attempts",
+                "verdict",
+            ],
             [_job_row(number, job) for number, job in enumerate(result.jobs, 1)],
         )
     return lines

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from local_stack.slurm_cluster import SlurmCluster, local_state_root
 from local_stack.ssm_head_node import LocalHeadNode
-from local_stack.stack import LocalStack
+from local_stack.stack import LOCAL_SCHEDULE_PERIOD_SECONDS, LocalStack
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class ClusterPlace:
     name: str
     port_base: int
     accounting: bool
+    push_hook: bool = False  # slurmctld runs the product's push hook (LocalStack(push_hook=True))
 
 
 ACCOUNTING_CLUSTER = ClusterPlace(name="faults-slurm", port_base=8817, accounting=True)
@@ -49,8 +50,15 @@ SWEEP_SAFETY_POLL_SECONDS = 10
 SWEEP_TRACKING: Mapping[str, str] = {"JobTracking": "sweep", "SafetyPollMinSeconds": str(SWEEP_SAFETY_POLL_SECONDS)}
 
 
-def local_stack(place: ClusterPlace, *, min_job_age: int, parameters: Mapping[str, str] | None = None) -> LocalStack:
-    """A local stack over the cluster at ``place`` (start it with ``with``)."""
+def local_stack(
+    place: ClusterPlace,
+    *,
+    min_job_age: int,
+    parameters: Mapping[str, str] | None = None,
+    schedule_period_seconds: float = LOCAL_SCHEDULE_PERIOD_SECONDS,
+) -> LocalStack:
+    """A local stack over the cluster at ``place`` (start it with ``with``); ``schedule_period_seconds``: how often
+    the sweep's schedule fires."""
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     return LocalStack(
         name=place.name,
@@ -58,6 +66,8 @@ def local_stack(place: ClusterPlace, *, min_job_age: int, parameters: Mapping[st
         accounting=place.accounting,
         min_job_age=min_job_age,
         parameters={**FAST_POLLING, **(parameters or {})},
+        schedule_period_seconds=schedule_period_seconds,
+        push_hook=place.push_hook,
     )
 
 
@@ -76,6 +86,7 @@ def cluster_kept_running(place: ClusterPlace, *, min_job_age: int) -> Iterator[S
         accounting=place.accounting,
         min_job_age=min_job_age,
         port_base=place.port_base,
+        push_hook=place.push_hook,
     )
     cluster.start()
     try:

@@ -7,11 +7,15 @@ A scenario (harness/fault_scenarios.py) submits jobs with :class:`JobRun`, injec
 - ``jobs/<jobId>/result.json`` exists in the results bucket and says the same status;
 - the status (and exit code) is the one the job's plan expects;
 - Slurm took and ran it exactly once (or never, for a job that must not reach Slurm): Slurm's own records of the
-  scenario's unique job name and the jobs' run ledger (harness/slurm_records.py).
+  scenario's unique job name and the jobs' run ledger (harness/slurm_records.py);
+- it was finished exactly once: one successful FinishJob invocation (or the state machine's own record of a failed
+  finish), one write of its result.json and one of the record's final fields, counted where they land
+  (harness/final_writes.py), and nothing wrote the record after them (its updatedAt is its finishedAt, which
+  result.json's finishedAt repeats).
 
 A job is *lost* if it did not end with a record and a result.json (or never ran though it should have),
-*duplicated* if Slurm took or ran it more often than once, and in a *wrong final state* otherwise if its status is not
-the expected one.
+*duplicated* if Slurm took or ran it more often than once or it was finished more than once (or its record written
+after its finish), and in a *wrong final state* otherwise if its status is not the expected one.
 """
 
 from __future__ import annotations
@@ -24,8 +28,18 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from harness import final_writes
 from harness.slurm_records import SlurmRecords, job_script
-from harness.workflow import execution_arn, execution_statuses, history, path, result_json, task_failures
+from harness.workflow import (
+    execution_arn,
+    execution_statuses,
+    finish_counts,
+    history,
+    path,
+    result_json,
+    task_failures,
+    wait_endings,
+)
 from local_stack.stack import LocalStack
 from slurm_job_api.statuses import COMPLETED, FAILED, TERMINAL_STATUSES
 
@@ -78,6 +92,11 @@ class JobOutcome:
     runs: int
     task_failures: tuple[str, ...]
     states: tuple[str, ...] = ()  # the states its execution entered, the poll loop's rounds collapsed into one
+    wait_endings: tuple[str, ...] = ()  # how each wait for news ended: a sweep's wake reason, or "safety poll"
+    finishes: int = 1  # successful FinishJob invocations, and the state machine's record of a failed finish
+    result_json_writes: int = 1  # PutObject of jobs/<jobId>/result.json
+    final_record_writes: int = 1  # UpdateItem of the record setting finishedAt
+    written_after_finish: bool = False  # the record changed after the finish (or disagrees with result.json)
 
     @property
     def ended(self) -> bool:
@@ -89,7 +108,12 @@ class JobOutcome:
 
     @property
     def duplicated(self) -> bool:
-        return self.runs > self.plan.expected_runs or len(self.slurm_job_ids) > self.plan.expected_runs
+        return (
+            self.runs > self.plan.expected_runs
+            or len(self.slurm_job_ids) > self.plan.expected_runs
+            or max(self.finishes, self.result_json_writes, self.final_record_writes) > 1
+            or self.written_after_finish
+        )
 
     @property
     def wrong_state(self) -> bool:
@@ -106,8 +130,10 @@ class JobOutcome:
         return (
             f"job {self.job_id}: execution {self.execution_status}, record {self.status} (exit {self.exit_code}), "
             f"result.json {self.result_status}, expected {self.plan.expected_status}; Slurm jobs "
-            f"{sorted(self.slurm_job_ids)}, runs {self.runs}; retried errors {list(self.task_failures)}; "
-            f"cause: {self.cause}"
+            f"{sorted(self.slurm_job_ids)}, runs {self.runs}; finished {self.finishes} times (result.json written "
+            f"{self.result_json_writes}, final record {self.final_record_writes})"
+            f"{' (record written after its finish)' if self.written_after_finish else ''}; waits ended "
+            f"{list(self.wait_endings)}; retried errors {list(self.task_failures)}; cause: {self.cause}"
         )
 
 
@@ -154,6 +180,16 @@ class ScenarioResult:
         return "\n".join(job.describe() for job in self.jobs if job.lost or job.duplicated or job.wrong_state)
 
 
+def record_written_after_finish(view: dict, result: dict | None) -> bool:
+    """True when the record was written after its finish: its updatedAt is not its finishedAt, or result.json (written
+    by the same finish) has another finishedAt. A job without a finish (no finishedAt) is not said to be."""
+    finished_at = view.get("finishedAt")
+    if not finished_at:
+        return False
+    result_finished_at = (result or {}).get("finishedAt", finished_at)  # the state machine's fallback has none
+    return view.get("updatedAt") != finished_at or result_finished_at != finished_at
+
+
 def unique_name(prefix: str) -> str:
     """A Slurm job name no other scenario or run uses."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -169,6 +205,7 @@ class JobRun:
         self.name = unique_name(name_prefix)
         self.slurm = SlurmRecords(stack.cluster, stack.cluster_user)
         self.plans: dict[str, JobPlan] = {}
+        final_writes.install()  # before the first job: its writes are counted
 
     def submit(self, plan: JobPlan, count: int = 1) -> list[str]:
         """Submits ``count`` jobs of this plan through the API; returns their job ids."""
@@ -206,6 +243,7 @@ class JobRun:
         views = {job_id: self.api.get(f"/jobs/{job_id}") for job_id in self.plans}
         slurm_jobs = self._slurm_jobs(views)
         runs = self.slurm.runs_named(self.name)
+        finishes = finish_counts(self.cloud, self.plans)
         self.slurm.forget_ledger(self.name)  # read once: the scenario's name is never used again
         outcomes = []
         for job_id, plan in self.plans.items():
@@ -213,6 +251,7 @@ class JobRun:
             view = answer.json() if answer.status_code == 200 else {}
             result = self._result(job_id)
             events = history(self.cloud, execution_arn(self.cloud, job_id))
+            states = tuple(path(events))
             outcomes.append(
                 JobOutcome(
                     job_id=job_id,
@@ -226,7 +265,12 @@ class JobRun:
                     slurm_job_ids=frozenset(slurm_jobs.get(job_id, set()) | set(runs.get(job_id, []))),
                     runs=len(runs.get(job_id, [])),
                     task_failures=tuple(task_failures(events)),
-                    states=tuple(path(events)),
+                    states=states,
+                    wait_endings=tuple(wait_endings(events)),
+                    finishes=finishes[job_id] + ("RecordFinishFailure" in states),
+                    result_json_writes=final_writes.result_json_writes(job_id),
+                    final_record_writes=final_writes.final_record_writes(job_id),
+                    written_after_finish=record_written_after_finish(view, result),
                 )
             )
         return outcomes

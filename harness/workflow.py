@@ -75,6 +75,43 @@ def path(events: list[dict]) -> list[str]:
     return collapsed
 
 
+def poll_news(events: list[dict]) -> list[dict | None]:
+    """What each PollJob was woken with ($.job.news in its input; None for a poll of the per-job schedule)."""
+    inputs = [
+        json.loads(event["stateEnteredEventDetails"]["input"])
+        for event in events
+        if event.get("stateEnteredEventDetails", {}).get("name") == "PollJob"
+    ]
+    return [state["job"].get("news") for state in inputs]
+
+
+# A wait for news that no sweep kept alive ends with this error: AWS names a missed heartbeat States.HeartbeatTimeout,
+# moto's interpreter reports it as States.Timeout.
+SAFETY_POLL_ERRORS = ("States.HeartbeatTimeout", "States.Timeout")
+SAFETY_POLL = "safety poll"
+
+
+def wait_endings(events: list[dict]) -> list[str]:
+    """How each wait for news ended, in order: the sweep's wake reason (e.g. "ended"), or SAFETY_POLL."""
+    endings = []
+    for news in poll_news(events):
+        if news is None:
+            continue
+        endings.append(SAFETY_POLL if news.get("Error") in SAFETY_POLL_ERRORS else str(news.get("reason")))
+    return endings
+
+
+def finish_counts(cloud: LocalCloud, job_ids: Iterable[str]) -> dict[str, int]:
+    """Successful FinishJob invocations by job: each wrote the job's result.json and its final record once."""
+    wanted = set(job_ids)
+    counts = dict.fromkeys(wanted, 0)
+    for invocation in cloud.runtime.invocations_of("FinishJobFunction"):
+        job_id = invocation.event.get("state", {}).get("jobId") if isinstance(invocation.event, dict) else None
+        if job_id in wanted and invocation.error is None:
+            counts[job_id] += 1
+    return counts
+
+
 def task_failures(events: list[dict]) -> list[str]:
     """Error names of failed task attempts (Lambda tasks by function ARN report LambdaFunctionFailed)."""
     details = {"TaskFailed": "taskFailedEventDetails", "LambdaFunctionFailed": "lambdaFunctionFailedEventDetails"}

@@ -10,20 +10,32 @@
   https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html), as moto's
   ``arn:aws:states:::lambda:invoke`` integration already does, and the state machine's Retry matches those names.
   The fix names them so, with that integration's error and cause.
+- A task token whose task has already been closed is accepted again by moto's callback pool as long as its
+  execution runs: after a SendTaskSuccess or SendTaskFailure, and after the task's heartbeat timed out, a
+  SendTaskSuccess "succeeds" (its outcome replaces one nobody reads, or is never read) and so does a heartbeat. AWS
+  refuses them: TaskTimedOut, "the task token has either expired or the task associated with the token has already
+  been closed". The fix closes a task once (its first outcome, or its heartbeat timeout, whichever comes first) and
+  answers any later call with TaskTimedOut, so that a duplicate or late wake is seen as one. (moto's own answer for a
+  closed task cannot be sent: its TaskTimedOut and TaskDoesNotExist are built without the message they require.)
 """
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import botocore.session
 from botocore.exceptions import ClientError
-from moto.stepfunctions.parser.api import HistoryEventType, LambdaFunctionFailedEventDetails
+from moto.stepfunctions.parser.api import HistoryEventType, LambdaFunctionFailedEventDetails, TaskTimedOut
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_lambda
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_callback,
     state_task_service_lambda,
     state_task_service_sfn,
 )
+from moto.stepfunctions.parser.asl.eval.callback import callback
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
 _SfnService = state_task_service_sfn.StateTaskServiceSfn
@@ -31,6 +43,12 @@ _original_normalise = _SfnService._normalise_parameters
 _LambdaTask = state_task_lambda.StateTaskLambda
 _original_lambda_task_error = _LambdaTask._from_error
 _invoke_error_and_cause = state_task_service_lambda.StateTaskServiceLambda._error_cause_from_client_error
+_Pool = callback.CallbackPoolManager
+_original_notify = _Pool.notify
+_original_heartbeat = _Pool.heartbeat
+_CallbackTask = state_task_service_callback.StateTaskServiceCallback
+_original_wait_with_heartbeat = _CallbackTask._wait_for_task_token_heartbeat
+_callbacks_lock = threading.Lock()  # a closed check and the close it guards are one step
 _installed = False
 
 
@@ -65,10 +83,44 @@ def _lambda_task_error(self, env, ex):
     )
 
 
+def _refuse_if_closed(pool: Any, callback_id: str) -> None:
+    endpoint = pool.get(callback_id)
+    if endpoint is not None and (endpoint.consumer_error is not None or endpoint.get_outcome() is not None):
+        raise TaskTimedOut(
+            "Task Timed Out: 'Provided task does not exist anymore'", exception_type="TaskTimedOut", status=400
+        )
+
+
+def _notify(self, callback_id, outcome):
+    with _callbacks_lock:
+        _refuse_if_closed(self, callback_id)
+        return _original_notify(self, callback_id, outcome)
+
+
+def _heartbeat(self, callback_id):
+    with _callbacks_lock:
+        _refuse_if_closed(self, callback_id)
+        return _original_heartbeat(self, callback_id)
+
+
+def _wait_for_task_token_heartbeat(self, env, callback_endpoint, heartbeat_endpoint):
+    outcome = _original_wait_with_heartbeat(self, env, callback_endpoint, heartbeat_endpoint)
+    if isinstance(outcome, callback.HeartbeatTimedOut):
+        with _callbacks_lock:
+            arrived = callback_endpoint.get_outcome()
+            if arrived is not None:
+                return arrived  # a wake accepted as the heartbeat timed out: it closed the task first
+            callback_endpoint.report(callback.CallbackConsumerTimeout())
+    return outcome
+
+
 def install() -> None:
     """Applies the fixes to this process's moto (idempotent)."""
     global _installed
     if not _installed:
         _SfnService._normalise_parameters = _normalise_parameters
         _LambdaTask._from_error = _lambda_task_error
+        _Pool.notify = _notify
+        _Pool.heartbeat = _heartbeat
+        _CallbackTask._wait_for_task_token_heartbeat = _wait_for_task_token_heartbeat
         _installed = True

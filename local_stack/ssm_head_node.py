@@ -111,6 +111,7 @@ class FaultCounters:
     throttled_get_command_invocation: int = 0
     held_while_unreachable: int = 0
     delivery_timeouts: int = 0
+    held_by_action: int = 0
 
 
 # The operations the throttle fault applies to, with the FaultCounters field that counts them.
@@ -127,6 +128,8 @@ class SsmFaults:
     drawn from a ``random.Random`` seeded with ``seed`` so a run is reproducible.
     ``unreachable``: while set, new commands are not delivered; they stay Pending until the fault clears (then they run)
     or their SendCommand ``TimeoutSeconds`` passes (then they end TimedOut / DeliveryTimedOut).
+    ``held_action``: while set to a head-node action (e.g. "sweep"), only the commands of that action (their comment
+    is "slurm-job-api <action> ...") are held so; every other command is delivered as usual.
     """
 
     def __init__(self, *, seed: int = 0, on_change: Callable[[], None] | None = None) -> None:
@@ -134,6 +137,7 @@ class SsmFaults:
         self._random = random.Random(seed)  # noqa: S311 - fault injection, not cryptography
         self._throttle_rate = 0.0
         self._unreachable = False
+        self._held_action: str | None = None
         self._counters = FaultCounters()
         self._on_change = on_change
 
@@ -162,6 +166,25 @@ class SsmFaults:
         if self._on_change is not None:
             self._on_change()
 
+    @property
+    def held_action(self) -> str | None:
+        with self._lock:
+            return self._held_action
+
+    @held_action.setter
+    def held_action(self, action: str | None) -> None:
+        with self._lock:
+            self._held_action = action
+        if self._on_change is not None:
+            self._on_change()
+
+    def holds(self, comment: str) -> bool:
+        """True while the commands with this comment are held (``unreachable``, or ``held_action`` is theirs)."""
+        with self._lock:
+            if self._unreachable:
+                return True
+            return self._held_action is not None and comment.split()[:2] == ["slurm-job-api", self._held_action]
+
     def counters(self) -> FaultCounters:
         with self._lock:
             return self._counters
@@ -177,7 +200,7 @@ class SsmFaults:
 
     def record_held_command(self) -> None:
         with self._lock:
-            self._count("held_while_unreachable")
+            self._count("held_while_unreachable" if self._unreachable else "held_by_action")
 
     def record_delivery_timeout(self) -> None:
         with self._lock:
@@ -613,12 +636,11 @@ class LocalHeadNode:
     def _dispatch_locked(self) -> float | None:
         """Deliver or time out the undelivered invocations; return how long to wait before the next deadline."""
         now = time.monotonic()
-        unreachable = self.faults.unreachable
         waiting = []
         for invocation, request in self._undelivered:
             if invocation.terminal:
                 continue  # cancelled before delivery
-            if not unreachable:
+            if not self.faults.holds(invocation.command.comment or ""):
                 self._executor.submit(self._execute, invocation, request)
             elif now >= invocation.delivery_deadline:
                 self.faults.record_delivery_timeout()

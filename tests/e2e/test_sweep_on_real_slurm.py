@@ -4,10 +4,9 @@ its job on its own only when no sweep kept the wait alive (the safety poll)."""
 
 from __future__ import annotations
 
-import json
 import time
 
-from harness.workflow import execution_statuses, finish, submit
+from harness.workflow import SAFETY_POLL_ERRORS, execution_statuses, finish, poll_news, submit
 
 
 def commands_by_action(cloud) -> dict[str, int]:
@@ -39,20 +38,9 @@ def entered(events: list[dict]) -> list[str]:
     return [event["stateEnteredEventDetails"]["name"] for event in events if "stateEnteredEventDetails" in event]
 
 
-def poll_news(events: list[dict]) -> list[dict]:
-    """What each PollJob was woken with ($.job.news in its input)."""
-    inputs = [
-        json.loads(event["stateEnteredEventDetails"]["input"])
-        for event in events
-        if event.get("stateEnteredEventDetails", {}).get("name") == "PollJob"
-    ]
-    return [state["job"].get("news") for state in inputs]
-
-
 SAFETY_POLL_SECONDS = 15
 # This module's stack (tests/e2e/conftest.py): a short safety poll, so that the sweep-down test takes seconds.
 STACK_PARAMETERS = {"SafetyPollMinSeconds": str(SAFETY_POLL_SECONDS)}
-SAFETY_POLL_ERRORS = ("States.HeartbeatTimeout", "States.Timeout")
 SHORT = "#!/bin/bash\nsleep 2\necho done\n"
 FAILING = "#!/bin/bash\nexit 3\n"
 

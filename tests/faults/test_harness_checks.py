@@ -4,10 +4,17 @@ long-job benchmark's stand-ins speak the formats the head-node program parses.""
 from __future__ import annotations
 
 import subprocess
+import uuid
 from dataclasses import replace
 
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from harness import final_writes
 from harness.long_jobs import VirtualClock
-from harness.reliability import JobOutcome, JobPlan
+from harness.reliability import JobOutcome, JobPlan, record_written_after_finish
 from harness.slurm_records import api_job_of
 from harness.state_slurm import ENDED_ANSWERS, StateSlurm, slurm_config
 from slurm_job_api.head_node_program import parse_sacct, parse_scontrol_jobs, parse_slurm_config, parse_squeue
@@ -51,6 +58,22 @@ def test_a_job_slurm_took_or_ran_twice_is_duplicated():
     assert verdict(replace(never_to_run, status="SUBMIT_FAILED", result_status="SUBMIT_FAILED"))[1]
 
 
+def test_a_job_finished_twice_or_written_after_its_finish_is_duplicated():
+    assert verdict(replace(RIGHT, finishes=2)) == (False, True, False)
+    assert verdict(replace(RIGHT, written_after_finish=True)) == (False, True, False)
+    assert verdict(replace(RIGHT, result_json_writes=2)) == (False, True, False)
+    assert verdict(replace(RIGHT, final_record_writes=2)) == (False, True, False)
+
+
+def test_a_record_is_written_after_its_finish_when_its_times_disagree():
+    finished = {"finishedAt": "2026-12-04T18:00:05Z", "updatedAt": "2026-12-04T18:00:05Z"}
+    assert not record_written_after_finish(finished, {"finishedAt": "2026-12-04T18:00:05Z"})
+    assert not record_written_after_finish(finished, {"status": "ERROR"})  # the state machine's fallback result.json
+    assert not record_written_after_finish({"updatedAt": "2026-12-04T18:00:01Z"}, None)  # not finished (yet)
+    assert record_written_after_finish({**finished, "updatedAt": "2026-12-04T18:00:09Z"}, None)
+    assert record_written_after_finish(finished, {"finishedAt": "2026-12-04T18:00:01Z"})
+
+
 def test_a_job_with_another_status_exit_code_or_result_is_wrong():
     assert verdict(replace(RIGHT, status="COMPLETED", result_status="COMPLETED", exit_code=0)) == (False, False, True)
     assert verdict(replace(RIGHT, exit_code=1)) == (False, False, True)
@@ -88,3 +111,36 @@ def test_the_state_slurm_stand_ins_answer_in_the_programs_formats(tmp_path):
     assert [(r.slurm_state, r.exit_code) for r in parse_sacct(run("sacct"))] == [("COMPLETED", 0)]
     ended = parse_scontrol_jobs(run("scontrol", "--oneliner", "show", "job", "101"))
     assert [(r.slurm_state, r.exit_code) for r in ended] == [("COMPLETED", 0)]
+
+
+def test_the_writes_that_finish_a_job_are_counted_where_they_land(monkeypatch):
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    job_id = str(uuid.uuid4())
+    final_writes.install()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="results")
+        s3.put_object(Bucket="results", Key=f"jobs/{job_id}/result.json", Body=b"{}")
+        s3.put_object(Bucket="results", Key=f"jobs/{job_id}/slurm-stdout", Body=b"")  # not a finish
+        table = boto3.resource("dynamodb", region_name="us-east-1").create_table(
+            TableName="jobs",
+            KeySchema=[{"AttributeName": "jobId", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "jobId", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
+        def update(name: str, **condition: str) -> None:
+            table.update_item(
+                Key={"jobId": job_id},
+                UpdateExpression="SET #f0 = :f0",
+                ExpressionAttributeNames={"#f0": name},
+                ExpressionAttributeValues={":f0": "2026-12-04T18:00:05Z"},
+                **condition,
+            )
+
+        update("finishedAt")
+        update("updatedAt")  # a write, not a finish
+        with pytest.raises(ClientError):  # refused: not a write at all
+            update("finishedAt", ConditionExpression="attribute_not_exists(jobId)")
+    assert (final_writes.result_json_writes(job_id), final_writes.final_record_writes(job_id)) == (1, 1)

@@ -422,6 +422,27 @@ def test_unreachable_instance_delays_delivery_then_times_out(
     assert (counters.held_while_unreachable, counters.delivery_timeouts) == (2, 1)
 
 
+def test_a_held_action_holds_only_its_own_commands(ssm: Any, instances: Instances, head_node: LocalHeadNode) -> None:
+    def send_commented(comment: str, echo: str) -> str:
+        parameters = {"commands": [f"echo {echo}"]}
+        return ssm.send_command(
+            InstanceIds=[instances.head_node], DocumentName="AWS-RunShellScript", Parameters=parameters, Comment=comment
+        )["Command"]["CommandId"]
+
+    head_node.faults.held_action = "sweep"
+    try:
+        held = send_commented("slurm-job-api sweep", "swept")
+        other = send_commented("slurm-job-api status 0b6e4a52-58a8-4f36-9f2c-1d1c5e0e7a11", "polled")
+        assert wait_until_ended(ssm, other, instances.head_node)["StandardOutputContent"] == "polled\n"
+        assert wait_for(ssm, held, instances.head_node, {"Pending"})["Status"] == "Pending"
+        time.sleep(0.5)
+        assert get_invocation(ssm, held, instances.head_node)["Status"] == "Pending"
+    finally:
+        head_node.faults.held_action = None
+    assert wait_until_ended(ssm, held, instances.head_node)["StandardOutputContent"] == "swept\n"
+    assert head_node.faults.counters().held_by_action == 1
+
+
 def test_twenty_concurrent_commands_all_complete(ssm: Any, instances: Instances, head_node: LocalHeadNode) -> None:
     def run(index: int) -> tuple[int, dict[str, Any]]:
         command_id = send(ssm, instances.head_node, [f"sleep 0.3; echo task-{index}; echo err-{index} >&2"])
