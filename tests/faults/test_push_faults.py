@@ -34,9 +34,10 @@ def test_sweep_push_and_safety_poll_on_the_same_job_end_finish_it_once(push_faul
     assert_every_job_ended_once(result, jobs=4)
     evidence, held = result.evidence, result.evidence["held_sweeps"]
     assert evidence["pushed_ends"] >= 4  # every job's end was pushed ...
-    # ... and the scheduled sweep and the pushes' sweeps, held across the end, each acted on every job's end (a wake,
-    # or one for a task that had moved on) once let go, while the safety polls acted too.
-    assert held["sweeps"] >= 2 and held["woken"] + held["gone"] >= 2 * 4, held
+    # ... and the sweeps held across the end (the scheduled one and the pushes', which a busy machine may coalesce
+    # into one) each acted on every job's end (a wake, or one for a task that had moved on) once let go, while the
+    # safety polls acted too.
+    assert held["sweeps"] >= 1 and held["woken"] + held["gone"] >= 4 * held["sweeps"], held
     assert any(SAFETY_POLL in job.wait_endings for job in result.jobs), result.problems()  # (the hold's end)
     # Each job's last wait ended once: by one accepted wake or by its safety poll; every other wake was refused.
     job_ids = sorted(job.job_id for job in result.jobs)

@@ -67,6 +67,8 @@ VIEW_FIELDS = {
     "updatedAt",
     "submittedAt",
     "startedAt",
+    "unreachableSince",
+    "longestOutageSeconds",
     "endedAt",
     "finishedAt",
     "execution",
