@@ -7,18 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from harness.workflow import execution_statuses, finish, submit
-
-
-def commands_by_action(cloud) -> dict[str, int]:
-    """SSM commands sent so far, by head-node action (their comment is "slurm-job-api <action> <jobId>")."""
-    counts: dict[str, int] = {}
-    for page in cloud.client("ssm").get_paginator("list_commands").paginate():
-        for command in page["Commands"]:
-            words = command.get("Comment", "").split()
-            if len(words) >= 2 and words[0] == "slurm-job-api":
-                counts[words[1]] = counts.get(words[1], 0) + 1
-    return counts
+from harness.workflow import commands_by_action, entered, execution_statuses, finish, submit
 
 
 def commands_for(cloud, action: str, job_ids: set[str]) -> int:
@@ -33,10 +22,6 @@ def commands_for(cloud, action: str, job_ids: set[str]) -> int:
 
 def status_commands_for(cloud, job_ids: set[str]) -> int:
     return commands_for(cloud, "status", job_ids)
-
-
-def entered(events: list[dict]) -> list[str]:
-    return [event["stateEnteredEventDetails"]["name"] for event in events if "stateEnteredEventDetails" in event]
 
 
 def poll_news(events: list[dict]) -> list[dict]:
