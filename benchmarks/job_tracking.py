@@ -50,6 +50,7 @@ JOB_SECONDS = 30
 SWEEP_PERIOD_SECONDS = 10.0
 SUBMITTERS = 20  # clients: more than the local API's 16 requests in flight, so that 429s are retried
 SCAN_SECONDS = 0.5
+GO_CHECK_SECONDS = 2
 STATUS_ACTIONS = ("status", "sweep")
 DAEMONS = ("slurmctld", "slurmdbd", "mariadbd")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -58,13 +59,16 @@ INTRODUCTION = f"""\
 What following running jobs costs in each `JobTracking` design, measured on the local stack (README, "The local
 stack": a real Slurm 22.05 cluster with accounting, moto running the real state machine, the real handlers in
 bounded local Lambda execution environments, this machine as the head node behind SSM). Each run starts a fresh
-stack, submits N jobs (`sleep {JOB_SECONDS}`) through the local API at once (20 clients, 16 requests in flight: a
-429 is retried after its Retry-After with the same Idempotency-Key) and waits for all of them to end. Designs:
+stack, submits N jobs through the local API at once (20 clients, 16 requests in flight: a 429 is retried after its
+Retry-After with the same Idempotency-Key) and waits for all of them to end. Each job waits until all N have been
+submitted (a file it checks every {GO_CHECK_SECONDS} s), then runs `sleep {JOB_SECONDS}`: the N jobs run at once and
+end within seconds of each other, however long the submissions take on this machine. Designs:
 `per-job-polling` (version 1; the template's poll schedule, PollMinSeconds 10), `sweep` (the schedule fired every
 {SWEEP_PERIOD_SECONDS:g} s instead of every SweepIntervalMinutes; SafetyPollMinSeconds 150), `sweep+push` (the same,
 with the push hook installed in slurmctld).
 
-- **window**: from the first POST /jobs to the last job's record seen terminal; per-minute figures divide by it.
+- **window**: from the first POST /jobs to the last job's record seen terminal (the submissions included: their
+  time is in the notes); per-minute figures divide by it.
 - **status SSM commands**: SendCommand of the head-node actions `status` and `sweep` (from the commands'
   comments); submit, collect and cancel commands are per job in every design and counted in the second table.
 - **head-node CPU**: user + system seconds of the SSM commands' processes and their children (the scripts and the
@@ -176,10 +180,22 @@ class TerminalWatch:
                         self.seen[job_id] = now
 
 
+def go_file(stack: LocalStack, name: str) -> Path:
+    """The file whose existence lets the run's jobs go on from their start to their sleep (in the cluster's state
+    directory, which the cluster user can search)."""
+    return stack.cluster.state_dir / f"{name}.go"
+
+
+def job_script(go: Path) -> str:
+    """Waits until every job of the run has been submitted (``go`` exists), then sleeps JOB_SECONDS: all N jobs run
+    at once and end within a few seconds of each other, however long the submissions took."""
+    return f"#!/bin/bash\nuntil [ -e {go} ]; do sleep {GO_CHECK_SECONDS}; done\nsleep {JOB_SECONDS}\n"
+
+
 def submit_all(stack: LocalStack, count: int, name: str) -> tuple[list[str], int, int]:
     """POSTs ``count`` jobs, SUBMITTERS at a time; (job ids, 429s retried, retries answered with another job id)."""
     cloud = stack.running_cloud
-    spec = {"name": name, "script": f"#!/bin/bash\nsleep {JOB_SECONDS}\n"}
+    spec = {"name": name, "script": job_script(go_file(stack, name))}
     local = threading.local()
     throttled = Counter()
     lock = threading.Lock()
@@ -204,19 +220,27 @@ def submit_all(stack: LocalStack, count: int, name: str) -> tuple[list[str], int
     return job_ids, throttled["429"], count - len(set(job_ids))
 
 
-def slurm_ends(stack: LocalStack, name: str) -> dict[str, list[datetime]]:
-    """Slurm's End of each allocation by API job (sacct, by the job's directory)."""
+def slurm_ends(stack: LocalStack, name: str) -> tuple[dict[str, list[datetime]], int]:
+    """Slurm's End of each allocation by API job (sacct, by the job's directory), and the most allocations that ran
+    at once."""
     done = stack.cluster.run(
         "sacct", "--noheader", "--parsable2", "--allocations", "--allusers", f"--name={name}",
-        "--starttime=now-1days", "--format=End,WorkDir",
+        "--starttime=now-1days", "--format=Start,End,WorkDir",
     )  # fmt: skip
     ends: dict[str, list[datetime]] = {}
+    changes: list[tuple[datetime, int]] = []
     for line in done.stdout.splitlines():
-        end, _, directory = line.partition("|")
+        start, end, directory = line.split("|", 2)
         job_id = api_job_of(directory)
         if job_id and end not in ("", "Unknown"):
             ends.setdefault(job_id, []).append(datetime.fromisoformat(end).astimezone(UTC))
-    return ends
+            if start not in ("", "Unknown", "None"):
+                changes += [(datetime.fromisoformat(start), 1), (datetime.fromisoformat(end), -1)]
+    running = most = 0
+    for _moment, change in sorted(changes):
+        running += change
+        most = max(most, running)
+    return ends, most
 
 
 def run_design(design: str, jobs: int, index: int, say: Callable[[str], None]) -> RunFigures:
@@ -245,6 +269,8 @@ def run_design(design: str, jobs: int, index: int, say: Callable[[str], None]) -
         job_ids, throttled, other_ids = submit_all(stack, jobs, name)
         submitted = time.time() - started
         say(f"  {design} N={jobs}: submitted in {submitted:.0f} s ({throttled} 429s retried)")
+        go_file(stack, name).touch()
+        notes.append(f"submitted in {submitted:.0f} s, then the jobs went on together")
         watch.job_ids = set(job_ids)
         deadline = time.monotonic() + JOB_SECONDS + 300 + 3 * jobs
         while not watch.job_ids <= watch.seen.keys() and time.monotonic() < deadline:
@@ -270,7 +296,9 @@ def run_design(design: str, jobs: int, index: int, say: Callable[[str], None]) -
             transitions.append(len(entered(events)))
             events_per_job.append(len(events))
             lost += not _ended_well(stack, job_id, statuses.get(job_id), job_id in watch.seen)
-        ends = slurm_ends(stack, name)
+        go_file(stack, name).unlink(missing_ok=True)
+        ends, most_at_once = slurm_ends(stack, name)
+        notes.append(f"at most {most_at_once} jobs running at once (sacct Start and End)")
         duplicated = other_ids + sum(len(ends.get(job_id, [])) > 1 for job_id in job_ids)
         detection = [
             watch.seen[job_id] - ends[job_id][0].timestamp()
@@ -324,7 +352,11 @@ def detection_breakdown(
         if job_id in seen and job_id in last_poll and len(ends.get(job_id, [])) == 1:
             to_poll.append(last_poll[job_id] - ends[job_id][0].timestamp())
             to_seen.append(seen[job_id] - last_poll[job_id])
-    sweeps = [entry.duration_seconds for entry in cloud.runtime.invocations_of("SweepJobsFunction")]
+    sweeps = [
+        entry.duration_seconds
+        for entry in cloud.runtime.invocations_of("SweepJobsFunction")
+        if isinstance(entry.result, dict) and entry.result.get("asked")
+    ]
 
     def p50_p95(values: list[float]) -> str:
         return " / ".join(f"{percentile(values, q):.1f} s" if values else "—" for q in (0.5, 0.95))
@@ -334,8 +366,29 @@ def detection_breakdown(
         f"from there to the record seen terminal {p50_p95(to_seen)}"
     ]
     if sweeps:
-        lines.append(f"{len(sweeps)} sweep invocations, each {p50_p95(sweeps)} (p50 / p95)")
+        lines.append(f"{len(sweeps)} sweeps of at least one job took {p50_p95(sweeps)} (p50 / p95) each")
+    for action, (queued, ran) in head_node_seconds(cloud).items():
+        lines.append(f"{action} commands on the head node: queued {p50_p95(queued)}, ran {p50_p95(ran)} (p50 / p95)")
     return lines
+
+
+def head_node_seconds(cloud) -> dict[str, tuple[list[float], list[float]]]:
+    """Per status action, how long its SSM commands waited for one of the local head node's workers and ran."""
+    actions = {}
+    for page in cloud.client("ssm").get_paginator("list_commands").paginate():
+        for command in page["Commands"]:
+            words = command.get("Comment", "").split()
+            if words[:1] == ["slurm-job-api"] and len(words) > 1 and words[1] in STATUS_ACTIONS:
+                actions[command["CommandId"]] = words[1]
+    seconds: dict[str, tuple[list[float], list[float]]] = {}
+    for run in cloud.head_node.commands_run:
+        action = actions.get(run.command_id)
+        if action is None or run.started_at is None or run.elapsed_seconds is None:
+            continue
+        queued = (run.started_at - run.requested_at.replace(tzinfo=UTC)).total_seconds()
+        seconds.setdefault(action, ([], []))[0].append(queued)
+        seconds[action][1].append(run.elapsed_seconds)
+    return seconds
 
 
 def _ended_well(stack: LocalStack, job_id: str, execution_status: str | None, seen_terminal: bool) -> bool:
