@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from botocore.exceptions import ClientError
+
 from benchmarks.api_burst import MemoryPeak, _meminfo_kb
 from benchmarks.job_tracking_table import DESIGNS, RunFigures, percentile, render
 from benchmarks.run_environment import describe_environment
@@ -173,11 +175,14 @@ class TerminalWatch:
             pages = dynamodb.get_paginator("scan").paginate(
                 TableName=table, ProjectionExpression="jobId, #s", ExpressionAttributeNames={"#s": "status"}
             )
-            for page in pages:
-                for item in page["Items"]:
-                    job_id, status = item["jobId"]["S"], item.get("status", {}).get("S")
-                    if status in TERMINAL_STATUSES and job_id not in self.seen:
-                        self.seen[job_id] = now
+            try:
+                items = [item for page in pages for item in page["Items"]]
+            except ClientError:  # moto's Scan can fail while items are written (retried by botocore, then here)
+                continue
+            for item in items:
+                job_id, status = item["jobId"]["S"], item.get("status", {}).get("S")
+                if status in TERMINAL_STATUSES and job_id not in self.seen:
+                    self.seen[job_id] = now
 
 
 def go_file(stack: LocalStack, name: str) -> Path:
