@@ -35,3 +35,11 @@ reliability-report: bootstrap
 .PHONY: api-burst
 api-burst: bootstrap
 	.venv/bin/python -m benchmarks.api_burst
+
+# Regenerate docs/job-tracking.md: per-job polling, the sweep and the sweep with the push hook side by side, for 1,
+# 100 and 500 concurrent jobs on the local stack with real Slurm (status commands, head-node CPU, slurmctld RPCs,
+# Lambda invocations, transitions, detection latency, lost and duplicated jobs). As root; about half an hour on 2
+# CPUs; not part of `make test`.
+.PHONY: tracking-benchmark
+tracking-benchmark: bootstrap
+	.venv/bin/python -m benchmarks.job_tracking

@@ -112,6 +112,22 @@ def finish_counts(cloud: LocalCloud, job_ids: Iterable[str]) -> dict[str, int]:
     return counts
 
 
+def entered(events: list[dict]) -> list[str]:
+    """The states entered, in order (each one a state transition)."""
+    return [event["stateEnteredEventDetails"]["name"] for event in events if "stateEnteredEventDetails" in event]
+
+
+def commands_by_action(cloud) -> dict[str, int]:
+    """SSM commands sent so far, by head-node action (their comment is "slurm-job-api <action> <jobId>")."""
+    counts: dict[str, int] = {}
+    for page in cloud.client("ssm").get_paginator("list_commands").paginate():
+        for command in page["Commands"]:
+            words = command.get("Comment", "").split()
+            if len(words) >= 2 and words[0] == "slurm-job-api":
+                counts[words[1]] = counts.get(words[1], 0) + 1
+    return counts
+
+
 def task_failures(events: list[dict]) -> list[str]:
     """Error names of failed task attempts (Lambda tasks by function ARN report LambdaFunctionFailed)."""
     details = {"TaskFailed": "taskFailedEventDetails", "LambdaFunctionFailed": "lambdaFunctionFailedEventDetails"}

@@ -54,6 +54,8 @@ class LocalStack:
     same time. ``push_hook`` installs the product's push hook in the cluster (as `push_hook.py install` does on a
     head node, with this machine's instance metadata service and the local cloud's endpoint), so that slurmctld
     reports each job's start and end to the stack's event bus; give such a stack a cluster of its own.
+    ``advertised_cpus`` is how many CPUs the cluster's node offers (SlurmCluster's default, 16, if None), e.g. enough
+    for a benchmark's jobs to run all at once.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class LocalStack:
         cluster_user: str = CLUSTER_USER,
         schedule_period_seconds: float | None = LOCAL_SCHEDULE_PERIOD_SECONDS,
         push_hook: bool = False,
+        advertised_cpus: int | None = None,
     ) -> None:
         self.cluster = SlurmCluster(
             local_state_root() / name,
@@ -74,6 +77,7 @@ class LocalStack:
             min_job_age=min_job_age,
             port_base=port_base,
             push_hook=push_hook,
+            advertised_cpus=advertised_cpus,
         )
         self.push_hook = push_hook
         self.instance_metadata: LocalInstanceMetadata | None = None

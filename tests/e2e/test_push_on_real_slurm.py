@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import pytest
 
 from harness.job_events import JobEventSubscriber, statuses
-from harness.workflow import finish, poll_news, submit
-from tests.e2e.test_sweep_on_real_slurm import entered, status_commands_for
+from harness.workflow import entered, finish, poll_news, submit
+from tests.e2e.test_sweep_on_real_slurm import status_commands_for
 
 STACK_OPTIONS = {"push_hook": True, "schedule_period_seconds": 3600}
 SHORT = "#!/bin/bash\nsleep 2\necho done\n"

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import time
 
-from harness.workflow import SAFETY_POLL_ERRORS, execution_statuses, finish, poll_news, submit
-
-
-def commands_by_action(cloud) -> dict[str, int]:
-    """SSM commands sent so far, by head-node action (their comment is "slurm-job-api <action> <jobId>")."""
-    counts: dict[str, int] = {}
-    for page in cloud.client("ssm").get_paginator("list_commands").paginate():
-        for command in page["Commands"]:
-            words = command.get("Comment", "").split()
-            if len(words) >= 2 and words[0] == "slurm-job-api":
-                counts[words[1]] = counts.get(words[1], 0) + 1
-    return counts
+from harness.workflow import (
+    SAFETY_POLL_ERRORS,
+    commands_by_action,
+    entered,
+    execution_statuses,
+    finish,
+    poll_news,
+    submit,
+)
 
 
 def commands_for(cloud, action: str, job_ids: set[str]) -> int:
@@ -32,10 +29,6 @@ def commands_for(cloud, action: str, job_ids: set[str]) -> int:
 
 def status_commands_for(cloud, job_ids: set[str]) -> int:
     return commands_for(cloud, "status", job_ids)
-
-
-def entered(events: list[dict]) -> list[str]:
-    return [event["stateEnteredEventDetails"]["name"] for event in events if "stateEnteredEventDetails" in event]
 
 
 SAFETY_POLL_SECONDS = 15
