@@ -119,7 +119,8 @@ def summary_rows(runs: Sequence[RunFigures]) -> list[list[object]]:
                 f"{_maybe_seconds(percentile(run.detection_seconds, 0.95))}",
                 run.lost,
                 run.duplicated,
-                "; ".join(run.target_misses()) or "all met",
+                "; ".join(run.target_misses())
+                or ("baseline: none lost or duplicated" if run.design == DESIGNS[0] else "all met"),
             ]
         )
     return rows

@@ -80,5 +80,6 @@ def test_the_table_has_one_row_per_run_with_the_issues_figures() -> None:
     assert lines[0].startswith("# ") and "Intro." in lines and "- date: today" in lines
     table = [line for line in lines if line.startswith("| per-job-polling") or line.startswith("| sweep")]
     assert len(table) == 6  # each run in both tables
+    assert "| baseline: none lost or duplicated |" in table[0]  # per-job polling is not held to the sweep's targets
     assert "collect: 4, status: 8, submit: 4, sweep: 12" in text and "7.5 GiB (+2.0 GiB)" in text
     assert all(line.count("|") == lines[lines.index(table[0]) - 2].count("|") for line in table[:3])
