@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import groupby
 from pathlib import Path
 from types import SimpleNamespace
@@ -48,6 +48,7 @@ from local_stack.cloud import LocalCloud
 from local_stack.lambda_runtime import Interceptor
 from local_stack.slurm_cluster import checkout_user_name, ensure_cluster_user, remove_job_files
 from local_stack.ssm_head_node import LocalHeadNode
+from slurm_job_api.clock import iso
 from slurm_job_api.poll_schedule import PollSchedule
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
@@ -105,17 +106,13 @@ def waits_on(clock: VirtualClock) -> Iterator[None]:
         WaitFunction._wait_interval = original  # type: ignore[method-assign]
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 # The times of the job's progress the poll function holds against its own clock: the last contact and the start of an
 # outage (progress.after_lost_contact). They are kept in virtual time: moved back on the way in, forward on the way out.
 CONTACT_TIMES = ("lastContactAt", "unreachableSince")
 
 
 def _shifted(text: str, seconds: float) -> str:
-    return _iso(datetime.fromisoformat(text) + timedelta(seconds=seconds))
+    return iso(datetime.fromisoformat(text) + timedelta(seconds=seconds))
 
 
 def in_virtual_time(clock: VirtualClock) -> Interceptor:
@@ -355,7 +352,7 @@ def measure_long_job(scripted: ScriptedCloud, case: LongJobCase, *, timeout: flo
         transitions=sum(execution.transitions for execution in executions),
         polls=sum(execution.polls for execution in executions),
         max_events_per_execution=max(execution.events for execution in executions),
-        noticed_after_seconds=(sweeps.noticed_at if case.swept and sweeps.noticed_at else clock.seconds)
+        noticed_after_seconds=(sweeps.noticed_at if case.swept and sweeps.noticed_at is not None else clock.seconds)
         - case.job_seconds,
         wall_seconds=round(time.monotonic() - started, 1),
     )

@@ -249,7 +249,7 @@ class Workflow:
     def note_outage(self, event: PollJobEvent) -> dict:
         """NoteHeadNodeOutage: PollJob's retries ran out because the job's state could not be asked; the workflow
         goes on (the outage in the record) until HeadNodeOutageLimitHours of lost contact."""
-        error = str(event.outage.get("Error", "")) if event.outage else ""
+        error = str((event.outage or {}).get("Error", ""))
         now = self.now()
         advanced = progress.after_lost_contact(
             event.job,
