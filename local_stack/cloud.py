@@ -206,10 +206,8 @@ class LocalCloud:
         function = next((f for f in self.model.functions.values() if f.arn == function_arn), None)
         if function is None:
             return "ResourceNotFoundException"
-        result = self._runtime.invoke(function.logical_id, event)
-        if result.function_error is None:
-            return None
-        return str(json.loads(result.payload).get("errorType", result.function_error))
+        error, _ = self._invoke_function(function.logical_id, event)
+        return error
 
     def _stream_delivery(self) -> LocalStreamDelivery:
         """The template's DynamoDB stream event sources, each with its table's stream."""
@@ -228,12 +226,13 @@ class LocalCloud:
         return LocalStreamDelivery(
             [(source, table["LatestStreamArn"]) for source, table in sources],
             lambda: self._new_client("dynamodbstreams"),
-            self._invoke_stream_source,
+            self._invoke_function,
             region=self.region,
         )
 
-    def _invoke_stream_source(self, function_logical_id: str, event: Any) -> tuple[str | None, Any]:
-        """A stream's function, invoked synchronously: (its error type or None, its answer)."""
+    def _invoke_function(self, function_logical_id: str, event: Any) -> tuple[str | None, Any]:
+        """A function invoked synchronously (a rule's target, a stream's function): (its error type or None, its
+        answer)."""
         result = self._runtime.invoke(function_logical_id, event)
         answer = json.loads(result.payload) if result.payload else None
         if result.function_error is None:
