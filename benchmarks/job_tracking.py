@@ -345,18 +345,30 @@ def run_design(design: str, jobs: int, index: int, say: Callable[[str], None]) -
 def detection_breakdown(
     cloud, job_ids: list[str], seen: dict[str, float], ends: dict[str, list[datetime]]
 ) -> list[str]:
-    """Where the detection time goes: Slurm's End to the invocation of the PollJob that found the end (the wait for
-    a poll, or for a sweep and its wake), and from there to the record seen terminal (an environment of PollJob
-    free, the poll itself); and how long the sweeps took."""
-    last_poll: dict[str, float] = {}
+    """Where the detection time goes, per job: Slurm's End to the wake of its workflow (the sweep's SendTaskSuccess,
+    as the execution's history records it; a job that no wake ended has none), to the Invoke of the PollJob that
+    found the end, to an environment of PollJob taking it (the wait for a free one), and from there to the record
+    seen terminal (the poll itself, FinishJob's first write); and how long the sweeps took."""
+    last_poll: dict[str, tuple[float, float]] = {}
     for entry in cloud.runtime.invocations_of("PollJobFunction"):
         job_id = entry.event.get("jobId") if isinstance(entry.event, dict) else None
-        last_poll[job_id] = max(last_poll.get(job_id, 0.0), entry.started_at.timestamp())
-    to_poll, to_seen = [], []
+        started = entry.started_at.timestamp()
+        requested = (entry.requested_at or entry.started_at).timestamp()
+        if started > last_poll.get(job_id, (0.0, 0.0))[1]:
+            last_poll[job_id] = (requested, started)
+    to_wake, wake_to_invoke, to_invoke, waited, to_seen = [], [], [], [], []
     for job_id in job_ids:
-        if job_id in seen and job_id in last_poll and len(ends.get(job_id, [])) == 1:
-            to_poll.append(last_poll[job_id] - ends[job_id][0].timestamp())
-            to_seen.append(seen[job_id] - last_poll[job_id])
+        if job_id not in seen or job_id not in last_poll or len(ends.get(job_id, [])) != 1:
+            continue
+        end = ends[job_id][0].timestamp()
+        requested, started = last_poll[job_id]
+        woken = last_wake(history(cloud, execution_arn(cloud, job_id)))
+        if woken is not None and woken <= requested:
+            to_wake.append(woken - end)
+            wake_to_invoke.append(requested - woken)
+        to_invoke.append(requested - end)
+        waited.append(started - requested)
+        to_seen.append(seen[job_id] - started)
     sweeps = [
         entry.duration_seconds
         for entry in cloud.runtime.invocations_of("SweepJobsFunction")
@@ -367,14 +379,30 @@ def detection_breakdown(
         return " / ".join(f"{percentile(values, q):.1f} s" if values else "—" for q in (0.5, 0.95))
 
     lines = [
-        f"detection split (p50 / p95): End to the final PollJob invoked {p50_p95(to_poll)}; "
-        f"from there to the record seen terminal {p50_p95(to_seen)}"
+        f"detection split (p50 / p95): End to the final PollJob's Invoke {p50_p95(to_invoke)}; its wait for an "
+        f"environment {p50_p95(waited)}; from its start to the record seen terminal {p50_p95(to_seen)}"
     ]
+    if to_wake:
+        lines.append(
+            f"{len(to_wake)} jobs ended by a wake: End to the wake {p50_p95(to_wake)}, the wake to PollJob's Invoke "
+            f"{p50_p95(wake_to_invoke)} (p50 / p95)"
+        )
     if sweeps:
         lines.append(f"{len(sweeps)} sweeps of at least one job took {p50_p95(sweeps)} (p50 / p95) each")
     for action, (queued, ran) in head_node_seconds(cloud).items():
         lines.append(f"{action} commands on the head node: queued {p50_p95(queued)}, ran {p50_p95(ran)} (p50 / p95)")
     return lines
+
+
+def last_wake(events: list[dict]) -> float | None:
+    """When the execution's last AwaitNews task was woken (its TaskSucceeded event), as a POSIX time."""
+    woken = [
+        event["timestamp"].timestamp()
+        for event in events
+        if event["type"] == "TaskSucceeded" and "waitForTaskToken" in event["taskSucceededEventDetails"]["resourceType"]
+        + event["taskSucceededEventDetails"]["resource"]
+    ]
+    return max(woken, default=None)
 
 
 def head_node_seconds(cloud) -> dict[str, tuple[list[float], list[float]]]:

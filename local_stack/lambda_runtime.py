@@ -164,8 +164,9 @@ class Invocation:
     event: Any
     result: Any
     error: Mapping[str, Any] | None
-    started_at: datetime
+    started_at: datetime  # when an environment of the function took it (after any wait for one)
     duration_seconds: float
+    requested_at: datetime | None = None  # when Invoke was called (before any wait for an environment)
 
 
 @dataclass(frozen=True)
@@ -618,10 +619,11 @@ class LambdaRuntime:
         Waits for one of the function's environments if all are busy; raises :class:`TooManyRequests` if none
         freed up in time (nothing ran)."""
         function = self._function(function_logical_id)
+        requested_at = datetime.now(UTC)
         event = json.loads(json.dumps(event))  # the handler gets its own copy, as if it came over the wire
         gate = self._gates.get(function_logical_id)
         if gate is None:
-            return self._invoke(function, event, invoked_function_arn)
+            return self._invoke(function, event, invoked_function_arn, requested_at)
         try:
             gate.enter()
         except TooManyRequests:
@@ -630,11 +632,13 @@ class LambdaRuntime:
             logger.info("%s throttled: its %d environments stayed busy", function_logical_id, gate.bound)
             raise
         try:
-            return self._invoke(function, event, invoked_function_arn)
+            return self._invoke(function, event, invoked_function_arn, requested_at)
         finally:
             gate.leave()
 
-    def _invoke(self, function: FunctionSpec, event: Any, invoked_function_arn: str | None) -> InvocationResult:
+    def _invoke(
+        self, function: FunctionSpec, event: Any, invoked_function_arn: str | None, requested_at: datetime
+    ) -> InvocationResult:
         function_logical_id = function.logical_id
         request_id = str(uuid.uuid4())
         started_at = datetime.now(UTC)
@@ -667,7 +671,7 @@ class LambdaRuntime:
         result, error, payload = _response(outcome if finished else None, function, request_id)
         with self._lock:
             self._invocations.append(
-                Invocation(function_logical_id, request_id, event, result, error, started_at, duration)
+                Invocation(function_logical_id, request_id, event, result, error, started_at, duration, requested_at)
             )
         if error is not None:
             logger.info("%s %s failed: %s", function_logical_id, request_id, error["errorType"])
