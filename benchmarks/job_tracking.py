@@ -357,6 +357,9 @@ def detection_breakdown(
         if started > last_poll.get(job_id, (0.0, 0.0))[1]:
             last_poll[job_id] = (requested, started)
     to_wake, wake_to_invoke, to_invoke, waited, to_seen = [], [], [], [], []
+    waits_ended: Counter[str] = Counter()
+    for job_id in job_ids:
+        waits_ended.update(await_news_endings(history(cloud, execution_arn(cloud, job_id))))
     for job_id in job_ids:
         if job_id not in seen or job_id not in last_poll or len(ends.get(job_id, [])) != 1:
             continue
@@ -387,6 +390,10 @@ def detection_breakdown(
             f"{len(to_wake)} jobs ended by a wake: End to the wake {p50_p95(to_wake)}, the wake to PollJob's Invoke "
             f"{p50_p95(wake_to_invoke)} (p50 / p95)"
         )
+    if waits_ended:
+        lines.append(
+            "waits for news ended: " + ", ".join(f"{count} {how}" for how, count in sorted(waits_ended.items()))
+        )
     if sweeps:
         lines.append(f"{len(sweeps)} sweeps of at least one job took {p50_p95(sweeps)} (p50 / p95) each")
     for action, (queued, ran) in head_node_seconds(cloud).items():
@@ -394,13 +401,34 @@ def detection_breakdown(
     return lines
 
 
+# How a Task state's attempt ends, by history event type; an AwaitNews that ends otherwise is a safety poll's cause.
+_TASK_ENDINGS = {
+    "TaskSucceeded": "woken",
+    "TaskTimedOut": "timed out (no heartbeat: a safety poll)",
+    "TaskFailed": "failed",
+    "LambdaFunctionFailed": "failed",
+}
+
+
+def await_news_endings(events: list[dict]) -> list[str]:
+    """How each of the execution's AwaitNews attempts ended (woken, timed out, failed)."""
+    endings, in_await = [], False
+    for event in events:
+        if "stateEnteredEventDetails" in event:
+            in_await = event["stateEnteredEventDetails"]["name"] == "AwaitNews"
+        elif in_await and event["type"] in _TASK_ENDINGS:
+            endings.append(_TASK_ENDINGS[event["type"]])
+    return endings
+
+
 def last_wake(events: list[dict]) -> float | None:
     """When the execution's last AwaitNews task was woken (its TaskSucceeded event), as a POSIX time."""
     woken = [
         event["timestamp"].timestamp()
         for event in events
-        if event["type"] == "TaskSucceeded" and "waitForTaskToken" in event["taskSucceededEventDetails"]["resourceType"]
-        + event["taskSucceededEventDetails"]["resource"]
+        if event["type"] == "TaskSucceeded"
+        and "waitForTaskToken"
+        in event["taskSucceededEventDetails"]["resourceType"] + event["taskSucceededEventDetails"]["resource"]
     ]
     return max(woken, default=None)
 
