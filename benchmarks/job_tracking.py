@@ -396,6 +396,9 @@ def detection_breakdown(
         )
     if sweeps:
         lines.append(f"{len(sweeps)} sweeps of at least one job took {p50_p95(sweeps)} (p50 / p95) each")
+    sweep_outcomes = sweep_outcome_counts(cloud)
+    if sweep_outcomes:
+        lines.append("SweepJobs invocations: " + ", ".join(f"{how} {n}" for how, n in sweep_outcomes.items()))
     for action, (queued, ran) in head_node_seconds(cloud).items():
         lines.append(f"{action} commands on the head node: queued {p50_p95(queued)}, ran {p50_p95(ran)} (p50 / p95)")
     return lines
@@ -419,6 +422,25 @@ def await_news_endings(events: list[dict]) -> list[str]:
         elif in_await and event["type"] in _TASK_ENDINGS:
             endings.append(_TASK_ENDINGS[event["type"]])
     return endings
+
+
+def sweep_outcome_counts(cloud) -> dict[str, int]:
+    """What the SweepJobs invocations did: sweeps, coalesced pushes, failures by error type, throttled invocations,
+    and the wakes and heartbeats the sweeps sent (the tasks gone among them)."""
+    counts: Counter[str] = Counter()
+    for entry in cloud.runtime.invocations_of("SweepJobsFunction"):
+        if entry.error is not None:
+            counts[f"failed ({entry.error.get('errorType')})"] += 1
+        elif isinstance(entry.result, dict) and entry.result.get("coalesced"):
+            counts["coalesced"] += 1
+        elif isinstance(entry.result, dict):
+            counts["swept"] += 1
+            for key in ("woken", "heartbeats", "gone"):
+                counts[key] += int(entry.result.get(key, 0))
+    throttled = cloud.runtime.throttles("SweepJobsFunction")
+    if throttled:
+        counts["throttled"] = throttled
+    return dict(counts)
 
 
 def last_wake(events: list[dict]) -> float | None:

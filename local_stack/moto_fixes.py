@@ -17,6 +17,10 @@
   been closed". The fix closes a task once (its first outcome, or its heartbeat timeout, whichever comes first) and
   answers any later call with TaskTimedOut, so that a duplicate or late wake is seen as one. (moto's own answer for a
   closed task cannot be sent: its TaskTimedOut and TaskDoesNotExist are built without the message they require.)
+- A DynamoDB Query on an index picks the items that have the index's keys, then sorts them reading those keys again;
+  an UpdateItem in another of the server's threads that removes a key in between (a job leaving ActiveJobsIndex as
+  it ends) makes the Query fail with a KeyError (HTTP 500), where DynamoDB answers with the index as it was. The
+  fix reads each item's keys once and leaves out an item that no longer has them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 import botocore.session
 from botocore.exceptions import ClientError
+from moto.dynamodb.models.table import Table
 from moto.stepfunctions.parser.api import HistoryEventType, LambdaFunctionFailedEventDetails, TaskTimedOut
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
@@ -48,6 +53,7 @@ _original_notify = _Pool.notify
 _original_heartbeat = _Pool.heartbeat
 _CallbackTask = state_task_service_callback.StateTaskServiceCallback
 _original_wait_with_heartbeat = _CallbackTask._wait_for_task_token_heartbeat
+_original_sorted_items = Table.sorted_items
 _callbacks_lock = threading.Lock()  # a closed check and the close it guards are one step
 _installed = False
 
@@ -114,6 +120,18 @@ def _wait_for_task_token_heartbeat(self, env, callback_endpoint, heartbeat_endpo
     return outcome
 
 
+def _sorted_items(self, hash_key_attrs, range_key_attrs, items):
+    attributes = self._generate_attr_to_sort_by(hash_key_attrs, range_key_attrs)
+    keyed = []
+    for item in items:
+        values = [item.attrs.get(attribute) for attribute in attributes]  # each read once
+        if all(value is not None for value in values):
+            keyed.append((tuple(values), item))
+    keyed.sort(key=lambda pair: pair[0])
+    items[:] = [item for _, item in keyed]
+    return items
+
+
 def install() -> None:
     """Applies the fixes to this process's moto (idempotent)."""
     global _installed
@@ -123,4 +141,5 @@ def install() -> None:
         _Pool.notify = _notify
         _Pool.heartbeat = _heartbeat
         _CallbackTask._wait_for_task_token_heartbeat = _wait_for_task_token_heartbeat
+        Table.sorted_items = _sorted_items
         _installed = True

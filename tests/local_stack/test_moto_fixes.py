@@ -1,8 +1,11 @@
-"""local_stack/moto_fixes.py: moto's Step Functions callbacks refuse a task token whose task was already closed."""
+"""local_stack/moto_fixes.py: moto's Step Functions callbacks refuse a task token whose task was already closed; a
+DynamoDB index query outlives an item that leaves the index while it runs."""
 
 from __future__ import annotations
 
 import pytest
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
 from moto.stepfunctions.parser.api import TaskTimedOut
 from moto.stepfunctions.parser.asl.eval.callback.callback import (
     CallbackConsumerTimeout,
@@ -44,3 +47,27 @@ def test_a_token_whose_heartbeat_timed_out_is_refused(pool):
     assert refused.value.get_body() == (
         """{"__type": "TaskTimedOut", "message": "Task Timed Out: 'Provided task does not exist anymore'"}"""
     )
+
+
+def test_an_index_query_leaves_out_an_item_whose_key_was_removed_while_it_ran():
+    moto_fixes.install()
+    table = Table(
+        "jobs",
+        account_id="123456789012",
+        region="us-east-1",
+        schema=[{"AttributeName": "jobId", "KeyType": "HASH"}],
+        attr=[{"AttributeName": "jobId", "AttributeType": "S"}, {"AttributeName": "active", "AttributeType": "S"}],
+        global_indexes=[
+            {
+                "IndexName": "active",
+                "KeySchema": [{"AttributeName": "active", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    for job_id in ("b", "a", "c"):
+        table.put_item({"jobId": {"S": job_id}, "active": {"S": "cluster"}})
+    items = [table.get_item(DynamoType({"S": job_id})) for job_id in ("b", "a", "c")]
+    del items[1].attrs["active"]  # an UpdateItem's REMOVE, between the query's pick and its sort
+    kept = table.sorted_items(["active", "jobId"], [None, None], items)
+    assert [item.attrs["jobId"].value for item in kept] == ["b", "c"]
