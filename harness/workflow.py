@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 
 from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
 
 from harness.limits import dynamodb_item_bytes
 from local_stack.cloud import LocalCloud
@@ -47,8 +48,22 @@ def execution_statuses(
     deadline = time.monotonic() + timeout
 
     def listed(**status_filter: str) -> dict[str, str]:
-        pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=cloud.state_machine_arn, **status_filter)
-        return {item["name"]: item["status"] for page in pages for item in page["executions"] if item["name"] in wanted}
+        # moto's page token names the next item of the filtered list: when that execution stops running between two
+        # pages, the token is refused (InvalidToken; AWS's tokens outlive that). The listing then starts again.
+        while True:
+            pages = sfn.get_paginator("list_executions").paginate(
+                stateMachineArn=cloud.state_machine_arn, **status_filter
+            )
+            try:
+                return {
+                    item["name"]: item["status"]
+                    for page in pages
+                    for item in page["executions"]
+                    if item["name"] in wanted
+                }
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "InvalidToken":
+                    raise
 
     while listed(statusFilter="RUNNING") and time.monotonic() < deadline:
         time.sleep(interval)
