@@ -15,6 +15,9 @@ from slurm_job_api.sweep_trigger import head_node_push, sweep_needed
 # When the last sweep of this execution environment that finished had started. Reserved concurrency 1 keeps one
 # environment at a time, so this is the cluster's last sweep (a new environment starts with None and sweeps).
 last_sweep_started: datetime | None = None
+# When this environment last kept each waiting workflow alive (by task token): a sweep skips the heartbeats that are
+# not due yet (slurm_job_api.sweep_news.heartbeat_due).
+heartbeats_sent: dict[str, datetime] = {}
 
 
 @tracer.capture_lambda_handler
@@ -28,6 +31,6 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         metrics.add_metric(name="PushesCoalesced", unit=MetricUnit.Count, value=1)
         return {"coalesced": True}
     started = utc_now()
-    summary = cluster_sweep_for(lambda: context.get_remaining_time_in_millis() / 1000).run()
+    summary = cluster_sweep_for(lambda: context.get_remaining_time_in_millis() / 1000, heartbeats_sent).run()
     last_sweep_started = started
     return {**summary.to_dict(), "trigger": "push" if push else "schedule"}

@@ -5,7 +5,8 @@ No local cloud, no Slurm: the fakes only record what they are asked and answer a
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -163,7 +164,15 @@ def unchanged(*slurm_job_ids: str) -> dict[str, StatusReply]:
     return {slurm_job_id: status(slurm_job_id) for slurm_job_id in slurm_job_ids}
 
 
-def sweep_of(records: list[JobRecord], answers: dict[str, StatusReply], *, batch_size: int = 100, states=None):
+def sweep_of(
+    records: list[JobRecord],
+    answers: dict[str, StatusReply],
+    *,
+    batch_size: int = 100,
+    states=None,
+    now: Callable[[], datetime] = lambda: NOW,
+    heartbeats_sent: dict[str, datetime] | None = None,
+):
     store, bucket = FakeStore(records), FakeBucket()
     head_node = FakeHeadNode(bucket, answers, batch_size=batch_size)
     sweep = ClusterSweep(
@@ -173,7 +182,8 @@ def sweep_of(records: list[JobRecord], answers: dict[str, StatusReply], *, batch
         head_node=head_node,
         states=states or FakeStates(),
         remaining_seconds=lambda: REMAINING,
-        now=lambda: NOW,
+        now=now,
+        heartbeats_sent=heartbeats_sent if heartbeats_sent is not None else {},
     )
     return sweep, store, bucket, head_node
 
@@ -336,3 +346,30 @@ def test_any_other_step_functions_error_is_raised(wakes):
         sweep.run()
     assert raised.value.response["Error"]["Code"] == "ThrottlingException"
     assert raised.value.operation_name == ("SendTaskSuccess" if wakes else "SendTaskHeartbeat")
+
+
+def test_sweeps_keep_a_wait_alive_only_once_a_quarter_of_its_safety_poll_went_by():
+    def waiting_job(job_id: str, slurm_job_id: str) -> JobRecord:
+        progress = JobProgress(
+            job_id=job_id, slurm_job_id=slurm_job_id, status=PENDING, wait_for_news=True, safety_poll_seconds=200
+        )
+        return record(job_id, slurm_job_id, waiting_progress=progress.to_state())
+
+    clock = [NOW]
+    sent: dict[str, datetime] = {}  # the handler's, kept between sweeps
+    states = FakeStates()
+
+    def sweep_at(seconds: float, records: list[JobRecord], answers: dict[str, StatusReply]) -> None:
+        clock[0] = NOW + timedelta(seconds=seconds)
+        sweep_of(records, answers, states=states, now=lambda: clock[0], heartbeats_sent=sent)[0].run()
+
+    both = [waiting_job("job-1", "41"), waiting_job("job-2", "42")]
+    sweep_at(0, both, unchanged("41", "42"))
+    assert states.heartbeats == ["token-job-1", "token-job-2"]  # none known yet: both kept alive
+    assert sent == {"token-job-1": NOW, "token-job-2": NOW}
+    sweep_at(49, both, unchanged("41", "42"))
+    assert len(states.heartbeats) == 2  # 49 s < 200 s / 4: not due
+    sweep_at(50, both, {"41": status("41"), "42": status("42", status=COMPLETED, slurm_state="COMPLETED")})
+    assert states.heartbeats[2:] == ["token-job-1"]
+    assert [token for token, _ in states.successes] == ["token-job-2"]
+    assert sent == {"token-job-1": NOW + timedelta(seconds=50)}  # the woken one is forgotten

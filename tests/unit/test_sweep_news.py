@@ -292,7 +292,7 @@ def test_what_changed_of_a_job_that_goes_on_is_written_and_its_wait_kept_alive()
     assert action == SweepAction(
         job_id=JOB,
         token=TOKEN,
-        wake=None,  # a heartbeat
+        wake=None,
         record_changes={
             "status": "RUNNING",
             "slurmState": "RUNNING",
@@ -301,12 +301,49 @@ def test_what_changed_of_a_job_that_goes_on_is_written_and_its_wait_kept_alive()
             "arrayTaskCounts": counts,
             "updatedAt": NOW_TEXT,
         },
+        heartbeat=True,  # no heartbeat of this sweep's is known for the wait
     )
 
 
 def test_a_record_that_already_says_what_the_sweep_saw_is_not_written():
     job = waiting_record(status=RUNNING, slurm_state="RUNNING", reason=None, started_at="2026-11-25T12:10:00")
-    assert decided(job, running()) == SweepAction(job_id=JOB, token=TOKEN, wake=None, record_changes={})
+    assert decided(job, running()) == SweepAction(job_id=JOB, token=TOKEN, wake=None, record_changes={}, heartbeat=True)
+
+
+# -- heartbeats -----------------------------------------------------------------------------------------------------
+
+
+def heartbeat_after(seconds_ago: float | None, safety_poll_seconds: int = 200) -> bool:
+    """Whether the sweep keeps a waiting job alive when its last heartbeat was `seconds_ago` (None: none known)."""
+    job = waiting_record(waiting(safety_poll_seconds=safety_poll_seconds))
+    last = None if seconds_ago is None else NOW - timedelta(seconds=seconds_ago)
+    action = decide(job, pending(), now=NOW, now_text=NOW_TEXT, never_start_grace_seconds=GRACE, last_heartbeat=last)
+    assert action.wake is None and action.token == TOKEN
+    return action.heartbeat
+
+
+def test_a_wait_is_kept_alive_once_a_quarter_of_its_safety_poll_went_by_since_the_last_heartbeat():
+    assert heartbeat_after(None)  # a new sweep function, or a new wait: always
+    assert not heartbeat_after(0)
+    assert not heartbeat_after(49.9)
+    assert heartbeat_after(50)  # 200 s * 0.25
+    assert heartbeat_after(10_000)
+
+
+def test_a_wait_without_a_safety_poll_is_kept_alive_at_every_sweep():
+    assert heartbeat_after(1, safety_poll_seconds=0)
+
+
+def test_a_wake_is_never_held_back_by_a_recent_heartbeat():
+    action = decide(
+        waiting_record(),
+        reply(status=COMPLETED, slurm_state="COMPLETED"),
+        now=NOW,
+        now_text=NOW_TEXT,
+        never_start_grace_seconds=GRACE,
+        last_heartbeat=NOW,
+    )
+    assert action.wake is not None and action.wake["reason"] == ENDED and not action.heartbeat
 
 
 def test_a_start_time_the_sweep_did_not_see_keeps_the_one_recorded():

@@ -71,6 +71,9 @@ class ClusterSweep:
     states: Any
     remaining_seconds: Callable[[], float] = lambda: 120.0
     now: Callable[[], datetime] = utc_now
+    # When this function last sent a heartbeat for each waiting workflow's token (kept by the handler between sweeps;
+    # a new execution environment starts without, and keeps every wait alive at its first sweep).
+    heartbeats_sent: dict[str, datetime] = field(default_factory=dict)
 
     def run(self) -> SweepSummary:
         summary = SweepSummary()
@@ -89,6 +92,7 @@ class ClusterSweep:
                 now=now,
                 now_text=iso(now),
                 never_start_grace_seconds=self.settings.never_start_grace_seconds,
+                last_heartbeat=self.heartbeats_sent.get(record.wait_token or ""),
             )
             for record in records
             if record.slurm_job_id in observations
@@ -98,6 +102,9 @@ class ClusterSweep:
                 summary.woken += outcome == "woken"
                 summary.heartbeats += outcome == "heartbeat"
                 summary.gone += outcome == "gone"
+        waiting_tokens = {action.token for action in actions if action.token and action.wake is None}
+        for token in self.heartbeats_sent.keys() - waiting_tokens:
+            del self.heartbeats_sent[token]  # woken, moved on, or no longer active
         for action in actions:
             summary.records_updated += bool(action.record_changes)
             if action.wake:
@@ -130,13 +137,15 @@ class ClusterSweep:
         """Carries out one job's action; says what happened ("woken", "heartbeat", "gone", "updated", "none")."""
         if action.record_changes:
             self.store.update(action.job_id, action.record_changes, only_if_active=True)
-        if action.token is None:
+        if action.token is None or (action.wake is None and not action.heartbeat):
             return "updated" if action.record_changes else "none"
         try:
             if action.wake is not None:
                 self.states.send_task_success(taskToken=action.token, output=json.dumps(action.wake))
                 return "woken"
+            sent = self.now()  # before the call: the wait's clock restarts no sooner
             self.states.send_task_heartbeat(taskToken=action.token)
+            self.heartbeats_sent[action.token] = sent
             return "heartbeat"
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in _GONE_TASK_CODES:
@@ -144,7 +153,9 @@ class ClusterSweep:
             raise
 
 
-def cluster_sweep_for(remaining_seconds: Callable[[], float]) -> ClusterSweep:
+def cluster_sweep_for(
+    remaining_seconds: Callable[[], float], heartbeats_sent: dict[str, datetime] | None = None
+) -> ClusterSweep:
     """The sweep wired to this Lambda container's AWS clients."""
     from slurm_job_api import aws_clients, services
     from slurm_job_api.settings import settings
@@ -156,4 +167,5 @@ def cluster_sweep_for(remaining_seconds: Callable[[], float]) -> ClusterSweep:
         head_node=services.head_node(),
         states=aws_clients.client("stepfunctions"),
         remaining_seconds=remaining_seconds,
+        heartbeats_sent=heartbeats_sent if heartbeats_sent is not None else {},
     )

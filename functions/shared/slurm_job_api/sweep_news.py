@@ -3,7 +3,10 @@
 A job whose workflow waits for news (state AwaitNews) is woken only when the workflow has something to do: the job
 ended or vanished, a cancel was requested, or it waits for a reason that never lets it start (the never-start clock
 starts, stops, or has run out). Anything else the sweep saw — the job started, its pending reason changed, array tasks
-moved on — goes into the record, and the wait is kept alive with a heartbeat. The workflow stays the only writer of
+moved on — goes into the record, and the wait is kept alive with a heartbeat, sent only once a quarter of the wait's
+safety poll has gone by since the sweep's last heartbeat for it (sweeps come more often than that: on a schedule of at
+most half the safety poll, and at once on each push; one heartbeat per job and sweep would be most of a sweep's
+calls, and of Step Functions' SendTaskHeartbeat quota). The workflow stays the only writer of
 its own progress and of the job's end: a wake is its poll with the sweep's observation instead of a command of its own.
 """
 
@@ -17,6 +20,11 @@ from slurm_job_api.head_node_protocol import StatusReply, SweepJob
 from slurm_job_api.job_record import JobRecord
 from slurm_job_api.progress import JobProgress, parse_time
 from slurm_job_api.statuses import ACTIVE_STATUSES, PENDING, TERMINAL_STATUSES, never_starts
+
+# A wait is kept alive when this share of its safety poll (its HeartbeatSeconds) has gone by since the last heartbeat
+# the sweep sent for it. With sweeps at most half a safety poll apart (SafetyPollMinSeconds is kept above two sweep
+# intervals), the next sweep still comes a quarter of the safety poll before the wait would time out.
+HEARTBEAT_AFTER_SHARE = 0.25
 
 # Why a sweep wakes a waiting workflow.
 ENDED = "ended"
@@ -33,8 +41,9 @@ class SweepAction:
 
     job_id: str
     token: str | None  # the waiting workflow's task token (None: nobody waits; the record is brought up to date only)
-    wake: dict[str, Any] | None  # the news the workflow is woken with (None: a heartbeat keeps its wait alive)
+    wake: dict[str, Any] | None  # the news the workflow is woken with
     record_changes: dict[str, Any]  # stored names; empty when the record already says what the sweep saw
+    heartbeat: bool = False  # no wake, and the wait must be kept alive now
 
 
 def swept_jobs(records: list[JobRecord]) -> list[SweepJob]:
@@ -84,10 +93,25 @@ def observed_fields(record: JobRecord, observation: StatusReply, now: str) -> di
     return {**changes, **JobRecord.stored(updated_at=now)} if record.would_change(changes) else {}
 
 
+def heartbeat_due(waiting: JobProgress | None, last_heartbeat: datetime | None, now: datetime) -> bool:
+    """Whether a wait must be kept alive now: no heartbeat of the sweep's is known for it, or the last one is a
+    quarter of its safety poll old (a wait without a safety poll is always kept alive)."""
+    if last_heartbeat is None or waiting is None or waiting.safety_poll_seconds <= 0:
+        return True
+    return (now - last_heartbeat).total_seconds() >= waiting.safety_poll_seconds * HEARTBEAT_AFTER_SHARE
+
+
 def decide(
-    record: JobRecord, observation: StatusReply, *, now: datetime, now_text: str, never_start_grace_seconds: int
+    record: JobRecord,
+    observation: StatusReply,
+    *,
+    now: datetime,
+    now_text: str,
+    never_start_grace_seconds: int,
+    last_heartbeat: datetime | None = None,
 ) -> SweepAction:
-    """What the sweep does for `record`, given what Slurm said of its job."""
+    """What the sweep does for `record`, given what Slurm said of its job and when the sweep last sent a heartbeat
+    for the wait of its workflow (None: not known)."""
     reason = news(record, observation, now=now, never_start_grace_seconds=never_start_grace_seconds)
     token = record.wait_token if record.waiting_progress else None
     if reason is not None and token is not None:
@@ -97,5 +121,9 @@ def decide(
         # Nobody waits (the workflow is between two states, or polls on its own): its next poll sees the end.
         return SweepAction(job_id=record.job_id, token=token, wake=None, record_changes={})
     return SweepAction(
-        job_id=record.job_id, token=token, wake=None, record_changes=observed_fields(record, observation, now_text)
+        job_id=record.job_id,
+        token=token,
+        wake=None,
+        record_changes=observed_fields(record, observation, now_text),
+        heartbeat=token is not None and heartbeat_due(_waiting(record), last_heartbeat, now),
     )
