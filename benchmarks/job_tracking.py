@@ -62,7 +62,7 @@ What following running jobs costs in each `JobTracking` design, measured on the 
 stack": a real Slurm 22.05 cluster with accounting, moto running the real state machine, the real handlers in
 bounded local Lambda execution environments, this machine as the head node behind SSM). Each run starts a fresh
 stack, submits N jobs through the local API at once (20 clients, 16 requests in flight: a 429 is retried after its
-Retry-After with the same Idempotency-Key) and waits for all of them to end. Each job waits until all N have been
+Retry-After with the same Idempotency-Key, as a 502, 503 or 504 is) and waits for all of them to end. Each job waits until all N have been
 submitted (a file it checks every {GO_CHECK_SECONDS} s), then runs `sleep {JOB_SECONDS}`: the N jobs run at once and
 end within seconds of each other, however long the submissions take on this machine. Designs:
 `per-job-polling` (version 1; the template's poll schedule, PollMinSeconds 10), `sweep` (the schedule fired every
@@ -197,8 +197,14 @@ def job_script(go: Path) -> str:
     return f"#!/bin/bash\nuntil [ -e {go} ]; do sleep {GO_CHECK_SECONDS}; done\nsleep {JOB_SECONDS}\n"
 
 
-def submit_all(stack: LocalStack, count: int, name: str) -> tuple[list[str], int, int]:
-    """POSTs ``count`` jobs, SUBMITTERS at a time; (job ids, 429s retried, retries answered with another job id)."""
+# Answers a client retries with the same Idempotency-Key (the API may have accepted the job: the retry says which).
+RETRIED_STATUSES = {429: "429", 502: "5xx", 503: "5xx", 504: "5xx"}
+MAX_SERVER_ERROR_RETRIES = 10
+
+
+def submit_all(stack: LocalStack, count: int, name: str) -> tuple[list[str], int, int, int]:
+    """POSTs ``count`` jobs, SUBMITTERS at a time; (job ids, 429s retried, retries answered with another job id,
+    502/503/504 answers retried)."""
     cloud = stack.running_cloud
     spec = {"name": name, "script": job_script(go_file(stack, name))}
     local = threading.local()
@@ -209,12 +215,15 @@ def submit_all(stack: LocalStack, count: int, name: str) -> tuple[list[str], int
         if not hasattr(local, "client"):
             local.client = ApiClient(cloud.api_client().base_url, region=cloud.region)
         key = str(uuid.uuid4())
+        server_errors = 0
         while True:
             answer = local.client.post("/jobs", json=spec, headers={"Idempotency-Key": key})
-            if answer.status_code != 429:
+            kind = RETRIED_STATUSES.get(answer.status_code)
+            if kind is None or (kind == "5xx" and server_errors >= MAX_SERVER_ERROR_RETRIES):
                 break
+            server_errors += kind == "5xx"
             with lock:
-                throttled["429"] += 1
+                throttled[kind] += 1
             time.sleep(float(answer.headers.get("Retry-After", "1")))
         if answer.status_code not in (200, 201, 202):
             raise RuntimeError(f"POST /jobs answered {answer.status_code}: {answer.text}")
@@ -222,7 +231,7 @@ def submit_all(stack: LocalStack, count: int, name: str) -> tuple[list[str], int
 
     with ThreadPoolExecutor(max_workers=SUBMITTERS, thread_name_prefix="submitter") as pool:
         job_ids = list(pool.map(post, range(count)))
-    return job_ids, throttled["429"], count - len(set(job_ids))
+    return job_ids, throttled["429"], count - len(set(job_ids)), throttled["5xx"]
 
 
 def slurm_ends(stack: LocalStack, name: str) -> tuple[dict[str, list[datetime]], int]:
@@ -271,11 +280,13 @@ def run_design(design: str, jobs: int, index: int, say: Callable[[str], None]) -
         before = CpuSnapshot.take(stack)
         watcher = watch.follow()
         started = time.time()
-        job_ids, throttled, other_ids = submit_all(stack, jobs, name)
+        job_ids, throttled, other_ids, server_errors = submit_all(stack, jobs, name)
         submitted = time.time() - started
-        say(f"  {design} N={jobs}: submitted in {submitted:.0f} s ({throttled} 429s retried)")
+        say(f"  {design} N={jobs}: submitted in {submitted:.0f} s ({throttled} 429s, {server_errors} 5xx retried)")
         go_file(stack, name).touch()
         notes.append(f"submitted in {submitted:.0f} s, then the jobs went on together")
+        if server_errors:
+            notes.append(f"{server_errors} POSTs answered 502/503/504 and retried with the same Idempotency-Key")
         watch.job_ids = set(job_ids)
         deadline = time.monotonic() + JOB_SECONDS + 300 + 3 * jobs
         while not watch.job_ids <= watch.seen.keys() and time.monotonic() < deadline:
