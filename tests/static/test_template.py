@@ -140,6 +140,7 @@ def test_generated_functions_share_one_environment(generated_template: dict[str,
         "SAFETY_POLL_MIN_SECONDS",
         "JOB_EVENTS_BUS_NAME",
         "HEAD_NODE_OUTAGE_LIMIT_HOURS",
+        "AWS_ENDPOINT_URL",
     }
 
 
