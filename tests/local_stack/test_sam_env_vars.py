@@ -1,7 +1,6 @@
 """The --env-vars file of `sam local invoke`, built from template.yaml for a local stack (no stack started here)."""
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from local_stack.sam_env_vars import (
     write_env_vars_file,
 )
 from local_stack.template_model import REPOSITORY_TEMPLATE, TemplateModel, load_template_document
+from tests.support.template_files import write_template
 
 REPO_ROOT = REPOSITORY_TEMPLATE.parent
 EVENTS_DIR = REPO_ROOT / "events"
@@ -65,27 +65,17 @@ def test_the_file_is_sams_per_function_format(model: TemplateModel, tmp_path: Pa
 
 
 def test_a_function_without_the_override_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "src").mkdir()
-    template = tmp_path / "template.yaml"
-    template.write_text(
-        textwrap.dedent(
-            """\
-            Transform: AWS::Serverless-2016-10-31
-            Resources:
-              LonelyFunction:
-                Type: AWS::Serverless::Function
-                Properties:
-                  CodeUri: src/
-                  Handler: app.handler
-                  Runtime: python3.12
-                  Environment:
-                    Variables:
-                      TABLE: t
-            """
-        )
-    )
+    template = """
+        Resources:
+          LonelyFunction:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: src/
+              Handler: app.handler
+              Runtime: python3.12
+        """
     with pytest.raises(UndeclaredOverride, match="LonelyFunction does not declare AWS_ENDPOINT_URL"):
-        env_vars_document(TemplateModel(template, stack_name="s"), ENDPOINT)
+        env_vars_document(TemplateModel(write_template(tmp_path, template), stack_name="s"), ENDPOINT)
 
 
 def test_every_event_file_belongs_to_a_template_function(model: TemplateModel) -> None:
