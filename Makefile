@@ -43,3 +43,11 @@ api-burst: bootstrap
 .PHONY: tracking-benchmark
 tracking-benchmark: bootstrap
 	.venv/bin/python -m benchmarks.job_tracking
+
+# `sam local invoke` of the built API and sweep functions in Docker against the local stack, offline (a local
+# stand-in for the Lambda python3.12 image, dockerd without a bridge network; README, "Invoking one function").
+# As root; a few minutes the first time; not part of `make test`.
+.PHONY: sam-local-invoke
+sam-local-invoke:
+	scripts/bootstrap-python.sh
+	scripts/sam-local-invoke-offline.sh

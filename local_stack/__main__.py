@@ -17,13 +17,19 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import requests
 
 from local_stack.api_gateway import LOCAL_DEVELOPER, ApiClient
+from local_stack.cloud import LocalCloud
+from local_stack.sam_env_vars import export_line, invoke_command_lines, sam_environment, write_env_vars_file
 from local_stack.stack import REPO_ROOT, LocalStack, LocalStackError
 
-EXAMPLE_EVENT = REPO_ROOT / "events" / "api-submit-job.json"
+EVENTS_DIR = REPO_ROOT / "events"
+EXAMPLE_EVENT = EVENTS_DIR / "api-submit-job.json"
+# Where `serve` writes the --env-vars file of `sam local invoke` (gitignored; removed when serve stops).
+SAM_ENV_VARS_FILE = REPO_ROOT / ".sam-local" / "env-vars.json"
 TERMINAL = {
     "COMPLETED",
     "FAILED",
@@ -138,8 +144,30 @@ Every request must be signed (AWS_IAM), as on AWS. With curl 7.75 or newer:
   curl -s "${{SIGV4[@]}}" -X DELETE "$API/jobs/<jobId>"
   curl -s "${{SIGV4[@]}}" "$API/openapi.json"
 
-Press Ctrl-C to stop.
 """
+
+SAM_LOCAL_INVOKE = """\
+Each function in Docker against this stack, with sam local invoke after sam build; {env_vars} points every
+function at this stack, and the exports keep SAM itself on it too (its STS call, region, placeholder keys). SAM CLI
+1.170 leaves the container off the host's network despite --docker-network host: run
+`.venv-sam/bin/python scripts/sam_local/sam_host_network.py` as `sam` (make sam-local-invoke does, offline):
+
+  {exports}
+{invocations}
+"""
+
+
+def print_sam_local_invoke(cloud: LocalCloud, env_vars_file: Path) -> None:
+    """Writes the --env-vars file for this stack and prints the sam local invoke lines of the events/ files."""
+    write_env_vars_file(env_vars_file, cloud.model, cloud.endpoint_url)
+    lines = invoke_command_lines(cloud.model, env_vars_file, EVENTS_DIR, REPO_ROOT)
+    say(
+        SAM_LOCAL_INVOKE.format(
+            env_vars=env_vars_file,
+            exports=export_line(sam_environment(cloud.region, cloud.endpoint_url)),
+            invocations="\n".join(f"  {line}" for line in lines),
+        )
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -158,11 +186,15 @@ def serve(args: argparse.Namespace) -> int:
                 spec=json.dumps(spec).replace("'", "'\\''"),
             )
         )
+        print_sam_local_invoke(cloud, args.sam_env_vars)
+        say("Press Ctrl-C to stop.")
         try:
             while not stopping.wait(1):
                 pass
         except KeyboardInterrupt:
             pass
+        finally:
+            args.sam_env_vars.unlink(missing_ok=True)  # it names this stack's endpoint, which is going away
         say("Stopping the local stack.")
     return 0
 
@@ -173,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser = commands.add_parser("demo", help="run the example job end to end and print its results")
     demo_parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the job (default 300)")
     serve_parser = commands.add_parser("serve", help="keep the local API up and print curl examples")
+    serve_parser.add_argument(
+        "--sam-env-vars",
+        type=Path,
+        default=SAM_ENV_VARS_FILE,
+        help="where to write the --env-vars file of sam local invoke (default .sam-local/env-vars.json)",
+    )
     for sub in (demo_parser, serve_parser):
         sub.add_argument("--poll-seconds", type=int, default=2, help="PollMinSeconds of the local stack (default 2)")
     args = parser.parse_args(argv)

@@ -28,8 +28,10 @@ As in Lambda, each execution environment is a process of its own (:mod:`local_st
 invocation at a time and keeps its module-level state between invocations; concurrent invocations of a function get
 environments of their own, and a new environment is a cold start. So nothing a handler or a library keeps in a global
 (the event handler's current request, the logger's keys, cached clients) is shared between two requests in flight or
-between two functions. An environment's variables are this process's (e.g. POWERTOOLS_LOG_LEVEL), the local
-cloud's endpoint, region and placeholder keys, and the function's own template variables (not the other functions').
+between two functions. An environment's variables are this process's (e.g. POWERTOOLS_LOG_LEVEL), the function's own
+template variables (not the other functions'), and the local cloud's endpoint, region and placeholder keys, which win
+over a template value of the same name (template.yaml declares AWS_ENDPOINT_URL empty, for `sam local invoke
+--env-vars`).
 The environments are forked from a ``forkserver`` that has imported boto3, Pydantic and Powertools once, and those
 modules of the template's layers whose import reads no variable of a function's and has no other effect
 (:mod:`local_stack.layer_preload`), so a cold start costs what importing the rest of the handler's code costs. The
@@ -720,10 +722,12 @@ class LambdaRuntime:
             peak = self._peak_environments
             up = self._live_environments(function.logical_id) + starting[function.logical_id]
             peak[function.logical_id] = max(peak.get(function.logical_id, 0), up)
+        # The local cloud's endpoint, region and keys win over the template's values: the template declares
+        # AWS_ENDPOINT_URL empty (unset, on AWS) so that a local run may set it, as `sam local invoke --env-vars` does.
         variables = {
             **{name: value for name, value in os.environ.items() if name not in _REMOVED_VARIABLES},
-            **self._base_environment,
             **function.environment,
+            **self._base_environment,
         }
         try:
             environment = ExecutionEnvironment(

@@ -1,6 +1,5 @@
 """The template model: YAML short tags, SAM Globals, parameters, conditions, intrinsics and the typed views."""
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from local_stack.template_model import (
     generated_name,
     merge_globals,
 )
+from tests.support.template_files import write_template
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL_TEMPLATE = FIXTURES / "model" / "template.yaml"
@@ -32,13 +32,6 @@ def evaluator(resources: dict[str, PhysicalResource] | None = None, **parameters
         conditions={},
         mappings={},
     )
-
-
-def write_template(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "template.yaml"
-    path.write_text(textwrap.dedent(body))
-    (tmp_path / "src").mkdir(exist_ok=True)
-    return path
 
 
 # ----- physical names -----------------------------------------------------------------------------------------------

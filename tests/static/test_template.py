@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from local_stack.sam_env_vars import LOCAL_OVERRIDE_VARIABLES
 from local_stack.template_model import load_template_document
 from tests.support.api_routes import ANY_METHOD, api_events
 
@@ -140,7 +141,24 @@ def test_generated_functions_share_one_environment(generated_template: dict[str,
         "SAFETY_POLL_MIN_SECONDS",
         "JOB_EVENTS_BUS_NAME",
         "HEAD_NODE_OUTAGE_LIMIT_HOURS",
+        "AWS_ENDPOINT_URL",
     }
+
+
+def test_every_function_declares_the_local_overrides_empty(generated_template: dict[str, Any]) -> None:
+    """`sam local invoke --env-vars` sets only declared variables: each function declares what a local run sets
+    (local_stack.sam_env_vars), empty, which the SDK takes as unset on AWS."""
+    environments = {
+        logical_id: resource["Properties"]["Environment"]["Variables"]
+        for logical_id, resource in generated_template["Resources"].items()
+        if resource["Type"] == "AWS::Lambda::Function"
+    }
+    assert environments
+    declared = {
+        logical_id: {name: variables.get(name) for name in LOCAL_OVERRIDE_VARIABLES}
+        for logical_id, variables in environments.items()
+    }
+    assert declared == {logical_id: dict.fromkeys(LOCAL_OVERRIDE_VARIABLES, "") for logical_id in environments}
 
 
 # Parameters of docs/architecture.md and their defaults (None: required, no default).
