@@ -62,9 +62,9 @@ What following running jobs costs in each `JobTracking` design, measured on the 
 stack": a real Slurm 22.05 cluster with accounting, moto running the real state machine, the real handlers in
 bounded local Lambda execution environments, this machine as the head node behind SSM). Each run starts a fresh
 stack, submits N jobs through the local API at once (20 clients, 16 requests in flight: a 429 is retried after its
-Retry-After with the same Idempotency-Key, as a 502, 503 or 504 is) and waits for all of them to end. Each job waits until all N have been
-submitted (a file it checks every {GO_CHECK_SECONDS} s), then runs `sleep {JOB_SECONDS}`: the N jobs run at once and
-end within seconds of each other, however long the submissions take on this machine. Designs:
+Retry-After with the same Idempotency-Key, as a 502, 503 or 504 is) and waits for all of them to end. Each job waits
+until all N have been submitted (a file it checks every {GO_CHECK_SECONDS} s), then runs `sleep {JOB_SECONDS}`: the N
+jobs run at once and end within seconds of each other, however long the submissions take on this machine. Designs:
 `per-job-polling` (version 1; the template's poll schedule, PollMinSeconds 10), `sweep` (the schedule fired every
 {SWEEP_PERIOD_SECONDS:g} s instead of every SweepIntervalMinutes; SafetyPollMinSeconds 150), `sweep+push` (the same,
 with the push hook installed in slurmctld).
