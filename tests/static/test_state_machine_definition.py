@@ -155,6 +155,42 @@ def test_every_lambda_task_retries_the_platform_errors_with_backoff(definition_t
     assert problems == [], "\n".join(problems)
 
 
+# A standard execution's longest life (Step Functions quotas): no wait for a task token needs to be longer.
+EXECUTION_LIFETIME_SECONDS = 365 * 24 * 3600
+
+
+def heartbeat_timeout_problems(states: dict[str, Any]) -> list[str]:
+    """Tasks with a heartbeat but no TimeoutSeconds of their own. The States Language specification's default
+    TimeoutSeconds is 60 for any task, and moto applies it to a task with a heartbeat, while Step Functions' own
+    default is 99999999: such a wait would end after a minute locally, whatever the heartbeats."""
+    problems = []
+    for name, state in task_states(states):
+        if not {"HeartbeatSeconds", "HeartbeatSecondsPath"} & state.keys():
+            continue
+        timeout = state.get("TimeoutSeconds")
+        if timeout is None and "TimeoutSecondsPath" not in state:
+            problems.append(f"{name}: a heartbeat without TimeoutSeconds")
+        elif timeout is not None and timeout < EXECUTION_LIFETIME_SECONDS:
+            problems.append(f"{name}: TimeoutSeconds {timeout} ends a wait before its execution could")
+    return problems
+
+
+def test_every_wait_with_a_heartbeat_declares_its_timeout(definition_text: str) -> None:
+    states = json.loads(definition_text)["States"]
+    assert any("HeartbeatSecondsPath" in state for _, state in task_states(states))
+    assert heartbeat_timeout_problems(states) == []
+    # The rule itself: a heartbeat alone is reported.
+    bare = {
+        "Wait": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "HeartbeatSecondsPath": "$.s",
+            "End": True,
+        }
+    }
+    assert heartbeat_timeout_problems(bare) == ["Wait: a heartbeat without TimeoutSeconds"]
+
+
 def iam_action_for(resource: str) -> str:
     """The IAM action a Task's Resource needs: a function ARN or lambda:invoke, or service:action of an integration."""
     if ":::" not in resource:  # a function ARN, or the ${...FunctionArn} placeholder for one
