@@ -214,11 +214,18 @@ def test_integer_fields_take_a_json_integer_as_it_is(field):
     assert spec.to_json_dict()[field] == 2 and type(spec.to_json_dict()[field]) is int
 
 
-def test_memory_per_node_and_per_cpu_are_refused_together_naming_both():
+@pytest.mark.parametrize(
+    ("body", "names"),
+    [
+        ({"script": SCRIPT, "memoryMB": 1024, "memoryPerCpuMB": 256}, ["memoryMB", "memoryPerCpuMB"]),
+        ({"memoryMB": 1, "memoryPerCpuMB": 1}, ["script", "scriptS3Key", "memoryMB", "memoryPerCpuMB"]),
+    ],
+)
+def test_conflicting_fields_are_refused_naming_every_one(body, names):
     with pytest.raises(ValidationError) as caught:
-        JobSpec.model_validate({"script": SCRIPT, "memoryMB": 1024, "memoryPerCpuMB": 256})
+        JobSpec.model_validate(body)
     message = str(caught.value)
-    assert "memoryMB" in message and "memoryPerCpuMB" in message, message
+    assert all(name in message for name in names), message
 
 
 @pytest.mark.parametrize(

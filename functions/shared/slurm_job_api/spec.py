@@ -220,12 +220,6 @@ class JobSpecBase(_Model):
     def _begin(cls, value: str | None) -> str | None:
         return value if value is None else check_begin(value)
 
-    @model_validator(mode="after")
-    def _one_memory_request(self) -> JobSpecBase:
-        if self.memory_mb is not None and self.memory_per_cpu_mb is not None:
-            raise ValueError("give at most one of memoryMB (per node) and memoryPerCpuMB (per CPU)")
-        return self
-
     @field_validator("script_s3_key")
     @classmethod
     def _script_s3_key(cls, value: str | None) -> str | None:
@@ -333,9 +327,15 @@ class JobSpec(JobSpecBase):
         return value
 
     @model_validator(mode="after")
-    def _one_script(self) -> JobSpec:
+    def _no_conflicting_fields(self) -> JobSpec:
+        """Fields that exclude one another, every conflict named at once."""
+        conflicts = []
         if (self.script is None) == (self.script_s3_key is None):
-            raise ValueError("give exactly one of script or scriptS3Key")
+            conflicts.append("give exactly one of script or scriptS3Key")
+        if self.memory_mb is not None and self.memory_per_cpu_mb is not None:
+            conflicts.append("give at most one of memoryMB (per node) and memoryPerCpuMB (per CPU)")
+        if conflicts:
+            raise ValueError("; ".join(conflicts))
         return self
 
     def to_json_dict(self) -> dict:
