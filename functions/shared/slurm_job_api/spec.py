@@ -36,13 +36,32 @@ MAX_NICE = 2**31 - 3
 # Resource lists (gres, GPUs, licenses) and constraint expressions: ASCII names, counts without a leading zero.
 _RESOURCE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}"
 _COUNT = r"[1-9][0-9]{0,8}"
-GpuList = Annotated[
-    str,
-    StringConstraints(max_length=64, pattern=rf"^(?:{_RESOURCE_NAME}:)?{_COUNT}(?:,(?:{_RESOURCE_NAME}:)?{_COUNT})*$"),
-    Field(description="[type:]count, a comma-separated list for several types", examples=["2", "a100:2,v100:1"]),
-]
-_GRES = rf"{_RESOURCE_NAME}(?::{_RESOURCE_NAME})?(?::{_COUNT}[KMGT]?)?"
-_LICENSE = rf"{_RESOURCE_NAME}(?:@{_RESOURCE_NAME})?(?::{_COUNT})?"
+
+
+def _comma_list(item: str, max_length: int, description: str, examples: list[str]) -> object:
+    """A string type: one or more `item`s (a regular expression), comma-separated, at most `max_length` characters."""
+    return Annotated[
+        str,
+        StringConstraints(max_length=max_length, pattern=rf"^{item}(?:,{item})*$"),
+        Field(description=description, examples=examples),
+    ]
+
+
+GpuList = _comma_list(
+    rf"(?:{_RESOURCE_NAME}:)?{_COUNT}", 64, "[type:]count, comma-separated for several types", ["2", "a100:2,v100:1"]
+)
+GresList = _comma_list(
+    rf"{_RESOURCE_NAME}(?::{_RESOURCE_NAME})?(?::{_COUNT}[KMGT]?)?",
+    128,
+    "Generic resources per node, name[:type][:count] (sbatch --gres)",
+    ["gpu:a100:2,shard:1"],
+)
+LicenseList = _comma_list(
+    rf"{_RESOURCE_NAME}(?:@{_RESOURCE_NAME})?(?::{_COUNT})?",
+    128,
+    "Licenses the job needs, name[@server][:count] (sbatch --licenses)",
+    ["matlab:2,ansys"],
+)
 _CONSTRAINT_TOKEN = re.compile(
     rf"(?P<feature>{_RESOURCE_NAME}(?:\*{_COUNT})?)|(?P<operator>[&|])|(?P<open>[\[(])|(?P<close>[\])](?:\*{_COUNT})?)",
     re.ASCII,
@@ -167,13 +186,7 @@ class JobSpecBase(_Model):
     gpus: GpuList | None = Field(default=None, description="GPUs for the whole job (sbatch --gpus)")
     gpus_per_node: GpuList | None = Field(default=None, description="GPUs on each node (sbatch --gpus-per-node)")
     gpus_per_task: GpuList | None = Field(default=None, description="GPUs for each task (sbatch --gpus-per-task)")
-    gres: str | None = Field(
-        default=None,
-        max_length=128,
-        pattern=rf"^{_GRES}(?:,{_GRES})*$",
-        description="Generic resources per node, name[:type][:count] (sbatch --gres)",
-        examples=["gpu:a100:2,shard:1"],
-    )
+    gres: GresList | None = None
     constraint: str | None = Field(
         default=None,
         max_length=128,
@@ -197,13 +210,7 @@ class JobSpecBase(_Model):
     nice: int | None = Field(
         default=None, ge=-MAX_NICE, le=MAX_NICE, description="Lowers the job's priority by this much (sbatch --nice)"
     )
-    licenses: str | None = Field(
-        default=None,
-        max_length=128,
-        pattern=rf"^{_LICENSE}(?:,{_LICENSE})*$",
-        description="Licenses the job needs, name[@server][:count] (sbatch --licenses)",
-        examples=["matlab:2,ansys"],
-    )
+    licenses: LicenseList | None = None
 
     @field_validator("constraint")
     @classmethod
