@@ -38,6 +38,7 @@ NAME_FIELDS = ("name", "partition", "account", "qos")
 # Fields a spec leaves out most of the time: the rarer resources, and what the local cluster cannot run (no GPU,
 # feature, reservation or license is configured there: sbatch refuses those, and the job ends SUBMIT_FAILED).
 RARE_FIELDS = ("account", "qos", "dependency", *SBATCH_OPTION_FIELDS)
+UNRUNNABLE_FIELDS = ("gpus", "gpusPerNode", "gpusPerTask", "gres", "constraint", "reservation", "licenses")
 GPU_LISTS = ["1", "2", "a100:2", "a100:2,v100:1", "nvidia_a100-80gb:8", "0_.-:1", "g" * 32 + ":999999999"]
 GRES_LISTS = ["gpu", "gpu:1", "gpu:a100:2,shard:1", "nvme:100G", "mps:50,gpu:tesla:1", "uid.0:1", "wrap:2"]
 CONSTRAINTS = ["intel", "c5.xlarge&efa", "a|b", "[rack1*2&rack2*4]", "(knl&snc4&flat)*4&haswell", "[(a&b)|c]", "_-"]
@@ -434,7 +435,9 @@ class HostileSpecs:
             "environment": self._valid_environment,
             "workingDirectory": self._valid_working_directory,
             "outputs": self._valid_outputs,
-            "ntasksPerNode": lambda s: s.pick([1, 2] if self.runnable else [1, 2, 64, 4096]),
+            # Runnable: room on the one node for every task of a runnable spec (ntasks 1 or 2); fewer would need more
+            # nodes, and slurmctld would refuse the job and still account it (FAILED, never run).
+            "ntasksPerNode": lambda s: s.pick([2] if self.runnable else [1, 2, 64, 4096]),
             "memoryPerCpuMB": lambda s: s.pick([1, 16, 100] if self.runnable else [1, 100, 1024**3]),
             "gpus": lambda s: s.pick(GPU_LISTS),
             "gpusPerNode": lambda s: s.pick(GPU_LISTS),
@@ -669,11 +672,18 @@ class HostileSpecs:
                 body[name] = self._hostile_script(source) if name == "script" else self.hostile(name, source)
             elif name in ("script", "scriptS3Key"):
                 continue
-            elif name == focus or source.chance(8 if name in RARE_FIELDS else 30):
+            elif name == focus or source.chance(self._inclusion_percent(name)):
                 body[name] = self.valid(name, source)
         if focus is None and source.chance(5):
             body[source.pick(["cpus_per_task", "uid", "__proto__", "", "name ", "NAME", "sbatchOptions"])] = 1
         return Case(number, body, uploads, canaries=self._case_canaries)
+
+    def _inclusion_percent(self, name: str) -> int:
+        """How often a valid value of a field that is not the case's focus is in the case: on a runnable corpus the
+        fields this cluster cannot hold seldom, so that most accepted jobs still run on Slurm."""
+        if self.runnable and name in UNRUNNABLE_FIELDS:
+            return 2
+        return 8 if name in RARE_FIELDS else 30
 
     def unknown_field_case(self, source: Source) -> Case:
         """A valid spec with one more field, of any name (the API refuses unknown fields) and any value."""
