@@ -399,8 +399,9 @@ def last_wake(events: list[dict]) -> float | None:
     woken = [
         event["timestamp"].timestamp()
         for event in events
-        if event["type"] == "TaskSucceeded" and "waitForTaskToken" in event["taskSucceededEventDetails"]["resourceType"]
-        + event["taskSucceededEventDetails"]["resource"]
+        if event["type"] == "TaskSucceeded"
+        and "waitForTaskToken"
+        in event["taskSucceededEventDetails"]["resourceType"] + event["taskSucceededEventDetails"]["resource"]
     ]
     return max(woken, default=None)
 
