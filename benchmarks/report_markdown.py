@@ -299,21 +299,23 @@ DynamoDB's measure (`dynamodb_item_bytes` in `harness/limits.py`, AWS's publishe
 spec's record is 16 KiB (`RECORD_BUDGET_BYTES`).
 
 The largest spec has every field at its maximum: a 64 KiB script, a 64 KiB environment in 256 variables, 100
-outputs of 1024 characters, a 4096-character working directory, a 256-character array, 32 dependencies.
+outputs of 1024 characters, a 4096-character working directory, a 256-character array, 32 dependencies, and
+every sbatch option at its longest (`LARGEST_SBATCH_OPTIONS` in `harness/limits.py`: GPU lists of 64 characters,
+gres, constraint and licenses of 128, `memoryPerCpuMB` in place of `memoryMB`).
 
 | case | request body | largest state | job record | result |
 | --- | --- | --- | --- | --- |
-| largest spec, UTF-8 script and environment | 243,234 B (370,404 B escaped) | 1,207 B | 7,671 B | COMPLETED |
-| largest spec, ASCII | 243,234 B | 1,207 B | 7,671 B | COMPLETED |
-| largest array: 1000 tasks, 100 outputs | 2,390 B | 1,207 B | 975 B | COMPLETED, all 2100 files listed |
-| any record (computed by `tests/unit/test_job_record.py`) | — | — | 17,403 B | — |
+| largest spec, UTF-8 script and environment | 244,108 B (371,278 B escaped) | 1,354 B | 8,456 B | COMPLETED |
+| largest spec, ASCII | 244,108 B | 1,354 B | 8,456 B | COMPLETED |
+| largest array: 1000 tasks, 100 outputs | 2,390 B | 1,354 B | 975 B | COMPLETED, all 2100 files listed |
+| any record (computed by `tests/unit/test_job_record.py`) | — | — | 20,220 B | — |
 
-A record of 7,671 bytes costs 8 write units per update, one of 975 bytes 1. The largest any record can be is the
+A record of 8,456 bytes costs 9 write units per update, one of 975 bytes 1. The largest any record can be is the
 largest spec with a 1024-character `scriptS3Key`, every progress field, the longest cause and error and a cancel
-request: 17,403 bytes, 17 write units (the test asserts at most 20 KiB, `RECORD_WORST_CASE_BYTES`). In every case
+request: 20,220 bytes, 20 write units (the test asserts at most 20 KiB, `RECORD_WORST_CASE_BYTES`). In every case
 result.json holds the whole spec.
 
-`result.json` of the largest array is 237,982 bytes.
+`result.json` of the largest array is 238,038 bytes.
 
 Before these changes the UTF-8 spec made a 393 KB execution input and failed at its first state, leaving the record
 SUBMITTING; the 1000-task array failed at FinishJob with 0 of 2100 files listed; and the record of the largest spec

@@ -18,6 +18,24 @@ ARRAY_TASKS = 1000
 DEPENDENCIES = 32
 SLURM_NAME = "n" * 64
 WIDE_CHARACTER = "\u6587"  # 文: three bytes in UTF-8, six (\u6587) in JSON with ASCII escapes
+# The sbatch-option fields at their longest (spec.py): lists of resources up to their limits (64 characters for a
+# GPU list, 128 for gres, constraint and licenses), the longest begin time and Slurm name, the widest numbers.
+# memoryPerCpuMB stands for memoryMB (a spec gives at most one of them): the longer name of the two.
+LARGEST_SBATCH_OPTIONS = {
+    "ntasksPerNode": 4096,
+    "memoryPerCpuMB": 1024**3,
+    "gpus": "g" * 32 + ":999999999," + "h" * 11 + ":999999999",
+    "gpusPerNode": "g" * 32 + ":999999999," + "h" * 11 + ":999999999",
+    "gpusPerTask": "g" * 32 + ":999999999," + "h" * 11 + ":999999999",
+    "gres": "n" * 32 + ":" + "t" * 32 + ":999999999G," + "m" * 20 + ":" + "u" * 19 + ":999999999G",
+    "constraint": "f" * 32 + ("&" + "f" * 31) * 3,
+    "reservation": SLURM_NAME,
+    "licenses": "l" * 32 + "@" + "s" * 32 + ":999999999," + "m" * 20 + "@" + "t" * 21 + ":999999999",
+    "begin": "2026-12-24T18:00:00",
+    "nice": -(2**31 - 3),
+    "exclusive": True,
+    "requeue": False,
+}
 # What the workflow's execution input and each state may hold at most, well below Step Functions' 256 KiB: the
 # largest measured is about 1.1 KiB (docs/reliability.md), whatever the spec.
 STATE_BUDGET_BYTES = 16 * 1024
@@ -76,13 +94,13 @@ def largest_spec(*, wide: bool, dependency_job_id: str) -> dict:
         "nodes": 100_000,
         "ntasks": 10_000_000,
         "cpusPerTask": 4096,
-        "memoryMB": 1024**3,
         "timeLimitMinutes": 366 * 24 * 60,
         "array": array,
         "dependency": [{"type": "afterany", "jobId": dependency_job_id}] * DEPENDENCIES,
         "environment": environment,
         "workingDirectory": _path("/srv", WORKING_DIRECTORY_CHARACTERS),
         "outputs": [_path(f"o{index:03d}", OUTPUT_PATH_CHARACTERS) for index in range(OUTPUTS)],
+        **LARGEST_SBATCH_OPTIONS,
     }
 
 

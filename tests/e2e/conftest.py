@@ -23,6 +23,7 @@ CLUSTERS = {
     "test_limits_on_real_slurm": ("e2e-limits", 7847),
     "test_sweep_on_real_slurm": ("e2e-sweep", 7857),
     "test_push_on_real_slurm": ("e2e-push", 7867),
+    "test_sbatch_options_on_real_slurm": ("e2e-sbopts", 21817),
 }
 
 

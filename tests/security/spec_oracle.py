@@ -10,8 +10,9 @@ and the refusal must name the field.
 
 from __future__ import annotations
 
+import calendar
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +34,41 @@ INT_RANGES = {
     "cpusPerTask": (1, 4096),
     "memoryMB": (1, 1024**3),
     "timeLimitMinutes": (1, 366 * 24 * 60),
+    "ntasksPerNode": (1, 4096),
+    "memoryPerCpuMB": (1, 1024**3),
+    "nice": (-2_147_483_645, 2_147_483_645),
 }
+BOOLEAN_FIELDS = ("exclusive", "requeue")
+# The README's resource syntax: names of [A-Za-z0-9_][A-Za-z0-9_.-], at most 32 characters; counts 1 to 999999999.
+RESOURCE = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}"
+COUNT = r"[1-9][0-9]{0,8}"
+GPU_ITEM = rf"(?:{RESOURCE}:)?{COUNT}"
+GPU_LIST = re.compile(rf"{GPU_ITEM}(?:,{GPU_ITEM})*", re.ASCII)
+GRES_ITEM = rf"{RESOURCE}(?::{RESOURCE})?(?::{COUNT}[KMGT]?)?"
+GRES_LIST = re.compile(rf"{GRES_ITEM}(?:,{GRES_ITEM})*", re.ASCII)
+LICENSE_ITEM = rf"{RESOURCE}(?:@{RESOURCE})?(?::{COUNT})?"
+LICENSE_LIST = re.compile(rf"{LICENSE_ITEM}(?:,{LICENSE_ITEM})*", re.ASCII)
+BEGIN_OFFSET = re.compile(r"now(\+[0-9]{1,7}(seconds?|minutes?|hours?|days?|weeks?)?)?", re.ASCII)
+BEGIN_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:T([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?)?", re.ASCII)
+BEGIN_TIME = re.compile(r"([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?", re.ASCII)
 DEPENDENCY_TYPES = ("after", "afterany", "afterok", "afternotok")
+# Fields that each give one sbatch option their value, checked by a pattern, a range or a type alone (README table
+# "field, sbatch option, client flag").
+SBATCH_OPTION_FIELDS = (
+    "ntasksPerNode",
+    "memoryPerCpuMB",
+    "gpus",
+    "gpusPerNode",
+    "gpusPerTask",
+    "gres",
+    "constraint",
+    "reservation",
+    "licenses",
+    "begin",
+    "nice",
+    "exclusive",
+    "requeue",
+)
 SPEC_FIELDS = (
     "name",
     "script",
@@ -52,6 +86,7 @@ SPEC_FIELDS = (
     "account",
     "qos",
     "outputs",
+    *SBATCH_OPTION_FIELDS,
 )
 KNOWN_FIELDS = frozenset(SPEC_FIELDS)
 
@@ -105,6 +140,62 @@ def _integer(name: str, value: Any) -> int:
     if type(value) is not int or not low <= value <= high:  # a JSON integer: not true/false, "1" or 1.0
         raise Invalid
     return value
+
+
+def _boolean(value: Any) -> bool:
+    if type(value) is not bool:  # a JSON true or false: not 1, "true" or "yes"
+        raise Invalid
+    return value
+
+
+def _pattern(expression: re.Pattern[str], max_length: int) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        text = _text(value)
+        if len(text) > max_length or not expression.fullmatch(text):
+            raise Invalid
+        return text
+
+    return check
+
+
+# Constraint groups, innermost first: ( ) may hold [ ] and ( ), [ ] may hold ( ) but no [ ]; a group may take *count.
+FEATURE = rf"(?:{RESOURCE}|\x01|\x02)(?:\*{COUNT})?"
+PAREN_GROUP = re.compile(rf"\({FEATURE}(?:[&|]{FEATURE})*\)(?:\*{COUNT})?", re.ASCII)
+BRACKET_FEATURE = rf"(?:{RESOURCE}|\x02)(?:\*{COUNT})?"
+BRACKET_GROUP = re.compile(rf"\[{BRACKET_FEATURE}(?:[&|]{BRACKET_FEATURE})*\](?:\*{COUNT})?", re.ASCII)
+CONSTRAINT = re.compile(rf"{FEATURE}(?:[&|]{FEATURE})*", re.ASCII)
+
+
+def _constraint(value: Any) -> str:
+    """Reduces each innermost group to a marker (\x02 for ( ), \x01 for [ ]) until none is left."""
+    text = _text(value)
+    if len(text) > 128 or "\x01" in text or "\x02" in text:
+        raise Invalid
+    reduced, previous = text, None
+    while reduced != previous:
+        previous = reduced
+        reduced = BRACKET_GROUP.sub("\x01", PAREN_GROUP.sub("\x02", reduced))
+    if not CONSTRAINT.fullmatch(reduced):
+        raise Invalid
+    return text
+
+
+def _begin(value: Any) -> str:
+    text = _text(value)
+    if BEGIN_OFFSET.fullmatch(text):
+        return text
+    if date := BEGIN_DATE.fullmatch(text):
+        year, month, day = (int(part) for part in date.groups()[:3])
+        clock = [int(part or 0) for part in date.groups()[3:]]
+        if year >= 1 and 1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1] and _clock(*clock):
+            return text
+    if (time_of_day := BEGIN_TIME.fullmatch(text)) and _clock(*(int(part or 0) for part in time_of_day.groups())):
+        return text
+    raise Invalid
+
+
+def _clock(hours: int, minutes: int, seconds: int) -> bool:
+    return hours < 24 and minutes < 60 and seconds < 60
 
 
 def array_task_count(expression: str) -> int:
@@ -216,6 +307,16 @@ CHECKS = {
     "environment": _environment,
     "workingDirectory": _working_directory,
     "outputs": _outputs,
+    "reservation": _slurm_name,
+    "gpus": _pattern(GPU_LIST, 64),
+    "gpusPerNode": _pattern(GPU_LIST, 64),
+    "gpusPerTask": _pattern(GPU_LIST, 64),
+    "gres": _pattern(GRES_LIST, 128),
+    "licenses": _pattern(LICENSE_LIST, 128),
+    "constraint": _constraint,
+    "begin": _begin,
+    "exclusive": _boolean,
+    "requeue": _boolean,
 }
 
 
@@ -236,8 +337,13 @@ def judge(body: Any, *, body_bytes: int, existing_keys: set[str], my_jobs: set[s
             invalid.append(name)
     if invalid:
         return Verdict(accept=False, status=422, must_name=invalid)
+    conflicting = []
     if ("script" in spec) == ("scriptS3Key" in spec):
-        return Verdict(accept=False, status=422, must_name=["script", "scriptS3Key"])
+        conflicting += ["script", "scriptS3Key"]
+    if "memoryMB" in spec and "memoryPerCpuMB" in spec:
+        conflicting += ["memoryMB", "memoryPerCpuMB"]
+    if conflicting:
+        return Verdict(accept=False, status=422, must_name=conflicting)
     references = []
     if "scriptS3Key" in spec and spec["scriptS3Key"] not in existing_keys:
         references.append("scriptS3Key")
@@ -278,9 +384,24 @@ def expected_sbatch_argv(
         ("array", "array"),
         ("account", "account"),
         ("qos", "qos"),
+        ("ntasks-per-node", "ntasksPerNode"),
+        ("mem-per-cpu", "memoryPerCpuMB"),
+        ("gpus", "gpus"),
+        ("gpus-per-node", "gpusPerNode"),
+        ("gpus-per-task", "gpusPerTask"),
+        ("gres", "gres"),
+        ("constraint", "constraint"),
+        ("reservation", "reservation"),
+        ("licenses", "licenses"),
+        ("begin", "begin"),
+        ("nice", "nice"),
     ):
         if key in spec:
-            argv.append(f"--{flag}={spec[key]}" + ("M" if key == "memoryMB" else ""))
+            argv.append(f"--{flag}={spec[key]}" + ("M" if key in ("memoryMB", "memoryPerCpuMB") else ""))
+    if spec.get("exclusive"):
+        argv.append("--exclusive")  # false: no flag, the partition's default
+    if "requeue" in spec:
+        argv.append("--requeue" if spec["requeue"] else "--no-requeue")
     waits: dict[str, list[str]] = {}
     for entry in spec.get("dependency", []):
         waits.setdefault(entry["type"], []).append(slurm_ids[entry["jobId"]])

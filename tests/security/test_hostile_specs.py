@@ -20,9 +20,14 @@ from harness.workflow import execution_arn, submit, wait_for_execution
 from local_stack.api_gateway import LOCAL_OTHER
 from tests.cloud_fixtures import USER
 from tests.security.harness import Harness, every_job_completes, wait_for_all_executions
+from tests.security.spec_oracle import SBATCH_OPTION_FIELDS
 from tests.support.hostile import BENIGN_SCRIPT, SPEC_FIELDS, Canaries, Case, HypothesisSource, Targets
 
-EXAMPLES_PER_FIELD = 14  # about 0.3 s each: the whole module stays near 75 s
+EXAMPLES_PER_FIELD = 14  # about 0.2 s each: the whole module stays near 60 s
+# The sbatch-option fields are each one value checked by one pattern or range, attacked by the fixed cases too (and
+# by the real-Slurm corpus): fewer examples each keep the module's time.
+EXAMPLES_PER_SBATCH_OPTION = 4
+STRUCTURED_FIELDS = [name for name in SPEC_FIELDS if name not in SBATCH_OPTION_FIELDS]
 PREREQUISITE_SLURM_ID = "4242"
 # A job Slurm keeps PENDING, never started (no start time): every dependency type on it is sent to Slurm.
 PENDING = {
@@ -117,6 +122,31 @@ def fixed_cases(harness: Harness) -> list[Case]:
         {"script": script, "qos": "normal;id", "array": "1-1001", "outputs": ["../x"]},
         {"script": 42, "name": "ok"},
         {"script": script, "account": "uid.0", "ntasks": 2, "cpusPerTask": 2, "memoryMB": 100, "array": "0-2%1"},
+        # The sbatch options of issue 11: look-alikes of other options, shell text, controls, huge values.
+        {"script": script, "gres": "--wrap=x", "constraint": f"a&$(touch {c()})", "licenses": "a\x00b"},
+        {"script": script, "gres": f"gpu:1;touch {c()}", "gpus": "1\n--uid=0", "gpusPerNode": "--gpus=1"},
+        {"script": script, "gpusPerTask": "1" * 100_000, "constraint": "[a&b]" * 10_000},
+        {"script": script, "begin": f"now\ntouch {c()}", "reservation": "--uid=0", "nice": 2**31},
+        {"script": script, "begin": "now+1hour;id", "exclusive": "true", "requeue": 1, "ntasksPerNode": "2"},
+        {"script": script, "memoryMB": 100, "memoryPerCpuMB": 100},
+        {"script": script, "exclusive": "--exclusive", "requeue": None, "licenses": f"`touch {c()}`"},
+        {
+            "script": script,
+            "gpus": "a100:2,v100:1",
+            "gpusPerNode": "2",
+            "gpusPerTask": "a100:1",
+            "gres": "gpu:a100:2,shard:1",
+            "constraint": "[rack1*2&rack2*4]|(intel&ib)",
+            "reservation": "wrap",
+            "licenses": "matlab@db:2,ansys",
+            "begin": "now+1hour",
+            "nice": -2_147_483_645,
+            "exclusive": True,
+            "requeue": False,
+            "ntasksPerNode": 2,
+            "memoryPerCpuMB": 64,
+        },
+        {"script": script, "exclusive": False, "requeue": True, "begin": "2026-12-24T18:00:00", "nice": 0},
         {"scriptS3Key": "inputs/sjapi-fixed/run'()!*.sh", "timeLimitMinutes": 527_040, "nodes": 1},
     ]
     cases = [Case(number, body) for number, body in enumerate(bodies, start=1)]
@@ -129,16 +159,28 @@ def test_fixed_hostile_specs(harness):
         harness.check(case)
 
 
-@pytest.mark.parametrize("focus", SPEC_FIELDS)
-@settings(
-    max_examples=EXAMPLES_PER_FIELD,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
-)
+def explored(max_examples: int) -> settings:
+    """Deterministic exploration (derandomized, no database) of `max_examples` cases."""
+    return settings(
+        max_examples=max_examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    )
+
+
+@pytest.mark.parametrize("focus", STRUCTURED_FIELDS)
+@explored(EXAMPLES_PER_FIELD)
 @given(data=st.data())
 def test_hostile_specs_run_nothing_but_the_job_they_describe(harness, focus, data):
+    harness.check(harness.generator.case(HypothesisSource(data), focus))
+
+
+@pytest.mark.parametrize("focus", SBATCH_OPTION_FIELDS)
+@explored(EXAMPLES_PER_SBATCH_OPTION)
+@given(data=st.data())
+def test_hostile_sbatch_options_run_nothing_but_the_job_they_describe(harness, focus, data):
     harness.check(harness.generator.case(HypothesisSource(data), focus))
 
 

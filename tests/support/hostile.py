@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from hypothesis import strategies as st
 
-from tests.security.spec_oracle import DEPENDENCY_TYPES, INT_RANGES, SPEC_FIELDS
+from tests.security.spec_oracle import BOOLEAN_FIELDS, DEPENDENCY_TYPES, INT_RANGES, SBATCH_OPTION_FIELDS, SPEC_FIELDS
 
 T = TypeVar("T")
 
@@ -35,6 +35,30 @@ CANARY_PREFIX = "sjapi-canary-"
 BENIGN_SCRIPT = "#!/bin/sh\ntrue\n"
 INT_FIELDS = tuple(INT_RANGES)
 NAME_FIELDS = ("name", "partition", "account", "qos")
+# Fields a spec leaves out most of the time: the rarer resources, and what the local cluster cannot run (no GPU,
+# feature, reservation or license is configured there: sbatch refuses those, and the job ends SUBMIT_FAILED).
+RARE_FIELDS = ("account", "qos", "dependency", *SBATCH_OPTION_FIELDS)
+UNRUNNABLE_FIELDS = ("gpus", "gpusPerNode", "gpusPerTask", "gres", "constraint", "reservation", "licenses")
+GPU_LISTS = ["1", "2", "a100:2", "a100:2,v100:1", "nvidia_a100-80gb:8", "0_.-:1", "g" * 32 + ":999999999"]
+GRES_LISTS = ["gpu", "gpu:1", "gpu:a100:2,shard:1", "nvme:100G", "mps:50,gpu:tesla:1", "uid.0:1", "wrap:2"]
+CONSTRAINTS = ["intel", "c5.xlarge&efa", "a|b", "[rack1*2&rack2*4]", "(knl&snc4&flat)*4&haswell", "[(a&b)|c]", "_-"]
+LICENSE_LISTS = ["matlab", "matlab:2,ansys", "fluent@flexlm1:10", "a.b-c_d", "uid.0@x:1", "l" * 32]
+# Begin times: far off (a job would wait), and those a job on the local cluster may start at once.
+BEGIN_TIMES = ["now+1hour", "now+2weeks", "2099-12-31T23:59:59", "2028-02-29", "18:00", "00:00:59", "now+9999999"]
+RUNNABLE_BEGIN_TIMES = ["now", "now+1", "now+2seconds", "2020-02-29T12:00", "2021-01-01"]
+# Values Slurm's own syntax might take but the documented rules refuse, and look-alikes of other options.
+SBATCH_OPTION_TRICKS: dict[str, list[Any]] = {
+    "gpus": ["0", "-1", "a100:", ":2", "a100:2,", "a100 2", "01", "\uff12", "gpu:a100:2", "1" * 65, "--wrap=x"],
+    "gres": ["gpu:", "gpu::2", "gpu:a100:0", "gpu:1;id", "gpu:1\n", "gpu:1\x00", "gpu:1 ", "g" * 129, "--wrap=x"],
+    "constraint": ["a&", "&a", "a||b", "(a", "a)", "[a&[b]]", "[a)", "a b", "!a", "a&" * 64 + "a", "a\x01", "--wrap=x"],
+    "reservation": ["a,b", "-r", "--wrap=x", "r" * 65, "a b"],
+    "licenses": ["matlab:0", "matlab:", "matlab:2,", "@db", "a|b", "a:1:2", "l" * 129, "--wrap=x"],
+    "begin": ["later", "now-1hour", "now+1year", "now+1 hour", "2026-13-01", "2026-02-30", "24:00", "18:60", "--begin"],
+}
+for _field in ("gpusPerNode", "gpusPerTask"):
+    SBATCH_OPTION_TRICKS[_field] = SBATCH_OPTION_TRICKS["gpus"]
+SBATCH_OPTION_TRICKS["begin"] += ["2026-12-24 18:00", "18:00:00\n", "\uff11\uff18:00", "now+12345678", "0000-01-01"]
+BOOLEAN_TRICKS: list[Any] = [1, 0, "true", "false", "yes", "", [True], {"value": True}, "--exclusive"]
 
 
 # ---------------------------------------------------------------------------------------------------------- canaries
@@ -411,6 +435,23 @@ class HostileSpecs:
             "environment": self._valid_environment,
             "workingDirectory": self._valid_working_directory,
             "outputs": self._valid_outputs,
+            # Runnable: room on the one node for every task of a runnable spec (ntasks 1 or 2); fewer would need more
+            # nodes, and slurmctld would refuse the job and still account it (FAILED, never run).
+            "ntasksPerNode": lambda s: s.pick([2] if self.runnable else [1, 2, 64, 4096]),
+            "memoryPerCpuMB": lambda s: s.pick([1, 16, 100] if self.runnable else [1, 100, 1024**3]),
+            "gpus": lambda s: s.pick(GPU_LISTS),
+            "gpusPerNode": lambda s: s.pick(GPU_LISTS),
+            "gpusPerTask": lambda s: s.pick(GPU_LISTS),
+            "gres": lambda s: s.pick(GRES_LISTS),
+            "constraint": lambda s: s.pick(CONSTRAINTS),
+            "reservation": lambda s: s.pick(self._valid_name_list(s)),
+            "licenses": lambda s: s.pick(LICENSE_LISTS),
+            "begin": lambda s: s.pick(RUNNABLE_BEGIN_TIMES if self.runnable else BEGIN_TIMES + RUNNABLE_BEGIN_TIMES),
+            # A negative adjustment needs privileges Slurm does not give the cluster user.
+            "nice": lambda s: s.pick([0, 1, 2_147_483_645] if self.runnable else [0, 1, -20, 2_147_483_645]),
+            # An exclusive job waits for the whole node: now and then only on the shared local cluster.
+            "exclusive": lambda s: s.pick([False, False, False, True] if self.runnable else [True, False]),
+            "requeue": lambda s: s.pick([True, False]),
         }
         return maker[name](source)
 
@@ -571,6 +612,8 @@ class HostileSpecs:
                 ["a\ud800"],
             ],
             "dependency": [],
+            **SBATCH_OPTION_TRICKS,
+            **dict.fromkeys(BOOLEAN_FIELDS, BOOLEAN_TRICKS),
         }
         if name == "dependency":
             return self.hostile_dependency(source)
@@ -629,11 +672,18 @@ class HostileSpecs:
                 body[name] = self._hostile_script(source) if name == "script" else self.hostile(name, source)
             elif name in ("script", "scriptS3Key"):
                 continue
-            elif name == focus or source.chance(30 if name not in ("account", "qos", "dependency") else 8):
+            elif name == focus or source.chance(self._inclusion_percent(name)):
                 body[name] = self.valid(name, source)
         if focus is None and source.chance(5):
             body[source.pick(["cpus_per_task", "uid", "__proto__", "", "name ", "NAME", "sbatchOptions"])] = 1
         return Case(number, body, uploads, canaries=self._case_canaries)
+
+    def _inclusion_percent(self, name: str) -> int:
+        """How often a valid value of a field that is not the case's focus is in the case: on a runnable corpus the
+        fields this cluster cannot hold seldom, so that most accepted jobs still run on Slurm."""
+        if self.runnable and name in UNRUNNABLE_FIELDS:
+            return 2
+        return 8 if name in RARE_FIELDS else 30
 
     def unknown_field_case(self, source: Source) -> Case:
         """A valid spec with one more field, of any name (the API refuses unknown fields) and any value."""

@@ -14,6 +14,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from harness.limits import LARGEST_SBATCH_OPTIONS
 from slurm_job_api import head_node_program as program
 from slurm_job_api.head_node import COMMAND_BUDGET_BYTES, HeadNode
 from slurm_job_api.head_node_protocol import CancelRequest, StatusRequest, SweepJob, SweepRequest
@@ -56,7 +57,6 @@ def largest_spec() -> JobSpec:
             "nodes": 100_000,
             "ntasks": 10_000_000,
             "cpusPerTask": 4096,
-            "memoryMB": 1024 * 1024 * 1024,
             "timeLimitMinutes": 527040,
             "array": ",".join(str(1_000_000 + i) for i in range(31)) + "%99",
             "dependency": [{"type": "afternotok", "jobId": str(uuid.uuid4())} for _ in range(32)],
@@ -65,6 +65,7 @@ def largest_spec() -> JobSpec:
             "account": "a" * 64,
             "qos": "q" * 64,
             "outputs": [f"{i:03d}/" + "o" * 1018 for i in range(100)],
+            **LARGEST_SBATCH_OPTIONS,
         }
     )
 

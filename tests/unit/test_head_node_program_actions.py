@@ -239,12 +239,29 @@ def test_sbatch_failures_are_classified(files, slurm, job_id, stderr, error_type
         ["-p", "debug"],
         ["--partition=a\nb"],
         "--partition=x",
+        ["--exclusive=user"],  # a flag takes no value
+        ["--no-requeue=1"],
+        ["--requeue\n"],
+        ["--exclusive\x00"],
+        ["--nice"],  # an option with a value needs one
+        ["--gres"],
+        ["--exclusive", "--wrap=id"],
+        ["--overcommit"],
     ],
 )
 def test_options_outside_the_allow_list_are_refused(files, slurm, job_id, options):
     reply, _ = run_program(submit_request(files, slurm, job_id, sbatchOptions=options))
     assert reply["error"]["type"] == "BadRequest"
     assert slurm.calls("sbatch") == []
+
+
+def test_flags_and_the_new_options_reach_sbatch_as_given(files, slurm, job_id):
+    options = ["--job-name=x", "--gres=gpu:a100:2,shard:1", "--constraint=[a*2&b]", "--exclusive", "--no-requeue"]
+    options += ["--nice=-5", "--begin=now+1hour", "--mem-per-cpu=100M", "--licenses=matlab:2,ansys", "--requeue"]
+    slurm.set({"sbatch": [{"stdout": "4243\n"}]})
+    reply, _ = run_program(submit_request(files, slurm, job_id, sbatchOptions=options))
+    assert reply["result"]["slurmJobId"] == "4243"
+    assert slurm.calls("sbatch")[0]["argv"][-len(options) :] == options
 
 
 def test_script_download_failure_is_retryable(files, slurm, job_id):

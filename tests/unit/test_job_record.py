@@ -202,4 +202,4 @@ def test_no_record_outgrows_its_budget_whatever_the_spec_and_however_the_job_end
     size = dynamodb_item_bytes(item)
     print(f"largest possible record: {size} bytes ({write_units(size)} write units per update)")
     assert size <= RECORD_WORST_CASE_BYTES, size
-    assert dynamodb_item_bytes({"spec": item["spec"]}) < 8 * 1024  # the summary of the largest spec
+    assert dynamodb_item_bytes({"spec": item["spec"]}) < 9 * 1024  # the summary of the largest spec

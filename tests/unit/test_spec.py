@@ -44,6 +44,49 @@ def test_script_from_s3_inputs():
 
 
 @pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("gpus", "1"),
+        ("gpus", "a100:2,v100:1"),
+        ("gpusPerNode", "nvidia_a100-80gb:8"),
+        ("gpusPerTask", "1"),
+        ("gres", "gpu:a100:2,shard:1"),
+        ("gres", "gpu"),
+        ("gres", "nvme:100G,gpu:2"),
+        ("constraint", "intel"),
+        ("constraint", "c5.xlarge&efa|gpu"),
+        ("constraint", "[rack1*2&rack2*4]"),
+        ("constraint", "(knl&snc4&flat)*4&haswell"),
+        ("constraint", "[(a&b)|c]"),
+        ("begin", "now"),
+        ("begin", "now+1hour"),
+        ("begin", "now+90"),
+        ("begin", "now+2weeks"),
+        ("begin", "2026-12-24"),
+        ("begin", "2026-12-24T18:00"),
+        ("begin", "2028-02-29T23:59:59"),
+        ("begin", "18:00"),
+        ("begin", "00:00:59"),
+        ("reservation", "maintenance-1"),
+        ("licenses", "matlab:2,ansys"),
+        ("licenses", "fluent@flexlm1:10"),
+        ("nice", 0),
+        ("nice", 2147483645),
+        ("nice", -2147483645),
+        ("ntasksPerNode", 4096),
+        ("memoryPerCpuMB", 1024**3),
+        ("exclusive", True),
+        ("exclusive", False),
+        ("requeue", True),
+        ("requeue", False),
+    ],
+)
+def test_each_sbatch_option_field_takes_what_slurm_accepts(field, value):
+    spec = JobSpec.model_validate({"script": SCRIPT, field: value})
+    assert spec.to_json_dict()[field] == value
+
+
+@pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"script": SCRIPT, "nodez": 1}, "nodez"),
@@ -88,6 +131,54 @@ def test_script_from_s3_inputs():
         ({"script": SCRIPT, "outputs": ["dir/"]}, "outputs"),
         ({"script": SCRIPT, "outputs": ["a", "a"]}, "outputs"),
         ({"script": SCRIPT, "outputs": [""]}, "outputs"),
+        *(
+            ({"script": SCRIPT, field: value}, field)
+            for field in ("gpus", "gpusPerNode", "gpusPerTask")
+            for value in ("0", "-1", "a100:", ":2", "a100:2,", "a100 2", "2;id", "--wrap=x", "2\n", "\uff12", "1" * 65)
+        ),
+        *(
+            ({"script": SCRIPT, "gres": value}, "gres")
+            for value in ("", "gpu:", "gpu::2", "gpu:a100:0", "--wrap=x", "gpu:1;id", "gpu:1\n", "gpu:1\x00", "g" * 129)
+        ),
+        *(
+            ({"script": SCRIPT, "constraint": value}, "constraint")
+            for value in ("", "a&", "&a", "a||b", "a&&b", "(a", "a)", "[a&[b]]", "[a)", "a b", "a;id", "$(id)", "!a")
+        ),
+        ({"script": SCRIPT, "constraint": "--wrap=x"}, "constraint"),
+        ({"script": SCRIPT, "constraint": "a\n"}, "constraint"),
+        ({"script": SCRIPT, "constraint": "a&" * 64 + "a"}, "constraint"),
+        *(
+            ({"script": SCRIPT, "begin": value}, "begin")
+            for value in (
+                "",
+                "later",
+                "now-1hour",
+                "now+1year",
+                "now+1 hour",
+                "now+12345678",
+                "2026-13-01",
+                "2026-02-30",
+            )
+        ),
+        *(
+            ({"script": SCRIPT, "begin": value}, "begin")
+            for value in ("2026-12-24 18:00", "24:00", "18:60", "2026-12-24T18", "18:00\n", "--begin=now", "\uff11:00")
+        ),
+        ({"script": SCRIPT, "reservation": "a,b"}, "reservation"),
+        ({"script": SCRIPT, "reservation": "--wrap=x"}, "reservation"),
+        *(
+            ({"script": SCRIPT, "licenses": value}, "licenses")
+            for value in ("", "matlab:0", "matlab:", "matlab:2,", "@db", "a|b", "matlab:2;id", "--wrap=x", "l" * 129)
+        ),
+        ({"script": SCRIPT, "nice": 2147483646}, "nice"),
+        ({"script": SCRIPT, "nice": -2147483646}, "nice"),
+        ({"script": SCRIPT, "ntasksPerNode": 0}, "ntasksPerNode"),
+        ({"script": SCRIPT, "ntasksPerNode": 4097}, "ntasksPerNode"),
+        ({"script": SCRIPT, "memoryPerCpuMB": 0}, "memoryPerCpuMB"),
+        ({"script": SCRIPT, "exclusive": "true"}, "exclusive"),
+        ({"script": SCRIPT, "exclusive": 1}, "exclusive"),
+        ({"script": SCRIPT, "requeue": "no"}, "requeue"),
+        ({"script": SCRIPT, "requeue": 0}, "requeue"),
     ],
 )
 def test_bad_specs_are_refused_naming_the_field(body, field):
@@ -97,7 +188,16 @@ def test_bad_specs_are_refused_naming_the_field(body, field):
         assert field in fields_in_error(caught.value), caught.value
 
 
-INTEGER_FIELDS = ("nodes", "ntasks", "cpusPerTask", "memoryMB", "timeLimitMinutes")
+INTEGER_FIELDS = (
+    "nodes",
+    "ntasks",
+    "cpusPerTask",
+    "memoryMB",
+    "timeLimitMinutes",
+    "ntasksPerNode",
+    "memoryPerCpuMB",
+    "nice",
+)
 
 
 @pytest.mark.parametrize("field", INTEGER_FIELDS)
@@ -112,6 +212,20 @@ def test_integer_fields_take_json_integers_only(field, value):
 def test_integer_fields_take_a_json_integer_as_it_is(field):
     spec = JobSpec.model_validate_json(f'{{"script": "#!/bin/sh\\n", "{field}": 2}}')
     assert spec.to_json_dict()[field] == 2 and type(spec.to_json_dict()[field]) is int
+
+
+@pytest.mark.parametrize(
+    ("body", "names"),
+    [
+        ({"script": SCRIPT, "memoryMB": 1024, "memoryPerCpuMB": 256}, ["memoryMB", "memoryPerCpuMB"]),
+        ({"memoryMB": 1, "memoryPerCpuMB": 1}, ["script", "scriptS3Key", "memoryMB", "memoryPerCpuMB"]),
+    ],
+)
+def test_conflicting_fields_are_refused_naming_every_one(body, names):
+    with pytest.raises(ValidationError) as caught:
+        JobSpec.model_validate(body)
+    message = str(caught.value)
+    assert all(name in message for name in names), message
 
 
 @pytest.mark.parametrize(

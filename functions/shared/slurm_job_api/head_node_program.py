@@ -533,7 +533,8 @@ COMMENT_PREFIX = "slurm-job-api:"
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
 MAX_ENVIRONMENT_BYTES = 1024 * 1024
 MAX_UPLOAD_BYTES = 5 * 1024**3  # a single S3 PUT
-# sbatch options the Lambda may send: "--name=value" with one of these names. Everything else is refused.
+# sbatch options the Lambda may send: "--name=value" with one of these names, or "--flag" alone with one of the flags.
+# Everything else is refused.
 ALLOWED_SBATCH_OPTIONS = frozenset(
     [
         "job-name",
@@ -547,9 +548,22 @@ ALLOWED_SBATCH_OPTIONS = frozenset(
         "dependency",
         "account",
         "qos",
+        "ntasks-per-node",
+        "mem-per-cpu",
+        "gpus",
+        "gpus-per-node",
+        "gpus-per-task",
+        "gres",
+        "constraint",
+        "reservation",
+        "licenses",
+        "begin",
+        "nice",
     ]
 )
+ALLOWED_SBATCH_FLAGS = frozenset(["exclusive", "requeue", "no-requeue"])
 _OPTION_RE = re.compile(r"^--([a-z-]+)=(.+)$", re.DOTALL)
+_FLAG_RE = re.compile(r"^--([a-z-]+)\Z")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -1021,7 +1035,10 @@ def _checked_sbatch_options(options):
         raise BadRequest("sbatchOptions must be a list")
     for option in options:
         match = _OPTION_RE.match(option) if isinstance(option, str) else None
-        if match is None or match.group(1) not in ALLOWED_SBATCH_OPTIONS:
+        flag = _FLAG_RE.match(option) if isinstance(option, str) else None
+        if (match is None or match.group(1) not in ALLOWED_SBATCH_OPTIONS) and (
+            flag is None or flag.group(1) not in ALLOWED_SBATCH_FLAGS
+        ):
             raise BadRequest("sbatch option not allowed: %r" % (option,))
         if "\x00" in option or "\n" in option:
             raise BadRequest("sbatch option contains a control character: %r" % (option,))

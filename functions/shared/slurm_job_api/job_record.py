@@ -65,7 +65,7 @@ class StoredResults(_Stored):
 class SpecSummary(JobSpecBase):
     """The accepted spec as the record keeps it and GET /jobs/{jobId} shows it: every field of the spec given (the
     small ones, JobSpecBase), and for the three that can be large — the script (64 KiB), the environment (64 KiB)
-    and the outputs (100 paths of up to 1024 characters) — their sizes instead. At most about 8 KB whatever the
+    and the outputs (100 paths of up to 1024 characters) — their sizes instead. At most about 9 KB whatever the
     spec; the whole spec is jobs/<jobId>/input/spec.json, and result.json repeats it."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)

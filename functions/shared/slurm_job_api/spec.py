@@ -9,6 +9,7 @@ an integer literal: one spelling per value, so what is stored and echoed is what
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -30,6 +31,46 @@ SlurmName = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"),
 ]
+# Slurm's nice range: sbatch refuses an adjustment beyond NICE_OFFSET - 3 either way (a negative one needs privileges).
+MAX_NICE = 2**31 - 3
+# Resource lists (gres, GPUs, licenses) and constraint expressions: ASCII names, counts without a leading zero.
+_RESOURCE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}"
+_COUNT = r"[1-9][0-9]{0,8}"
+
+
+def _comma_list(item: str, max_length: int, description: str, examples: list[str]) -> object:
+    """A string type: one or more `item`s (a regular expression), comma-separated, at most `max_length` characters."""
+    return Annotated[
+        str,
+        StringConstraints(max_length=max_length, pattern=rf"^{item}(?:,{item})*$"),
+        Field(description=description, examples=examples),
+    ]
+
+
+GpuList = _comma_list(
+    rf"(?:{_RESOURCE_NAME}:)?{_COUNT}", 64, "[type:]count, comma-separated for several types", ["2", "a100:2,v100:1"]
+)
+GresList = _comma_list(
+    rf"{_RESOURCE_NAME}(?::{_RESOURCE_NAME})?(?::{_COUNT}[KMGT]?)?",
+    128,
+    "Generic resources per node, name[:type][:count] (sbatch --gres)",
+    ["gpu:a100:2,shard:1"],
+)
+LicenseList = _comma_list(
+    rf"{_RESOURCE_NAME}(?:@{_RESOURCE_NAME})?(?::{_COUNT})?",
+    128,
+    "Licenses the job needs, name[@server][:count] (sbatch --licenses)",
+    ["matlab:2,ansys"],
+)
+_CONSTRAINT_TOKEN = re.compile(
+    rf"(?P<feature>{_RESOURCE_NAME}(?:\*{_COUNT})?)|(?P<operator>[&|])|(?P<open>[\[(])|(?P<close>[\])](?:\*{_COUNT})?)",
+    re.ASCII,
+)
+_BEGIN_OFFSET = re.compile(r"now(?:\+[0-9]{1,7}(?:seconds?|minutes?|hours?|days?|weeks?)?)?", re.ASCII)
+_BEGIN_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%H:%M", "%H:%M:%S")
+_BEGIN_SHAPE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:T[0-9]{2}:[0-9]{2}(?::[0-9]{2})?)?|[0-9]{2}:[0-9]{2}(?::[0-9]{2})?", re.ASCII
+)
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 # Slurm's array syntax is ASCII: no whitespace (a newline would never reach sbatch) and no other scripts' digits.
@@ -64,6 +105,47 @@ def _check_path_text(value: str, what: str) -> str:
     return value
 
 
+def check_constraint(expression: str) -> str:
+    """A Slurm --constraint expression: features (feature*count) joined by & and |, grouped in ( ) and in [ ]
+    (not nested in another [ ]). ValueError if it is anything else."""
+    expect_operand, opened, position = True, [], 0
+    while position < len(expression):
+        token = _CONSTRAINT_TOKEN.match(expression, position)
+        if token is None:
+            raise ValueError(f"unexpected character {expression[position]!r} at {position}")
+        kind, text = token.lastgroup, token.group()
+        if expect_operand != (kind in ("feature", "open")):
+            raise ValueError(f"unexpected {text!r} at {position}")
+        if kind == "open":
+            if text == "[" and "[" in opened:
+                raise ValueError("[ ] cannot be nested")
+            opened.append(text)
+        elif kind == "close" and (not opened or opened.pop() != {"]": "[", ")": "("}[text[0]]):
+            raise ValueError(f"unbalanced {text[0]!r} at {position}")
+        expect_operand = kind in ("operator", "open")
+        position = token.end()
+    if expect_operand or opened:
+        raise ValueError("the expression is incomplete")
+    return expression
+
+
+def check_begin(value: str) -> str:
+    """A Slurm --begin time in one of three forms: now[+count[seconds|minutes|hours|days|weeks]], an ISO date or date
+    and time (YYYY-MM-DD[THH:MM[:SS]]), a time of day (HH:MM[:SS]). ValueError if it is anything else."""
+    if _BEGIN_OFFSET.fullmatch(value):
+        return value
+    if _BEGIN_SHAPE.fullmatch(value):
+        for form in _BEGIN_FORMATS:
+            try:
+                datetime.strptime(value, form)  # the fields only: Slurm reads its own time zone
+            except ValueError:
+                continue
+            return value
+    raise ValueError(
+        "begin must be now[+count[seconds|minutes|hours|days|weeks]], YYYY-MM-DD[THH:MM[:SS]] or HH:MM[:SS]"
+    )
+
+
 class JobSpecBase(_Model):
     """The fields of the spec whose size stays small (a few KiB in all, whatever the values): every field but the
     script, the environment and the outputs. The job record keeps these (slurm_job_api.job_record.SpecSummary)."""
@@ -93,6 +175,57 @@ class JobSpecBase(_Model):
     )
     account: SlurmName | None = None
     qos: SlurmName | None = None
+    ntasks_per_node: int | None = Field(default=None, ge=1, le=4096, description="sbatch --ntasks-per-node")
+    memory_per_cpu_mb: int | None = Field(
+        default=None,
+        alias="memoryPerCpuMB",
+        ge=1,
+        le=1024 * 1024 * 1024,
+        description="Memory per allocated CPU (sbatch --mem-per-cpu); not with memoryMB",
+    )
+    gpus: GpuList | None = Field(default=None, description="GPUs for the whole job (sbatch --gpus)")
+    gpus_per_node: GpuList | None = Field(default=None, description="GPUs on each node (sbatch --gpus-per-node)")
+    gpus_per_task: GpuList | None = Field(default=None, description="GPUs for each task (sbatch --gpus-per-task)")
+    gres: GresList | None = None
+    constraint: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Node features the job needs, joined by & (and) and | (or), with [ ], ( ) and *count "
+        "(sbatch --constraint)",
+        examples=["intel&ib", "[rack1*2&rack2*4]"],
+    )
+    exclusive: bool | None = Field(
+        default=None, description="true: the job's nodes run no other job (sbatch --exclusive); false: as the partition"
+    )
+    begin: str | None = Field(
+        default=None,
+        max_length=32,
+        description="Earliest start (sbatch --begin): now+1hour, 2026-12-24T18:00 or 18:00",
+        examples=["now+1hour"],
+    )
+    reservation: SlurmName | None = Field(default=None, description="sbatch --reservation")
+    requeue: bool | None = Field(
+        default=None, description="Whether Slurm may requeue the job (true: sbatch --requeue, false: --no-requeue)"
+    )
+    nice: int | None = Field(
+        default=None, ge=-MAX_NICE, le=MAX_NICE, description="Lowers the job's priority by this much (sbatch --nice)"
+    )
+    licenses: LicenseList | None = None
+
+    @field_validator("constraint")
+    @classmethod
+    def _constraint(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            return check_constraint(value)
+        except ValueError as error:
+            raise ValueError(f"constraint: {error} (e.g. intel&ib or [rack1*2&rack2*4])") from None
+
+    @field_validator("begin")
+    @classmethod
+    def _begin(cls, value: str | None) -> str | None:
+        return value if value is None else check_begin(value)
 
     @field_validator("script_s3_key")
     @classmethod
@@ -201,9 +334,15 @@ class JobSpec(JobSpecBase):
         return value
 
     @model_validator(mode="after")
-    def _one_script(self) -> JobSpec:
+    def _no_conflicting_fields(self) -> JobSpec:
+        """Fields that exclude one another, every conflict named at once."""
+        conflicts = []
         if (self.script is None) == (self.script_s3_key is None):
-            raise ValueError("give exactly one of script or scriptS3Key")
+            conflicts.append("give exactly one of script or scriptS3Key")
+        if self.memory_mb is not None and self.memory_per_cpu_mb is not None:
+            conflicts.append("give at most one of memoryMB (per node) and memoryPerCpuMB (per CPU)")
+        if conflicts:
+            raise ValueError("; ".join(conflicts))
         return self
 
     def to_json_dict(self) -> dict:
