@@ -20,6 +20,8 @@ NO_RESOURCE_LEVEL_ACTIONS = frozenset(
         # A task token names its execution (the sweep wakes waiting workflows).
         "states:SendTaskSuccess",
         "states:SendTaskHeartbeat",
+        # Lambda's event source mapping lists the table's streams (PublishJobEventsRole).
+        "dynamodb:ListStreams",
         # Step Functions execution logs (vended log delivery).
         "logs:CreateLogDelivery",
         "logs:GetLogDelivery",
@@ -101,6 +103,9 @@ def role_statements(template: Template, logical_id: str) -> tuple[list[Statement
     resources = template["Resources"]
     statements: list[Statement] = []
     opaque: list[str] = []
+    role = resources[logical_id].get("Properties", {}).get("Role")
+    if role is not None:
+        return _own_role_statements(template, logical_id, role)
     for policy in _as_list(resources[logical_id].get("Properties", {}).get("Policies", [])):
         if isinstance(policy, dict) and "Statement" in policy:
             statements.extend(_document_statements(logical_id, policy))
@@ -113,6 +118,34 @@ def role_statements(template: Template, logical_id: str) -> tuple[list[Statement
             statements.extend(_document_statements(origin, managed["Properties"]["PolicyDocument"]))
         else:
             opaque.append(f"{logical_id}: policy {render(policy)} cannot be inspected; write its statements out")
+    return statements, opaque
+
+
+# The AWS managed policies SAM attaches to every function role it generates (logs; X-Ray with Tracing: Active); a role
+# the template writes out for a function may have them, and no other.
+SAM_FUNCTION_MANAGED_POLICIES = frozenset(
+    {
+        "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+        "arn:${AWS::Partition}:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    }
+)
+
+
+def _own_role_statements(template: Template, logical_id: str, role: Any) -> tuple[list[Statement], list[str]]:
+    """The statements of a role the template writes out for `logical_id` (Role: !GetAtt <role>.Arn)."""
+    reference = role.get("Fn::GetAtt") if isinstance(role, dict) else None
+    name = ".".join(_as_list(reference)).split(".", 1)[0] if reference else None
+    resource = template["Resources"].get(name) if name else None
+    if resource is None or resource.get("Type") != "AWS::IAM::Role":
+        return [], [f"{logical_id}: Role {render(role)} is not an AWS::IAM::Role of this template"]
+    opaque = [
+        f"{logical_id}: its role {name} has the managed policy {render(arn)}"
+        for arn in resource["Properties"].get("ManagedPolicyArns", [])
+        if render(arn) not in SAM_FUNCTION_MANAGED_POLICIES
+    ]
+    statements: list[Statement] = []
+    for policy in resource["Properties"].get("Policies", []):
+        statements.extend(_document_statements(f"{logical_id} via {name}", policy["PolicyDocument"]))
     return statements, opaque
 
 

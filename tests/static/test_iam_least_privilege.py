@@ -27,6 +27,7 @@ HEAD_NODE = {
 }
 TABLE = "${JobsTable.Arn}"
 BUCKET = "${ResultsBucket.Arn}"
+STREAM_READS = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
 STATE_MACHINE_ARN = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-jobs"
 
 # What each role may do: (action, resource) pairs, exactly. A new permission must be added here, on purpose.
@@ -66,8 +67,12 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("states:SendTaskSuccess", "*"),
         ("states:SendTaskHeartbeat", "*"),
     },
-    # Its stream's reads come with SAM's AWSLambdaDynamoDBExecutionRole, which SAM adds for a DynamoDB event.
-    "PublishJobEventsFunction": {("events:PutEvents", "${JobEventsBus.Arn}")},
+    # Its own role (PublishJobEventsRole): SAM's generated one would carry AWSLambdaDynamoDBExecutionRole.
+    "PublishJobEventsFunction": {
+        ("events:PutEvents", "${JobEventsBus.Arn}"),
+        *((action, "${JobsTable.StreamArn}") for action in STREAM_READS),
+        ("dynamodb:ListStreams", "*"),
+    },
     "FinishJobFunction": HEAD_NODE
     | {("dynamodb:GetItem", TABLE), ("dynamodb:UpdateItem", TABLE)}
     | {("s3:PutObject", f"{BUCKET}/jobs/*/{name}") for name in ("stdout", "stderr", "tasks/*", "outputs/*")}
@@ -105,10 +110,13 @@ def properties(template: Template, logical_id: str) -> dict[str, Any]:
 
 
 def statement(template: Template, logical_id: str, sid: str) -> dict[str, Any]:
-    """The statement `sid` of a SAM resource's inline policies or of a managed policy."""
+    """The statement `sid` of a SAM resource's inline policies, of a role's or of a managed policy."""
     resource_properties = properties(template, logical_id)
     documents = [resource_properties["PolicyDocument"]] if "PolicyDocument" in resource_properties else []
     documents += [policy for policy in resource_properties.get("Policies", []) if "Statement" in policy]
+    documents += [
+        policy["PolicyDocument"] for policy in resource_properties.get("Policies", []) if "PolicyDocument" in policy
+    ]
     for document in documents:
         for candidate in document["Statement"]:
             if candidate.get("Sid") == sid:
@@ -255,7 +263,7 @@ def test_send_command_in_a_function_policy_is_checked_too(template: Template) ->
 
 @pytest.mark.parametrize(
     ("owner", "sid"),
-    [("HeadNodePushPolicy", "PublishJobStateHints"), ("PublishJobEventsFunction", "PublishJobStateChanges")],
+    [("HeadNodePushPolicy", "PublishJobStateHints"), ("PublishJobEventsRole", "PublishJobStateChanges")],
 )
 def test_put_events_without_its_source_or_on_another_bus_is_reported(owner: str, sid: str, template: Template) -> None:
     published = statement(template, owner, sid)
@@ -271,7 +279,7 @@ def test_each_publisher_has_its_own_source(pristine: Template) -> None:
         sid: statement(pristine, owner, sid)["Condition"]["StringEquals"]["events:source"]
         for owner, sid in (
             ("HeadNodePushPolicy", "PublishJobStateHints"),
-            ("PublishJobEventsFunction", "PublishJobStateChanges"),
+            ("PublishJobEventsRole", "PublishJobStateChanges"),
         )
     }
     assert sources == {"PublishJobStateHints": EVENT_SOURCE, "PublishJobStateChanges": SOURCE}
@@ -352,3 +360,22 @@ def test_table_without_pitr_is_reported(weaken: Callable, template: Template) ->
 def test_policy_that_hides_its_statements_is_reported(policy: Any, template: Template) -> None:
     properties(template, "PollJobFunction")["Policies"].append(policy)
     assert_reports(rules.uninspectable_policies, template, "PollJobFunction: policy", "cannot be inspected")
+
+
+def test_a_function_role_with_another_managed_policy_is_reported(template: Template) -> None:
+    role = properties(template, "PublishJobEventsRole")
+    role["ManagedPolicyArns"].append("arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole")
+    _, opaque = rules.role_statements(template, "PublishJobEventsFunction")
+    assert opaque == [
+        "PublishJobEventsFunction: its role PublishJobEventsRole has the managed policy "
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole"
+    ]
+
+
+def test_a_role_that_is_not_the_templates_is_reported(template: Template) -> None:
+    properties(template, "PublishJobEventsFunction")["Role"] = "arn:aws:iam::123456789012:role/anything"
+    _, opaque = rules.role_statements(template, "PublishJobEventsFunction")
+    assert opaque == [
+        "PublishJobEventsFunction: Role arn:aws:iam::123456789012:role/anything "
+        "is not an AWS::IAM::Role of this template"
+    ]

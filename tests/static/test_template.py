@@ -161,6 +161,32 @@ def test_every_function_declares_the_local_overrides_empty(generated_template: d
     assert declared == {logical_id: dict.fromkeys(LOCAL_OVERRIDE_VARIABLES, "") for logical_id in environments}
 
 
+# What SAM attaches to every function role it generates (CloudWatch Logs; X-Ray, with Tracing: Active).
+SAM_FUNCTION_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+}
+
+
+def test_generated_roles_carry_no_other_aws_managed_policy(generated_template: dict[str, Any]) -> None:
+    """Every role's AWS managed policies are the two SAM gives every function (the state machine: X-Ray only). An
+    event that makes SAM add another — AWSLambdaDynamoDBExecutionRole for a DynamoDB stream, which reads every stream
+    of the account — must come with a role written out in the template (PublishJobEventsRole)."""
+    extra = {}
+    for logical_id, resource in generated_template["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        arns = resource["Properties"].get("ManagedPolicyArns", [])
+        named = {
+            arn if isinstance(arn, str) else arn.get("Fn::Sub", "").replace("${AWS::Partition}", "aws") for arn in arns
+        }
+        aws_managed = {arn for arn in named if arn.startswith("arn:aws:iam::aws:policy/")}
+        if aws_managed - SAM_FUNCTION_POLICIES:
+            extra[logical_id] = sorted(aws_managed - SAM_FUNCTION_POLICIES)
+    assert extra == {}
+    assert "PublishJobEventsRole" in generated_template["Resources"]
+
+
 # Parameters of docs/architecture.md and their defaults (None: required, no default).
 CONTRACT_PARAMETERS = {
     "ClusterName": None,
