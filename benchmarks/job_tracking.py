@@ -34,7 +34,7 @@ from botocore.exceptions import ClientError
 
 from benchmarks.api_burst import MemoryPeak, _meminfo_kb
 from benchmarks.job_tracking_table import DESIGNS, RunFigures, percentile, render
-from benchmarks.run_environment import describe_environment
+from benchmarks.run_environment import describe_environment, product_commit
 from harness.slurm_records import api_job_of
 from harness.workflow import commands_by_action, entered, execution_arn, execution_statuses, history
 from local_stack.api_gateway import ApiClient
@@ -515,6 +515,7 @@ def main(argv: list[str] | None = None, say: Callable[[str], None] = print) -> i
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
     load = os.getloadavg()[0]
+    commit = product_commit()  # before the first run rewrites the report, a tracked file
     started = time.monotonic()
     runs: list[RunFigures] = []
     words = sys.argv[1:] if argv is None else argv
@@ -525,7 +526,9 @@ def main(argv: list[str] | None = None, say: Callable[[str], None] = print) -> i
             runs.append(run_design(design, jobs, DESIGNS.index(design), say))
             say(render_run_line(runs[-1]))
             # Written after every run: what is done survives a run that cannot finish.
-            environment = describe_environment(minutes=(time.monotonic() - started) / 60, load_at_start=load)
+            environment = describe_environment(
+                minutes=(time.monotonic() - started) / 60, load_at_start=load, commit=commit
+            )
             environment["port offset ($SLURM_JOB_API_PORT_OFFSET)"] = os.environ.get("SLURM_JOB_API_PORT_OFFSET", "0")
             text = render(runs, command=command, environment=environment, introduction=INTRODUCTION)
             args.output.write_text(text)

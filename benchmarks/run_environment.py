@@ -36,19 +36,20 @@ def _os_name() -> str:
     return platform.system()
 
 
-def _commit() -> str:
+def product_commit() -> str:
+    """HEAD's short hash, and whether tracked files differ from it (read it before a run writes its report)."""
     commit = _command_output(["git", "rev-parse", "--short", "HEAD"]) or "unknown"
     dirty = _command_output(["git", "status", "--porcelain", "--untracked-files=no"])
     return f"{commit} (with uncommitted changes)" if dirty else commit
 
 
-def describe_environment(*, minutes: float, load_at_start: float) -> dict[str, str]:
+def describe_environment(*, minutes: float, load_at_start: float, commit: str | None = None) -> dict[str, str]:
     """Label → value, in the order a report shows them. The load average tells how busy the machine was with other
     work (wall times depend on it; counts and verdicts do not)."""
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{_os_name()}, kernel {platform.release()}, {os.cpu_count()} CPUs, {_memory_gib()} memory",
-        "product commit": _commit(),
+        "product commit": commit or product_commit(),
         "Slurm": _command_output([str(SBIN / "slurmctld"), "-V"]) or "unknown",
         "Python": platform.python_version(),
         "moto / boto3 / botocore": " / ".join(metadata.version(name) for name in ("moto", "boto3", "botocore")),
