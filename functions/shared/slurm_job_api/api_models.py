@@ -3,6 +3,8 @@ them and the routes; the job spec of POST /jobs is slurm_job_api.spec.JobSpec)."
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -133,7 +135,7 @@ class InputUpload(_Out):
         examples=["inputs/6f1c.../0b6f1c9e3f7a4c1e9a532a8f6f2b9d10/run.sh"],
     )
     prefix: str = Field(description="Your own inputs prefix: the only one scriptS3Key may name")
-    method: str = Field(default="PUT", description="The HTTP method the URL is signed for")
+    method: Literal["PUT"] = Field(default="PUT", description="The HTTP method the URL is signed for")
     url: str = Field(description="Presigned S3 PUT URL: send the script as the body")
     expires_in_seconds: int
     expires_at: str = Field(description="When the URL stops working (UTC)")
