@@ -251,7 +251,7 @@ def judge(body: Any, *, body_bytes: int, existing_keys: set[str], my_jobs: set[s
     references, must_say = [], []
     if "scriptS3Key" in spec:
         key = spec["scriptS3Key"]
-        if not key.startswith(my_inputs) or key == my_inputs:  # another caller's, the root of inputs/, jobs/, ...
+        if not key.startswith(my_inputs):  # another caller's, the root of inputs/, jobs/, ...
             references.append("scriptS3Key")
             must_say.append(my_inputs)
         elif key not in existing_keys:
