@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterable
 
+import requests
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
@@ -21,6 +22,19 @@ def submit(api, spec: dict | None = None, headers: dict | None = None) -> str:
     if answer.status_code != 202:
         raise AssertionError(answer.text)
     return answer.json()["jobId"]
+
+
+def upload_script(api, script: bytes, file_name: str | None = None) -> str:
+    """Uploads a script as a caller does: POST /inputs for a presigned URL under the caller's own prefix, then a plain
+    HTTP PUT of the bytes (no AWS credentials); returns the key to pass as scriptS3Key."""
+    answer = api.post("/inputs", json={"fileName": file_name} if file_name else {})
+    if answer.status_code != 200:
+        raise AssertionError(answer.text)
+    upload = answer.json()
+    stored = requests.put(upload["url"], data=script, timeout=30)
+    if stored.status_code != 200:
+        raise AssertionError(f"PUT {upload['key']}: {stored.status_code} {stored.text[:300]}")
+    return upload["key"]
 
 
 def execution_arn(cloud: LocalCloud, name: str) -> str:

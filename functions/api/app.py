@@ -22,7 +22,16 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from slurm_job_api import aws_clients, services
-from slurm_job_api.api_models import CancelAccepted, ErrorBody, JobAccepted, JobList, JobOutput, JobView
+from slurm_job_api.api_models import (
+    CancelAccepted,
+    ErrorBody,
+    InputUpload,
+    InputUploadRequest,
+    JobAccepted,
+    JobList,
+    JobOutput,
+    JobView,
+)
 from slurm_job_api.jobs_api import OUTPUT_PAGE_MAX, OUTPUT_PAGE_SIZE, ApiError, JobsApi, dump
 from slurm_job_api.observability import logger, metrics, tracer
 from slurm_job_api.settings import settings
@@ -35,7 +44,7 @@ METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "T
 app = APIGatewayRestResolver(enable_validation=True)
 
 
-class SpecNotAnObject(ApiError):
+class BodyNotAnObject(ApiError):
     """A body that is JSON but not an object: the resolver would read a list as its first item."""
 
     status, code = 422, "ValidationError"
@@ -117,13 +126,31 @@ def submit_job(
     ] = None,
 ) -> Response[JobAccepted]:
     if not isinstance(app.current_event.json_body, dict):
-        raise SpecNotAnObject("body: the job spec must be a JSON object")
+        raise BodyNotAnObject("body: the job spec must be a JSON object")
     accepted, replayed = jobs_api().submit(caller(), spec, idempotency_key)
     accepted.location = _base_path() + accepted.location
     headers = {"Location": accepted.location}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=dump(accepted), headers=headers)
+
+
+@app.post(
+    "/inputs",
+    summary="A presigned PUT URL for a new script object under your own inputs prefix",
+    responses={
+        200: _doc("The new key (pass it as scriptS3Key) and its upload URL, valid for 15 minutes", InputUpload),
+        400: _doc("Malformed JSON", ErrorBody),
+        415: _doc("A body that is not Content-Type: application/json", ErrorBody),
+        **INVALID_REQUEST,
+    },
+)
+@tracer.capture_method
+def create_input_upload(request: InputUploadRequest | None = None) -> InputUpload:
+    if app.current_event.body and not isinstance(app.current_event.json_body, dict):
+        raise BodyNotAnObject('body: must be a JSON object, e.g. {"fileName": "run.sh"}')
+    file_name = (request or InputUploadRequest()).file_name
+    return jobs_api().new_input_upload(caller(), file_name)
 
 
 @app.get(
@@ -220,7 +247,7 @@ def invalid_request(error: RequestValidationError) -> Response:
 @app.exception_handler(RequestUnsupportedContentType)
 def unsupported_media_type(_: RequestUnsupportedContentType) -> Response:
     """A media type _precheck lets through but the resolver does not parse (it compares case-sensitively)."""
-    return _error(415, "UnsupportedMediaType", "send the job spec as Content-Type: application/json")
+    return _error(415, "UnsupportedMediaType", "send the body as Content-Type: application/json")
 
 
 @app.not_found
@@ -258,7 +285,7 @@ def _precheck(event: dict) -> tuple[int, str, str] | None:
         headers = {key.lower(): value for key, value in (event.get("headers") or {}).items()}
         content_type = headers.get("content-type", "")
         if content_type.split(";")[0].strip().lower() != "application/json":
-            return 415, "UnsupportedMediaType", "send the job spec as Content-Type: application/json"
+            return 415, "UnsupportedMediaType", "send the body as Content-Type: application/json"
         # JSON is UTF-8 (RFC 8259): a body declared in another charset is refused, not read as UTF-8 regardless.
         media_type = Message()
         media_type["content-type"] = content_type
@@ -268,7 +295,7 @@ def _precheck(event: dict) -> tuple[int, str, str] | None:
             if name == "charset"
         ]
         if any(charset != "utf-8" for charset in charsets):
-            return 415, "UnsupportedMediaType", "send the job spec as UTF-8 JSON (charset=utf-8, or no charset)"
+            return 415, "UnsupportedMediaType", "send the body as UTF-8 JSON (charset=utf-8, or no charset)"
         try:
             json.loads(body)
         except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes

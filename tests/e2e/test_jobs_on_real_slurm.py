@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from harness.workflow import finish, submit, wait_for_execution
+from local_stack.api_gateway import LOCAL_OTHER
 from slurm_job_api.head_node_program import JOB_DIRECTORIES
 from tests.security.download_names import DOWNLOAD_NAMES, download_name
 from tests.support.idempotency import conflicting_retry
@@ -119,6 +120,30 @@ def test_output_files_of_any_name_download_byte_for_byte_under_their_names(cloud
         download = requests.get(links[f"outputs/{name}"], timeout=10)
         assert download.status_code == 200 and download.content == f"content of {name}\n".encode() + b"\xff", name
         assert download_name(download.headers["Content-Disposition"])[0] == name
+
+
+def test_a_script_uploaded_through_a_presigned_put_runs_for_its_caller_only(cloud, api, slurm, cluster_user):
+    """Caller A asks POST /inputs for an upload, PUTs the script over plain HTTP to the local S3 (no credentials of
+    its own) and submits the key: the job COMPLETES on real Slurm. Caller B submitting A's key is refused and Slurm
+    never sees that job."""
+    upload = api.post("/inputs", json={"fileName": "uploaded.sh"}).json()
+    assert upload["url"].startswith(cloud.endpoint_url + "/") and upload["method"] == "PUT"
+    script = b'#!/bin/bash\necho "uploaded script ran as $(id -un)"\n'
+    assert requests.put(upload["url"], data=script, timeout=10).status_code == 200
+    other = cloud.api_client(LOCAL_OTHER)
+    borrowed_name = f"borrowed-{uuid.uuid4().hex[:8]}"  # accounting keeps earlier runs' jobs
+    borrowed = other.post("/jobs", json={"scriptS3Key": upload["key"], "name": borrowed_name})
+    assert borrowed.status_code == 422, borrowed.text
+    assert (
+        borrowed.json()["message"].startswith("scriptS3Key: ")
+        and other.post("/inputs").json()["prefix"] in (borrowed.json()["message"])
+    )
+    execution, result, view = run_job(cloud, api, {"name": "uploaded-script", "scriptS3Key": upload["key"]})
+    assert (execution["status"], view["status"], result["status"]) == ("SUCCEEDED", "COMPLETED", "COMPLETED")
+    stdout = requests.get(output_links(api, view["jobId"])["stdout"], timeout=10).text
+    assert stdout == f"uploaded script ran as {cluster_user.pw_name}\n"
+    assert slurm.job_ids_named(borrowed_name) == []
+    assert borrowed_name not in [job["name"] for job in other.get("/jobs", params={"limit": 100}).json()["jobs"]]
 
 
 def test_the_same_idempotency_key_twice_is_one_slurm_job(cloud, api, slurm):

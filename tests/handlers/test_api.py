@@ -9,6 +9,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,8 +18,18 @@ import requests
 
 from harness.limits import RECORD_BUDGET_BYTES
 from harness.scripted_slurm import CONFIG, NO_EARLIER_JOB, scontrol_line, squeue_line
-from harness.workflow import SCRIPT, execution_arn, record_bytes, result_json, submit, wait_for_execution
-from local_stack.api_gateway import LOCAL_OTHER
+from harness.workflow import (
+    SCRIPT,
+    execution_arn,
+    record_bytes,
+    result_json,
+    submit,
+    upload_script,
+    wait_for_execution,
+)
+from local_stack.api_gateway import LOCAL_DEVELOPER, LOCAL_OTHER
+from slurm_job_api.inputs import inputs_prefix
+from slurm_job_api.spec import MAX_SCRIPT_BYTES
 from tests.security.download_names import DOWNLOAD_NAMES, download_name
 from tests.support.api_routes import documented_operations
 from tests.support.idempotency import conflicting_retry
@@ -182,23 +193,112 @@ def test_invalid_specs_get_422_naming_the_field_and_start_nothing(cloud, api, bo
 
 
 def test_references_are_checked_before_anything_starts(api, other):
-    missing = {"scriptS3Key": "inputs/not-there.sh"}
+    missing = {"scriptS3Key": inputs_prefix(LOCAL_DEVELOPER.arn) + "not-there.sh"}
     answer = api.post("/jobs", json=missing)
-    assert answer.status_code == 422 and "scriptS3Key" in answer.json()["message"]
+    assert answer.status_code == 422
+    assert answer.json()["message"] == f"scriptS3Key: no object {missing['scriptS3Key']} in the results bucket"
     theirs = submit(other)
     answer = api.post("/jobs", json={"script": SCRIPT, "dependency": [{"jobId": theirs}]})
     assert answer.status_code == 422 and "dependency[0].jobId" in answer.json()["message"]
 
 
-def test_script_from_the_inputs_prefix(cloud, api, slurm):
+def test_a_script_uploaded_through_post_inputs_runs(cloud, api, slurm):
     completes(slurm)
-    cloud.client("s3").put_object(Bucket=cloud.bucket_name, Key="inputs/team/run.sh", Body=b"#!/bin/sh\necho from-s3\n")
-    job_id = submit(api, {"scriptS3Key": "inputs/team/run.sh"})
+    key = upload_script(api, b"#!/bin/sh\necho from-s3\n", "run.sh")
+    job_id = submit(api, {"scriptS3Key": key})
     assert wait_for_execution(cloud, job_id)["status"] == "SUCCEEDED"
     (call,) = slurm.sbatch_calls_for(job_id)
     assert slurm.script(call) == b"#!/bin/sh\necho from-s3\n"  # what sbatch read on its stdin
     output = next(arg.split("=", 1)[1] for arg in call["argv"] if arg.startswith("--output="))
     assert (Path(output).parent / "job.sh").read_bytes() == b"#!/bin/sh\necho from-s3\n"  # the copy left for people
+
+
+# -- POST /inputs and scriptS3Key -------------------------------------------------------------------------------------
+
+
+def counts(cloud) -> tuple[int, int, int]:
+    """(job records and claims, executions, objects under jobs/): what a refused request must leave as it was."""
+    items = cloud.client("dynamodb").scan(TableName=cloud.table_name, Select="COUNT")["Count"]
+    sfn = cloud.client("stepfunctions")
+    executions = len(sfn.list_executions(stateMachineArn=cloud.state_machine_arn)["executions"])
+    objects = cloud.client("s3").list_objects_v2(Bucket=cloud.bucket_name, Prefix="jobs/").get("KeyCount", 0)
+    return items, executions, objects
+
+
+def test_post_inputs_gives_a_fresh_presigned_put_under_the_callers_own_prefix(cloud, api, other):
+    before = datetime.now(UTC)
+    first, second = api.post("/inputs", json={"fileName": "run.sh"}), api.post("/inputs")
+    assert first.status_code == second.status_code == 200, first.text
+    mine = inputs_prefix(LOCAL_DEVELOPER.arn)
+    for upload in (first.json(), second.json()):
+        assert upload["key"].startswith(mine) and upload["prefix"] == mine and upload["method"] == "PUT"
+        assert upload["expiresInSeconds"] == 900 and upload["maxBytes"] == MAX_SCRIPT_BYTES
+        expires_at = datetime.fromisoformat(upload["expiresAt"])
+        assert timedelta(minutes=14) < expires_at - before < timedelta(minutes=16)
+        assert "X-Amz-Expires=900" in upload["url"] and quote(upload["key"], safe="/") in upload["url"]
+    assert first.json()["key"].endswith("/run.sh") and second.json()["key"].endswith("/script.sh")
+    assert first.json()["key"].rsplit("/", 2)[1] != second.json()["key"].rsplit("/", 2)[1]  # a fresh key each time
+    theirs = other.post("/inputs").json()
+    assert theirs["prefix"] == inputs_prefix(LOCAL_OTHER.arn) != mine
+    assert requests.put(first.json()["url"], data=b"#!/bin/sh\ntrue\n", timeout=10).status_code == 200
+    stored = cloud.client("s3").get_object(Bucket=cloud.bucket_name, Key=first.json()["key"])["Body"].read()
+    assert stored == b"#!/bin/sh\ntrue\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"fileName": "../x.sh"}, 422, "fileName"),
+        ({"fileName": "a/b.sh"}, 422, "fileName"),
+        ({"fileName": ""}, 422, "fileName"),
+        ({"fileName": 7}, 422, "fileName"),
+        ({"fileName": "run.sh", "prefix": "inputs/"}, 422, "prefix"),
+        (["run.sh"], 422, "body"),
+    ],
+)
+def test_post_inputs_refuses_bad_bodies(api, body, status, field):
+    answer = api.post("/inputs", json=body)
+    assert answer.status_code == status and field in answer.json()["message"], answer.text
+
+
+def test_script_keys_outside_the_callers_own_prefix_are_refused_and_change_nothing(cloud, api, other):
+    """Another caller's uploaded script and an object at the root of inputs/ exist and are refused, as are a job's
+    own input and look-alikes of the caller's prefix: 422 naming scriptS3Key and the caller's prefix, before any
+    write, claim or execution (the prefix is checked before the object, so no answer tells whether theirs exists)."""
+    theirs = upload_script(other, b"#!/bin/sh\necho theirs\n")
+    s3 = cloud.client("s3")
+    s3.put_object(Bucket=cloud.bucket_name, Key="inputs/shared.sh", Body=b"#!/bin/sh\necho shared\n")
+    mine = inputs_prefix(LOCAL_DEVELOPER.arn)
+    before = counts(cloud)
+    for key in (
+        theirs,
+        theirs.replace("/script.sh", "/missing.sh"),  # the same answer for an object of theirs that does not exist
+        "inputs/shared.sh",
+        "jobs/0b6f1c9e-3f7a-4c1e-9a53-2a8f6f2b9d10/input/spec.json",
+        mine.rstrip("/") + theirs[len("inputs/") :],  # my prefix's characters without its "/", then theirs
+        theirs.replace(inputs_prefix(LOCAL_OTHER.arn), mine.upper().replace("INPUTS/", "inputs/")),
+    ):
+        answer = api.post("/jobs", json={"scriptS3Key": key}, headers={"Idempotency-Key": "not-mine-" + key[-12:]})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["message"] == (
+            f"scriptS3Key: must name an object under your own inputs prefix {mine} (POST /inputs gives one)"
+        )
+    assert counts(cloud) == before
+
+
+def test_a_script_object_over_the_script_limit_is_refused(cloud, api, slurm):
+    """The inline script's limit holds for an object too (checked with HEAD: a larger object is never read)."""
+    completes(slurm)
+    at_limit = upload_script(api, b"#!/bin/sh\n" + b"#" * (MAX_SCRIPT_BYTES - 10))
+    over = upload_script(api, b"#!/bin/sh\n" + b"#" * (MAX_SCRIPT_BYTES - 9))
+    before = counts(cloud)
+    answer = api.post("/jobs", json={"scriptS3Key": over})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["message"] == (
+        f"scriptS3Key: the object is {MAX_SCRIPT_BYTES + 1} bytes; a script is at most {MAX_SCRIPT_BYTES} bytes"
+    )
+    assert counts(cloud) == before
+    assert api.post("/jobs", json={"scriptS3Key": at_limit}).status_code == 202
 
 
 def test_idempotency_key_returns_the_same_job_and_starts_nothing_new(cloud, api, other, slurm):

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from harness.scripted_slurm import CONFIG, NO_EARLIER_JOB, scontrol_line, squeue_line
 from harness.workflow import execution_arn, wait_for_execution
+from slurm_job_api.api_models import InputUploadRequest
 from slurm_job_api.jobs_api import request_hash
 from slurm_job_api.results import script_key, spec_key
 from slurm_job_api.spec import JobSpec
@@ -75,6 +76,7 @@ FINISH_STATE = {"state.error": None}
 
 API_EVENTS = {
     "api-submit-job.json": ApiCase(status=202, parts={"body": JobSpec}),
+    "api-create-input-upload.json": ApiCase(parts={"body": InputUploadRequest}),
     "api-list-jobs.json": ApiCase(),
     "api-get-job.json": ApiCase(job="finished"),
     "api-get-job-by-execution-arn.json": ApiCase(job="finished"),

@@ -133,7 +133,11 @@ class Harness:
         self.upload(case)
         text = case.json_text()
         verdict = judge(
-            case.body, body_bytes=len(text.encode()), existing_keys=self.existing_keys, my_jobs=set(self.targets.mine)
+            case.body,
+            body_bytes=len(text.encode()),
+            existing_keys=self.existing_keys,
+            my_jobs=set(self.targets.mine),
+            my_inputs=self.targets.my_inputs,
         )
         newest_before, sbatch_before = self.newest_execution(), len(self.slurm.calls("sbatch"))
         answer = self.api.post("/jobs", data=text.encode(), headers={"Content-Type": "application/json"})

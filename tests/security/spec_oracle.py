@@ -11,6 +11,7 @@ and the refusal must name the field.
 from __future__ import annotations
 
 import calendar
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ SLURM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}", re.ASCII)
 RESERVED_ENV_PREFIXES = ("SLURM_", "SBATCH_", "SRUN_", "SALLOC_")
 JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
-S3_KEY = re.compile(r"inputs/[A-Za-z0-9!_.*'()/-]+", re.ASCII)
+S3_KEY = re.compile(r"[A-Za-z0-9!_.*'()/-]+", re.ASCII)
 ARRAY = re.compile(r"(\d+(-\d+(:\d+)?)?)(,\d+(-\d+(:\d+)?)?)*(%\d+)?", re.ASCII)
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 INT_RANGES = {
@@ -91,6 +92,12 @@ SPEC_FIELDS = (
 KNOWN_FIELDS = frozenset(SPEC_FIELDS)
 
 
+def caller_inputs_prefix(principal_arn: str) -> str:
+    """The only prefix under which a caller may name a script (README "The API"): inputs/<SHA-256 of the caller's
+    principal ARN, lowercase hex>/."""
+    return f"inputs/{hashlib.sha256(principal_arn.encode()).hexdigest()}/"
+
+
 class Invalid(Exception):
     """A field's value breaks the documented rules."""
 
@@ -101,7 +108,8 @@ class Verdict:
 
     accept: bool
     status: int
-    must_name: list[str] = field(default_factory=list)
+    must_name: list[str] = field(default_factory=list)  # the fields a refusal names
+    must_say: list[str] = field(default_factory=list)  # and what else it must say (the caller's inputs prefix)
     spec: dict[str, Any] = field(default_factory=dict)  # accepted: the values as sbatch must get them
 
     def problem(self, status: int, answer: Any) -> str | None:
@@ -111,8 +119,9 @@ class Verdict:
         if status == 202:
             return None if self.accept else f"accepted, but {self.must_name} break the documented rules"
         message = answer.get("message", "") if isinstance(answer, dict) else ""
-        right = not self.accept and status == self.status and all(name in message for name in self.must_name)
-        return None if right else f"{status} {answer}, expected {self.status} naming {self.must_name}"
+        wanted = [*self.must_name, *self.must_say]
+        right = not self.accept and status == self.status and all(words in message for words in wanted)
+        return None if right else f"{status} {answer}, expected {self.status} naming {wanted}"
 
 
 def _encodable(text: str) -> bool:
@@ -320,8 +329,9 @@ CHECKS = {
 }
 
 
-def judge(body: Any, *, body_bytes: int, existing_keys: set[str], my_jobs: set[str]) -> Verdict:
-    """The documented answer to POST /jobs with this JSON body (`body_bytes`: its size as sent)."""
+def judge(body: Any, *, body_bytes: int, existing_keys: set[str], my_jobs: set[str], my_inputs: str) -> Verdict:
+    """The documented answer to POST /jobs with this JSON body (`body_bytes`: its size as sent) from the caller whose
+    inputs prefix is `my_inputs` (caller_inputs_prefix)."""
     if body_bytes > MAX_BODY_BYTES:
         return Verdict(accept=False, status=413)
     if not isinstance(body, dict):
@@ -344,14 +354,19 @@ def judge(body: Any, *, body_bytes: int, existing_keys: set[str], my_jobs: set[s
         conflicting += ["memoryMB", "memoryPerCpuMB"]
     if conflicting:
         return Verdict(accept=False, status=422, must_name=conflicting)
-    references = []
-    if "scriptS3Key" in spec and spec["scriptS3Key"] not in existing_keys:
-        references.append("scriptS3Key")
+    references, must_say = [], []
+    if "scriptS3Key" in spec:
+        key = spec["scriptS3Key"]
+        if not key.startswith(my_inputs):  # another caller's, the root of inputs/, jobs/, ...
+            references.append("scriptS3Key")
+            must_say.append(my_inputs)
+        elif key not in existing_keys:
+            references.append("scriptS3Key")
     for index, entry in enumerate(spec.get("dependency", [])):
         if entry["jobId"] not in my_jobs:
             references.append(f"dependency[{index}].jobId")
     if references:
-        return Verdict(accept=False, status=422, must_name=references)
+        return Verdict(accept=False, status=422, must_name=references, must_say=must_say)
     return Verdict(accept=True, status=202, spec=spec)
 
 

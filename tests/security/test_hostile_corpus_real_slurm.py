@@ -24,13 +24,13 @@ from datetime import datetime
 
 import pytest
 
-from harness.workflow import execution_statuses, submit
-from local_stack.api_gateway import LOCAL_OTHER
+from harness.workflow import execution_statuses, submit, upload_script
+from local_stack.api_gateway import LOCAL_DEVELOPER, LOCAL_OTHER
 from local_stack.stack import LocalStack
 from slurm_job_api.head_node_program import JOB_DIRECTORIES
 from slurm_job_api.statuses import TERMINAL_STATUSES
 from tests.security.harness import Tally
-from tests.security.spec_oracle import DEFAULT_JOB_NAME, Verdict, judge
+from tests.security.spec_oracle import DEFAULT_JOB_NAME, Verdict, caller_inputs_prefix, judge
 from tests.support.hostile import BENIGN_SCRIPT, Canaries, Case, HostileSpecs, Targets, corpus
 
 SEED = 20261125
@@ -90,7 +90,7 @@ def canaries():
     return Canaries()
 
 
-def send_all(cloud, cases: list[Case], my_jobs: set[str]) -> list[Sent]:
+def send_all(cloud, cases: list[Case], my_jobs: set[str], my_inputs: str) -> list[Sent]:
     """POSTs every case, SENDERS at a time, as programs calling the API do (the jobs they start run at the same
     time); the inputs/ objects are created first. Each answer is judged on its own case alone: no case of the corpus
     depends on another's answer (no idempotency key, no dependency on a job of this caller)."""
@@ -106,7 +106,9 @@ def send_all(cloud, cases: list[Case], my_jobs: set[str]) -> list[Sent]:
         if not hasattr(senders, "api"):
             senders.api = cloud.api_client()  # a client (and its connection pool) per sending thread
         text = case.json_text()
-        verdict = judge(case.body, body_bytes=len(text.encode()), existing_keys=existing, my_jobs=my_jobs)
+        verdict = judge(
+            case.body, body_bytes=len(text.encode()), existing_keys=existing, my_jobs=my_jobs, my_inputs=my_inputs
+        )
         answer = senders.api.post("/jobs", data=text.encode(), headers={"Content-Type": "application/json"})
         try:
             body = answer.json()
@@ -129,11 +131,17 @@ def wait_until_ended(cloud, job_ids: list[str], timeout: float) -> None:
 @pytest.fixture(scope="module")
 def outcome(stack, cloud, canaries) -> Outcome:
     started_at = datetime.now().replace(microsecond=0)
-    foreign = submit(cloud.api_client(LOCAL_OTHER), {"script": BENIGN_SCRIPT, "name": "not-yours"})
-    generator = HostileSpecs(canaries, Targets(foreign=(foreign,)), runnable=True)
+    other = cloud.api_client(LOCAL_OTHER)
+    foreign = submit(other, {"script": BENIGN_SCRIPT, "name": "not-yours"})
+    targets = Targets(
+        foreign=(foreign,),
+        my_inputs=caller_inputs_prefix(LOCAL_DEVELOPER.arn),
+        foreign_input=upload_script(other, BENIGN_SCRIPT.encode()),
+    )
+    generator = HostileSpecs(canaries, targets, runnable=True)
     cases = corpus(SEED, CASES, generator)
     began = time.monotonic()
-    sent = send_all(cloud, cases, my_jobs=set())
+    sent = send_all(cloud, cases, my_jobs=set(), my_inputs=targets.my_inputs)
     sending = time.monotonic() - began
     accepted = [item.job_id for item in sent if item.job_id]
     wait_until_ended(cloud, [*accepted, foreign], ALL_JOBS_END_WITHIN_SECONDS)

@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.scripted_slurm import CONFIG, NO_EARLIER_JOB
-from harness.workflow import execution_arn, submit, wait_for_execution
-from local_stack.api_gateway import LOCAL_OTHER
+from harness.workflow import execution_arn, submit, upload_script, wait_for_execution
+from local_stack.api_gateway import LOCAL_DEVELOPER, LOCAL_OTHER
 from tests.cloud_fixtures import USER
 from tests.security.harness import Harness, every_job_completes, wait_for_all_executions
-from tests.security.spec_oracle import SBATCH_OPTION_FIELDS
+from tests.security.spec_oracle import SBATCH_OPTION_FIELDS, caller_inputs_prefix
 from tests.support.hostile import BENIGN_SCRIPT, SPEC_FIELDS, Canaries, Case, HypothesisSource, Targets
 
 EXAMPLES_PER_FIELD = 14  # about 0.2 s each: the whole module stays near 60 s
@@ -68,6 +68,7 @@ def harness(cloud, slurm):
     )
     mine = submit(api, {"script": BENIGN_SCRIPT, "name": "prerequisite"})
     theirs = submit(other, {"script": BENIGN_SCRIPT, "name": "not-yours"})
+    their_script = upload_script(other, BENIGN_SCRIPT.encode())  # exists, and is no script of this caller's
     park(cloud, [(api, mine), (other, theirs)])
     sbatch_environment = slurm.sbatch_calls_for(mine)[0]["env"]
     every_job_completes(slurm)
@@ -77,7 +78,12 @@ def harness(cloud, slurm):
         slurm=slurm,
         cluster_user=pwd.getpwnam(USER),
         canaries=Canaries(),
-        targets=Targets(mine=(mine,), foreign=(theirs,)),
+        targets=Targets(
+            mine=(mine,),
+            foreign=(theirs,),
+            my_inputs=caller_inputs_prefix(LOCAL_DEVELOPER.arn),
+            foreign_input=their_script,
+        ),
         slurm_ids={mine: PREREQUISITE_SLURM_ID},
         sbatch_environment=sbatch_environment,
     )
@@ -90,6 +96,7 @@ def fixed_cases(harness: Harness) -> list[Case]:
     field both accepted and refused at least once."""
     c = harness.canaries.path
     mine, theirs = harness.targets.mine[0], harness.targets.foreign[0]
+    my_inputs, their_script = harness.targets.my_inputs, harness.targets.foreign_input
     script = BENIGN_SCRIPT
     bodies = [
         {"script": script, "outputs": ["a\ud800"]},  # was a 502 after the execution had started
@@ -114,7 +121,7 @@ def fixed_cases(harness: Harness) -> list[Case]:
         {"script": script, "nodes": 1, "timeLimitMinutes": " 1"},
         {"script": script, "dependency": [{"jobId": mine, "type": True}]},
         {"script": script, "environment": {"SLURM_CONF": "/tmp/evil.conf"}},
-        {"script": script, "scriptS3Key": "inputs/x.sh"},
+        {"script": script, "scriptS3Key": f"{my_inputs}x.sh"},
         {"scriptS3Key": "inputs/../jobs/x/input/script.sh"},
         {"script": script, "workingDirectory": "/tmp/../root"},
         {"script": script, "uid": 0},
@@ -147,16 +154,35 @@ def fixed_cases(harness: Harness) -> list[Case]:
             "memoryPerCpuMB": 64,
         },
         {"script": script, "exclusive": False, "requeue": True, "begin": "2026-12-24T18:00:00", "nice": 0},
-        {"scriptS3Key": "inputs/sjapi-fixed/run'()!*.sh", "timeLimitMinutes": 527_040, "nodes": 1},
+        # Another caller's script (it exists) and every way around the caller's own prefix: refused, naming it.
+        *({"scriptS3Key": key} for key in harness.generator.foreign_script_keys()),
+        {"scriptS3Key": their_script.replace(their_script.rsplit("/", 2)[0] + "/", my_inputs)},  # not mine: missing
+        {"scriptS3Key": f"{my_inputs}sjapi-fixed/run'()!*.sh", "timeLimitMinutes": 527_040, "nodes": 1},
     ]
     cases = [Case(number, body) for number, body in enumerate(bodies, start=1)]
-    cases[-1].uploads["inputs/sjapi-fixed/run'()!*.sh"] = f"#!/bin/sh\n# $(touch {c()})\ntrue\n".encode()
+    cases[-1].uploads[f"{my_inputs}sjapi-fixed/run'()!*.sh"] = f"#!/bin/sh\n# $(touch {c()})\ntrue\n".encode()
     return cases
 
 
 def test_fixed_hostile_specs(harness):
     for case in fixed_cases(harness):
         harness.check(case)
+
+
+def test_a_script_uploaded_through_post_inputs_is_refused_to_the_other_caller(harness):
+    """Across callers, both ways: the object each caller uploaded runs for that caller only (the first way by
+    fixed_cases, which send the other caller's object as this one)."""
+    other = harness.cloud.api_client(LOCAL_OTHER)
+    key = upload_script(harness.api, BENIGN_SCRIPT.encode(), "mine.sh")
+    newest_before, sbatch_before = harness.newest_execution(), len(harness.slurm.calls("sbatch"))
+    for attempt in ({"scriptS3Key": key}, {"scriptS3Key": key, "name": "borrowed", "nodes": 1}):
+        answer = other.post("/jobs", json=attempt, headers={"Idempotency-Key": f"borrow-{len(attempt)}"})
+        assert answer.status_code == 422 and answer.json()["code"] == "InvalidJobSpec", answer.text
+        assert caller_inputs_prefix(LOCAL_OTHER.arn) in answer.json()["message"] and key not in answer.json()["message"]
+    assert harness.newest_execution() == newest_before and len(harness.slurm.calls("sbatch")) == sbatch_before
+    harness.existing_keys.add(key)
+    harness.check(Case(0, {"scriptS3Key": key, "name": "own-upload"}, {key: BENIGN_SCRIPT.encode()}))
+    assert harness.tally.accepted[-1] == harness.newest_execution().rsplit(":", 1)[1]
 
 
 def explored(max_examples: int) -> settings:

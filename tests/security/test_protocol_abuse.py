@@ -211,6 +211,8 @@ def test_unknown_routes_are_404(me, path):
         ("POST", "/jobs/0b6f1c9e-3f7a-4c1e-9a53-2a8f6f2b9d10", {"GET", "DELETE"}),
         ("PUT", "/jobs/0b6f1c9e-3f7a-4c1e-9a53-2a8f6f2b9d10/output", {"GET"}),
         ("DELETE", "/openapi.json", {"GET"}),
+        ("GET", "/inputs", {"POST"}),
+        ("PUT", "/inputs", {"POST"}),
     ],
 )
 def test_wrong_methods_are_405_with_allow(me, starts_nothing, method, path, allowed):

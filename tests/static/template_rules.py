@@ -7,6 +7,7 @@ The rules read template.yaml itself, not the SAM output: the permissions we writ
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 Template = dict[str, Any]
@@ -251,6 +252,29 @@ def events_put_without_a_source(template: Template) -> list[str]:
     return findings
 
 
+# The callers' inputs (POST /inputs, slurm_job_api.inputs): only the API function may write there, and only to presign
+# the uploads of each caller's own prefix; nothing else may create, replace or delete a caller's script.
+INPUT_OBJECT = "${ResultsBucket.Arn}/inputs/<callerKey>/<uploadId>/run.sh"
+INPUT_WRITER = ("ApiFunction", "PresignInputUploads")
+_S3_WRITE_ACTIONS = ("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:RestoreObject")
+
+
+def input_writes_outside_the_api(template: Template) -> list[str]:
+    """s3 writes whose resource covers a caller's input object, by any statement but the API's PresignInputUploads,
+    and any write but s3:PutObject by that one."""
+    findings = []
+    for statement in _all_allow_statements(template):
+        covering = [resource for resource in statement.resources if fnmatchcase(INPUT_OBJECT, resource)]
+        writes = [action for action in statement.actions if action.startswith(_S3_WRITE_ACTIONS)]
+        if not covering or not writes:
+            continue
+        if statement.origin != f"{INPUT_WRITER[0]} statement {INPUT_WRITER[1]}":
+            findings.append(f"{statement.origin}: {writes} on {covering} (only the API presigns callers' inputs)")
+        elif writes != ["s3:PutObject"]:
+            findings.append(f"{statement.origin}: {writes} on {covering} (s3:PutObject only)")
+    return findings
+
+
 def api_routes_without_iam(template: Template) -> list[str]:
     """Ways into a function that do not require SigV4 (AWS_IAM)."""
     findings = []
@@ -335,6 +359,7 @@ ALL_RULES = (
     send_command_outside_head_node,
     events_put_without_a_source,
     api_routes_without_iam,
+    input_writes_outside_the_api,
     unprotected_buckets,
     tables_without_point_in_time_recovery,
 )

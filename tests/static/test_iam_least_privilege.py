@@ -44,6 +44,7 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
             "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:${AWS::StackName}-jobs:*",
         ),
         ("s3:PutObject", f"{BUCKET}/jobs/*/input/*"),
+        ("s3:PutObject", f"{BUCKET}/inputs/*"),  # presigns POST /inputs' uploads (the URL needs its signer's grant)
         ("s3:GetObject", f"{BUCKET}/jobs/*"),
         ("s3:GetObject", f"{BUCKET}/inputs/*"),
     },
@@ -283,6 +284,24 @@ def test_each_publisher_has_its_own_source(pristine: Template) -> None:
         )
     }
     assert sources == {"PublishJobStateHints": EVENT_SOURCE, "PublishJobStateChanges": SOURCE}
+
+
+@pytest.mark.parametrize(
+    ("owner", "sid", "resource"),
+    [
+        ("SubmitJobFunction", "StageJobEnvironment", f"{BUCKET}/inputs/*"),
+        ("FinishJobFunction", "PresignOutputUploads", f"{BUCKET}/*"),
+        ("SweepJobsFunction", "SweepReports", f"{BUCKET}/in*"),
+    ],
+)
+def test_input_writes_by_another_role_are_reported(owner: str, sid: str, resource: str, template: Template) -> None:
+    statement(template, owner, sid).update(Action=["s3:PutObject"], Resource={"Fn::Sub": resource})
+    assert_reports(rules.input_writes_outside_the_api, template, f"{owner} statement {sid}", resource)
+
+
+def test_input_writes_of_the_api_beyond_put_object_are_reported(template: Template) -> None:
+    statement(template, "ApiFunction", "PresignInputUploads")["Action"].append("s3:DeleteObject")
+    assert_reports(rules.input_writes_outside_the_api, template, "s3:DeleteObject")
 
 
 def test_route_without_iam_is_reported(template: Template) -> None:

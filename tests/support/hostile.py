@@ -340,10 +340,13 @@ def nested(depth: int) -> Any:
 
 @dataclass(frozen=True)
 class Targets:
-    """Job ids a dependency may name: the caller's own unfinished jobs, and jobs the caller cannot see."""
+    """What a spec may name: job ids for dependencies (the caller's own unfinished jobs, and jobs the caller cannot
+    see), and script objects (the caller's own inputs prefix, and an object another caller uploaded)."""
 
     mine: tuple[str, ...] = ()
     foreign: tuple[str, ...] = ()
+    my_inputs: str = "inputs/"
+    foreign_input: str = "inputs/someone-else/script.sh"
 
 
 @dataclass
@@ -548,6 +551,7 @@ class HostileSpecs:
                 "1" * 300,
             ],
             "scriptS3Key": [
+                *self.foreign_script_keys(),
                 "inputs/../x",
                 "inputs/./x",
                 "inputs//x",
@@ -560,6 +564,7 @@ class HostileSpecs:
                 "inputs/" + "a" * 1100,
                 "jobs/0b6f1c9e-3f7a-4c1e-9a53-2a8f6f2b9d10/input/script.sh",
                 "inputs/missing-" + uuid.UUID(int=source.integer(0, 2**64)).hex,
+                self.targets.my_inputs + "missing-" + uuid.UUID(int=source.integer(0, 2**64)).hex,
             ],
             "environment": [
                 {"SLURM_X": "1"},
@@ -624,6 +629,26 @@ class HostileSpecs:
         if name in INT_FIELDS and roll < 7:
             return source.pick([*WRONG_NUMBERS, *LAX_NUMBERS, self.canary(source), f"1; {self.canary(source)}"])
         return self.hostile_value(source)
+
+    def foreign_script_keys(self) -> list[str]:
+        """Keys outside the caller's own inputs prefix, or tricks on it: another caller's object (it exists) and
+        their prefix, look-alikes of the caller's prefix, the prefix itself, traversal and encodings out of it."""
+        mine, theirs = self.targets.my_inputs, self.targets.foreign_input
+        their_prefix = theirs.rsplit("/", 2)[0] + "/"
+        return [
+            theirs,
+            their_prefix + "run.sh",
+            theirs.replace(their_prefix, mine.rstrip("/")),  # my prefix's characters without its "/"
+            theirs.replace(their_prefix, "inputs/" + mine[len("inputs/") :].upper()),  # keys are case-sensitive
+            mine,
+            mine.rstrip("/"),
+            mine + "../" + theirs[len("inputs/") :],
+            mine + "%2e%2e/" + theirs[len("inputs/") :],
+            mine + "..%2F" + theirs[len("inputs/") :],
+            "inputs/" + theirs,
+            "inputs/run.sh",
+            "jobs/../" + theirs,
+        ]
 
     def hostile_dependency(self, source: Source) -> Any:
         mine = source.pick(self.targets.mine) if self.targets.mine else str(uuid.UUID(int=source.integer(0, 2**128)))
@@ -700,11 +725,12 @@ class HostileSpecs:
         if roll < 85:
             body["script"] = script
         elif roll < 93:
-            key = f"inputs/sjapi-{self.canaries.run_id}-{number}/" + source.text(12, "abcXYZ019!_.*'()-").lstrip(".")
+            key = f"{self.targets.my_inputs}sjapi-{self.canaries.run_id}-{number}/"
+            key += source.text(12, "abcXYZ019!_.*'()-").lstrip(".")
             body["scriptS3Key"] = key + "run.sh"
             uploads[key + "run.sh"] = script.encode()
         elif roll < 97:
-            body["script"], body["scriptS3Key"] = script, "inputs/x.sh"
+            body["script"], body["scriptS3Key"] = script, self.targets.my_inputs + "x.sh"
         # else: neither
 
     def _hostile_script(self, source: Source) -> Any:

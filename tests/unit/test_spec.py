@@ -95,7 +95,9 @@ def test_each_sbatch_option_field_takes_what_slurm_accepts(field, value):
         ({"script": "echo no shebang"}, "script"),
         ({"script": "#!/bin/sh\n" + "x" * MAX_SCRIPT_BYTES}, "script"),
         ({"script": "#!/bin/sh\n\x00"}, "script"),
-        ({"scriptS3Key": "jobs/other/input/script.sh"}, "scriptS3Key"),
+        # Whose prefix a key is under is the API's check (slurm_job_api.inputs): the spec refuses malformed keys.
+        ({"scriptS3Key": "inputs/a b.sh"}, "scriptS3Key"),
+        ({"scriptS3Key": "inputs/%2e%2e/x"}, "scriptS3Key"),
         ({"scriptS3Key": "inputs/../jobs/x"}, "scriptS3Key"),
         ({"scriptS3Key": "inputs/dir/"}, "scriptS3Key"),
         ({"script": SCRIPT, "name": "bad name"}, "name"),

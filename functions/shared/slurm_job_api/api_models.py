@@ -1,10 +1,14 @@
-"""What the HTTP API answers (Pydantic models; the OpenAPI document is generated from them and the routes)."""
+"""What the HTTP API answers, and the body of POST /inputs (Pydantic models; the OpenAPI document is generated from
+them and the routes; the job spec of POST /jobs is slurm_job_api.spec.JobSpec)."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from slurm_job_api.inputs import DEFAULT_UPLOAD_FILE_NAME, UPLOAD_FILE_NAME_PATTERN
 from slurm_job_api.job_record import JobRecord, JobState, SpecSummary, StoredResults
 from slurm_job_api.statuses import Status
 
@@ -110,3 +114,29 @@ class JobOutput(_Out):
         description="One page of the collected files in result.json's order; result.json itself ends the last page"
     )
     next_token: str | None = Field(default=None, description="Pass as nextToken to get the next page")
+
+
+class InputUploadRequest(BaseModel):
+    """The body of POST /inputs (optional): the file name that ends the new object's key."""
+
+    model_config = ConfigDict(alias_generator=to_camel, extra="forbid", strict=True, frozen=True)
+
+    file_name: str = Field(
+        default=DEFAULT_UPLOAD_FILE_NAME,
+        pattern=UPLOAD_FILE_NAME_PATTERN,
+        description="The last part of the new object's key",
+        examples=["run.sh"],
+    )
+
+
+class InputUpload(_Out):
+    key: str = Field(
+        description="The new object's key, under your own inputs prefix: pass it as scriptS3Key",
+        examples=["inputs/6f1c.../0b6f1c9e3f7a4c1e9a532a8f6f2b9d10/run.sh"],
+    )
+    prefix: str = Field(description="Your own inputs prefix: the only one scriptS3Key may name")
+    method: Literal["PUT"] = Field(default="PUT", description="The HTTP method the URL is signed for")
+    url: str = Field(description="Presigned S3 PUT URL: send the script as the body")
+    expires_in_seconds: int
+    expires_at: str = Field(description="When the URL stops working (UTC)")
+    max_bytes: int = Field(description="The largest script POST /jobs accepts from an object")

@@ -10,16 +10,17 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from slurm_job_api import arns, errors, results
+from slurm_job_api import arns, errors, inputs, results
 from slurm_job_api.api_models import (
     CancelAccepted,
     ErrorBody,
+    InputUpload,
     JobAccepted,
     JobList,
     JobOutput,
@@ -36,7 +37,7 @@ from slurm_job_api.observability import logger
 from slurm_job_api.progress import job_id_of_execution_name
 from slurm_job_api.results import PRESIGNED_URL_SECONDS, ResultsBucket
 from slurm_job_api.settings import Settings
-from slurm_job_api.spec import JobSpec
+from slurm_job_api.spec import MAX_SCRIPT_BYTES, JobSpec
 from slurm_job_api.statuses import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
 from slurm_job_api.workflow_events import WorkflowInput
 
@@ -276,8 +277,8 @@ class JobsApi:
 
     def _check_references(self, owner: str, spec: JobSpec, job_id: str | None) -> None:
         problems = []
-        if spec.script_s3_key is not None and not self.bucket.exists(spec.script_s3_key):
-            problems.append(f"scriptS3Key: no object {spec.script_s3_key} in the results bucket")
+        if spec.script_s3_key is not None:
+            problems += self._script_object_problems(owner, spec.script_s3_key)
         for index, dependency in enumerate(spec.dependency or []):
             if dependency.job_id == job_id:
                 problems.append(f"dependency[{index}].jobId: a job cannot depend on itself")
@@ -285,6 +286,19 @@ class JobsApi:
                 problems.append(f"dependency[{index}].jobId: no such job {dependency.job_id}")
         if problems:
             raise InvalidJobSpec("; ".join(problems))
+
+    def _script_object_problems(self, owner: str, key: str) -> list[str]:
+        """Why `key` cannot be this caller's script: not under their own prefix (checked first, so that nobody learns
+        whether another caller's object exists), no such object, or larger than an inline script may be."""
+        prefix = inputs.inputs_prefix(owner)
+        if not inputs.is_own_input(owner, key):
+            return [f"scriptS3Key: must name an object under your own inputs prefix {prefix} (POST /inputs gives one)"]
+        size = self.bucket.object_size(key)
+        if size is None:
+            return [f"scriptS3Key: no object {key} in the results bucket"]
+        if size > MAX_SCRIPT_BYTES:
+            return [f"scriptS3Key: the object is {size} bytes; a script is at most {MAX_SCRIPT_BYTES} bytes"]
+        return []
 
     def _replay(self, record: JobRecord, digest: str) -> JobAccepted:
         if record.request_hash and record.request_hash != digest:
@@ -303,6 +317,22 @@ class JobsApi:
             execution_arn=record.execution_arn,
             status=record.status,
             location=f"/jobs/{record.job_id}",
+        )
+
+    # -- POST /inputs ----------------------------------------------------------------------------------------------
+
+    def new_input_upload(self, owner: str, file_name: str) -> InputUpload:
+        """A presigned PUT URL for a new object under the caller's own prefix (a fresh key each time)."""
+        key = inputs.upload_key(owner, uuid.uuid4().hex, file_name)
+        expires_at = self.now() + timedelta(seconds=PRESIGNED_URL_SECONDS)
+        logger.info("input upload issued", extra={"key": key})
+        return InputUpload(
+            key=key,
+            prefix=inputs.inputs_prefix(owner),
+            url=self.bucket.presigned_put(key),
+            expires_in_seconds=PRESIGNED_URL_SECONDS,
+            expires_at=iso(expires_at),
+            max_bytes=MAX_SCRIPT_BYTES,
         )
 
     # -- GET /jobs/{jobId} -----------------------------------------------------------------------------------------

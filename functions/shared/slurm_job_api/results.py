@@ -154,15 +154,16 @@ class ResultsBucket:
             raise
         return json.loads(body)
 
-    def exists(self, key: str) -> bool:
+    def object_size(self, key: str) -> int | None:
+        """The size in bytes of the object under `key`, or None if there is none."""
         try:
-            self._s3.head_object(Bucket=self.name, Key=key)
+            head = self._s3.head_object(Bucket=self.name, Key=key)
         except ClientError as error:
             # Without s3:ListBucket (not granted), S3 answers 403 rather than 404 for a missing key.
             if error.response.get("Error", {}).get("Code") in ("403", "404", "NoSuchKey", "NotFound", "AccessDenied"):
-                return False
+                return None
             raise
-        return True
+        return int(head["ContentLength"])
 
     def presigned_get(self, key: str, *, seconds: int = PRESIGNED_URL_SECONDS, filename: str | None = None) -> str:
         """A GET link; with `filename`, the download is an attachment of that name (see `attachment`)."""

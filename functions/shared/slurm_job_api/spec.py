@@ -155,8 +155,10 @@ class JobSpecBase(_Model):
         default=None,
         alias="scriptS3Key",
         max_length=1024,
-        pattern=r"^inputs/[A-Za-z0-9!_.*'()/-]+$",
-        description="Key of the batch script in the results bucket's inputs/ prefix (instead of script)",
+        # Which prefix is the caller's own is checked by the API, which knows the caller (slurm_job_api.inputs).
+        pattern=r"^[A-Za-z0-9!_.*'()/-]+$",
+        description="Key of the batch script under your own inputs prefix, as POST /inputs gives it (instead of "
+        "script; at most 64 KiB)",
     )
     partition: SlurmName | None = None
     nodes: int | None = Field(default=None, ge=1, le=100_000)
