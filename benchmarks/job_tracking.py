@@ -393,8 +393,9 @@ def detection_breakdown(
         return " / ".join(f"{percentile(values, q):.1f} s" if values else "—" for q in (0.5, 0.95))
 
     lines = [
-        f"detection split (p50 / p95): End to the final PollJob's Invoke {p50_p95(to_invoke)}; its wait for an "
-        f"environment {p50_p95(waited)}; from its start to the record seen terminal {p50_p95(to_seen)}"
+        f"detection split (p50 / p95): End to the final PollJob's Invoke {p50_p95(to_invoke)} (negative: it was "
+        f"invoked before the end); its wait for an environment {p50_p95(waited)}; from its start to the record seen "
+        f"terminal {p50_p95(to_seen)}"
     ]
     if to_wake:
         lines.append(
