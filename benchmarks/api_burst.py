@@ -57,7 +57,7 @@ class MemoryPeak:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def follow(self) -> threading.Thread:
-        self.lowest_available_kb = _meminfo_kb("MemAvailable")
+        self.lowest_available_kb = meminfo_kb("MemAvailable")
         sampler = threading.Thread(target=self._sample, name="memory-sampler", daemon=True)
         sampler.start()
         return sampler
@@ -72,7 +72,7 @@ class MemoryPeak:
             self.environments = max(self.environments, len(pids))
             self.pss_kb = max(self.pss_kb, sum(pss for pss, _ in totals))
             self.rss_kb = max(self.rss_kb, sum(rss for _, rss in totals))
-            self.lowest_available_kb = min(self.lowest_available_kb, _meminfo_kb("MemAvailable"))
+            self.lowest_available_kb = min(self.lowest_available_kb, meminfo_kb("MemAvailable"))
 
 
 def _children(pid: int) -> list[int]:
@@ -102,7 +102,7 @@ def _rollup_kb(pid: int) -> tuple[int, int]:
     return values.get("Pss", 0), values.get("Rss", 0)
 
 
-def _meminfo_kb(name: str) -> int:
+def meminfo_kb(name: str) -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith(f"{name}:"):
             return int(line.split()[1])
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None, say: Callable[[str], None] = print) -> i
     logging.basicConfig(level=logging.ERROR)
     # moto's ASL interpreter logs each failed task at ERROR, with its whole state; the jobs here fail by design.
     logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
-    say(f"{os.cpu_count()} CPUs, MemTotal {_meminfo_kb('MemTotal') / 1024**2:.1f} GiB")
+    say(f"{os.cpu_count()} CPUs, MemTotal {meminfo_kb('MemTotal') / 1024**2:.1f} GiB")
     for design, count in args.bursts:
         for line in run_burst(design, count).lines():
             say(line)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from benchmarks.api_burst import MemoryPeak, _meminfo_kb
+from benchmarks.api_burst import MemoryPeak, meminfo_kb
 from benchmarks.job_tracking_table import DESIGNS, RunFigures, percentile, render
 from benchmarks.run_environment import describe_environment, product_commit
 from harness.slurm_records import api_job_of
@@ -270,7 +270,7 @@ def run_design(design: str, jobs: int, index: int, say: Callable[[str], None]) -
     )
     name = f"bt{uuid.uuid4().hex[:8]}"
     notes: list[str] = []
-    available_before_kb = _meminfo_kb("MemAvailable")
+    available_before_kb = meminfo_kb("MemAvailable")
     with stack:
         cloud = stack.running_cloud
         watch = TerminalWatch(stack)
@@ -307,8 +307,9 @@ def run_design(design: str, jobs: int, index: int, say: Callable[[str], None]) -
         by_action = commands_by_action(cloud)
         invocations = Counter(entry.function_logical_id for entry in cloud.runtime.invocations)
         transitions, events_per_job, lost = [], [], 0
+        histories = {job_id: history(cloud, execution_arn(cloud, job_id)) for job_id in job_ids}
         for job_id in job_ids:
-            events = history(cloud, execution_arn(cloud, job_id))
+            events = histories[job_id]
             transitions.append(len(entered(events)))
             events_per_job.append(len(events))
             lost += not _ended_well(stack, job_id, statuses.get(job_id), job_id in watch.seen)
@@ -321,13 +322,13 @@ def run_design(design: str, jobs: int, index: int, say: Callable[[str], None]) -
             for job_id in job_ids
             if job_id in watch.seen and len(ends.get(job_id, [])) == 1
         ]
-        notes.extend(detection_breakdown(cloud, job_ids, watch.seen, ends))
+        notes.extend(detection_breakdown(cloud, histories, watch.seen, ends))
         if len(detection) < len(job_ids):
             notes.append(f"{len(job_ids) - len(detection)} jobs without a single Slurm End and a terminal record")
         not_succeeded = Counter(status for status in statuses.values() if status != "SUCCEEDED")
         if not_succeeded:
             notes.append(f"executions not SUCCEEDED: {dict(not_succeeded)}")
-    total_kb = _meminfo_kb("MemTotal")
+    total_kb = meminfo_kb("MemTotal")
     figures = RunFigures(
         design=design,
         jobs=jobs,
@@ -354,7 +355,7 @@ def run_design(design: str, jobs: int, index: int, say: Callable[[str], None]) -
 
 
 def detection_breakdown(
-    cloud, job_ids: list[str], seen: dict[str, float], ends: dict[str, list[datetime]]
+    cloud, histories: dict[str, list[dict]], seen: dict[str, float], ends: dict[str, list[datetime]]
 ) -> list[str]:
     """Where the detection time goes, per job: Slurm's End to the wake of its workflow (the sweep's SendTaskSuccess,
     as the execution's history records it; a job that no wake ended has none), to the Invoke of the PollJob that
@@ -369,14 +370,14 @@ def detection_breakdown(
             last_poll[job_id] = (requested, started)
     to_wake, wake_to_invoke, to_invoke, waited, to_seen = [], [], [], [], []
     waits_ended: Counter[str] = Counter()
-    for job_id in job_ids:
-        waits_ended.update(await_news_endings(history(cloud, execution_arn(cloud, job_id))))
-    for job_id in job_ids:
+    for events in histories.values():
+        waits_ended.update(await_news_endings(events))
+    for job_id, events in histories.items():
         if job_id not in seen or job_id not in last_poll or len(ends.get(job_id, [])) != 1:
             continue
         end = ends[job_id][0].timestamp()
         requested, started = last_poll[job_id]
-        woken = last_wake(history(cloud, execution_arn(cloud, job_id)))
+        woken = last_wake(events)
         if woken is not None and woken <= requested:
             to_wake.append(woken - end)
             wake_to_invoke.append(requested - woken)

@@ -11,6 +11,7 @@ from local_stack.sam_env_vars import LOCAL_OVERRIDE_VARIABLES
 from local_stack.template_model import load_template_document
 from tests.support.api_routes import ANY_METHOD, api_events
 
+from . import template_rules
 from .tools import (
     LAYER_WHEELHOUSE,
     REPO_ROOT,
@@ -161,10 +162,10 @@ def test_every_function_declares_the_local_overrides_empty(generated_template: d
     assert declared == {logical_id: dict.fromkeys(LOCAL_OVERRIDE_VARIABLES, "") for logical_id in environments}
 
 
-# What SAM attaches to every function role it generates (CloudWatch Logs; X-Ray, with Tracing: Active).
+# What SAM attaches to every function role it generates (CloudWatch Logs; X-Ray, with Tracing: Active), as SAM
+# writes them in the aws partition.
 SAM_FUNCTION_POLICIES = {
-    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    arn.replace("${AWS::Partition}", "aws") for arn in template_rules.SAM_FUNCTION_MANAGED_POLICIES
 }
 
 
