@@ -17,11 +17,17 @@ from pathlib import Path
 import pytest
 
 from slurm_job_api.head_node_program import (
+    DENIED_CLUSTER_USERS,
     JOB_DIRECTORIES,
     MAX_SWEEP_JOBS,
+    MIN_CLUSTER_UID,
+    POLICY_FILE_VARIABLE,
     REPLY_FIELDS,
     STATE_DIRECTORY_VARIABLE,
     SUMMARY_FIELDS,
+    USER_NAME_RE,
+    HeadNodeSetupError,
+    cluster_user_policy,
 )
 from slurm_job_api.head_node_protocol import StatusReply, SweepReply, SweepReport
 from slurm_job_api.ssm_command import shell_commands
@@ -81,14 +87,14 @@ def job_id(user):
 
 
 def run_program(
-    request: dict, cluster_user: str | None = None, state: Path | None = None
+    request: dict, cluster_user: str | None = None, state: Path | None = None, env: dict | None = None
 ) -> tuple[dict, subprocess.CompletedProcess]:
     """Runs the program exactly as the SSM agent would run our command (as the test user unless ``cluster_user`` is
     given), with `state` (else this checkout's) as its state directory; returns (reply, process)."""
     full = {"protocol": 1, "clusterUser": cluster_user or cluster_user_name(), **request}
     done = subprocess.run(
         ["/bin/bash", "-c", "\n".join(shell_commands(full))],
-        env={**AGENT_ENV, STATE_DIRECTORY_VARIABLE: str(state or state_directory())},
+        env={**AGENT_ENV, STATE_DIRECTORY_VARIABLE: str(state or state_directory()), **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,
@@ -278,6 +284,75 @@ def test_never_runs_jobs_as_root(files, slurm, job_id):
 def test_unknown_cluster_user_is_a_clear_error(files, slurm, job_id):
     reply, _ = run_program(submit_request(files, slurm, job_id), cluster_user="no-such-user-here")
     assert reply["error"]["type"] == "ClusterUserInvalid" and "does not exist" in reply["error"]["message"]
+
+
+def test_system_and_service_accounts_are_refused_whatever_the_lambda_sent(files, slurm, job_id):
+    for name in ("daemon", "munge", "nobody"):
+        reply, _ = run_program(submit_request(files, slurm, job_id), cluster_user=name)
+        assert reply["error"]["type"] == "ClusterUserInvalid", (name, reply)
+    assert slurm.calls() == []
+
+
+def system_account_off_the_deny_list() -> str:
+    """An account below the minimum uid that the deny-list does not name (Debian's _apt, uid 42, at least)."""
+    names = [user.pw_name for user in pwd.getpwall() if 0 < user.pw_uid < MIN_CLUSTER_UID]
+    names = [name for name in names if name not in DENIED_CLUSTER_USERS and USER_NAME_RE.match(name)]
+    assert names, "this machine has no system account off the deny-list to try"
+    return sorted(names)[0]
+
+
+def test_a_uid_below_the_minimum_is_refused_even_off_the_deny_list(files, slurm, job_id):
+    name = system_account_off_the_deny_list()
+    reply, _ = run_program(submit_request(files, slurm, job_id), cluster_user=name)
+    assert reply["error"]["type"] == "ClusterUserInvalid" and "below the minimum 1000" in reply["error"]["message"]
+    assert slurm.calls() == []
+
+
+def write_policy(path: Path, policy: object, mode: int = 0o644) -> Path:
+    path.write_text(json.dumps(policy))
+    path.chmod(mode)
+    return path
+
+
+def test_the_policy_file_tightens_the_minimum_and_the_deny_list(files, slurm, job_id, user, tmp_path):
+    strict = write_policy(tmp_path / "strict.json", {"minUid": user.pw_uid + 1})
+    reply, _ = run_program(submit_request(files, slurm, job_id), env={POLICY_FILE_VARIABLE: str(strict)})
+    assert reply["error"]["type"] == "ClusterUserInvalid" and f"below the minimum {user.pw_uid + 1}" in str(reply)
+    denied = write_policy(tmp_path / "denied.json", {"deniedUsers": [user.pw_name]})
+    reply, _ = run_program(submit_request(files, slurm, job_id), env={POLICY_FILE_VARIABLE: str(denied)})
+    assert reply["error"]["type"] == "ClusterUserInvalid" and "service account" in reply["error"]["message"]
+    assert slurm.calls() == []
+
+
+def test_the_policy_file_never_loosens_ours(tmp_path):
+    loose = write_policy(tmp_path / "loose.json", {"minUid": 0, "deniedUsers": []})
+    assert cluster_user_policy(str(loose)) == (MIN_CLUSTER_UID, DENIED_CLUSTER_USERS)
+    assert cluster_user_policy(str(tmp_path / "absent.json")) == (MIN_CLUSTER_UID, DENIED_CLUSTER_USERS)
+
+
+@pytest.mark.parametrize(
+    ("policy", "mode", "owner"),
+    [
+        ({"minUid": 5000}, 0o666, 0),  # others may write it
+        ({"minUid": 5000}, 0o664, 0),  # its group may write it
+        ({"minUid": 5000}, 0o644, 1),  # not root's
+        (["minUid"], 0o644, 0),
+        ({"minUid": "5000"}, 0o644, 0),
+        ({"deniedUsers": "alice"}, 0o644, 0),
+    ],
+)
+def test_a_policy_file_that_cannot_be_trusted_is_a_setup_error(tmp_path, policy, mode, owner):
+    path = write_policy(tmp_path / "policy.json", policy, mode)
+    os.chown(path, owner, 0)
+    with pytest.raises(HeadNodeSetupError):
+        cluster_user_policy(str(path))
+
+
+def test_a_policy_file_that_is_a_symlink_is_not_followed(tmp_path):
+    target = write_policy(tmp_path / "target.json", {"minUid": 5000})
+    (tmp_path / "link.json").symlink_to(target)
+    with pytest.raises(HeadNodeSetupError):
+        cluster_user_policy(str(tmp_path / "link.json"))
 
 
 def test_missing_slurm_binaries_are_a_setup_error(files, job_id, tmp_path):

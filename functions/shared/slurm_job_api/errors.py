@@ -56,7 +56,8 @@ class HeadNodeSetupError(SlurmJobApiError):
 
 
 class ClusterUserInvalid(SlurmJobApiError):
-    """The configured cluster user does not exist on the head node, or is root."""
+    """The cluster user does not exist on the head node, or is root, a system or service account, or below the
+    minimum uid (checked on the head node at every command)."""
 
 
 class SlurmCommandFailed(SlurmJobApiError):

@@ -1572,6 +1572,58 @@ def _reply(action, result=None, error=None):
     return json.dumps(document, sort_keys=True)
 
 
+# Who jobs may run as, checked here at run time whatever the Lambda sent: never root, never an account below
+# MIN_CLUSTER_UID (system accounts), never one of DENIED_CLUSTER_USERS (system and service accounts that a head node
+# may give a uid in the users' range). An operator tightens both in a policy file on the head node (README, "What
+# the head node needs"): {"minUid": 2000, "deniedUsers": ["admin"]}. It is read only if root owns it and only root
+# may write it; it can raise the minimum and add names, never lower or remove ours.
+MIN_CLUSTER_UID = 1000
+DENIED_CLUSTER_USERS = frozenset(
+    [
+        *("root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data"),
+        *("backup", "list", "irc", "gnats", "nobody", "nfsnobody", "adm", "operator", "halt", "shutdown", "ftp"),
+        *("slurm", "munge", "slurmrestd", "pcluster-admin", "dcv", "dcvsmagent", "ssm-user", "sshd"),
+    ]
+)
+POLICY_FILE_VARIABLE = "SLURM_JOB_API_HEAD_NODE_POLICY_FILE"
+DEFAULT_POLICY_FILE = "/etc/slurm-job-api/policy.json"
+MAX_POLICY_BYTES = 64 * 1024
+
+
+def cluster_user_policy(path=None):
+    """(minimum uid, denied names) in force: ours, tightened by the policy file if root owns it and nobody else may
+    write it. A policy file that exists but cannot be trusted or read is a setup error, not silently ignored."""
+    path = path or os.environ.get(POLICY_FILE_VARIABLE) or DEFAULT_POLICY_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return MIN_CLUSTER_UID, DENIED_CLUSTER_USERS
+    except OSError as error:
+        raise HeadNodeSetupError("cannot read the policy file %s: %s" % (path, error.strerror)) from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+            raise HeadNodeSetupError(
+                "the policy file %s must be a regular file of root's that only root may write" % path
+            )
+        text = handle.read(MAX_POLICY_BYTES + 1)
+    try:
+        policy = json.loads(text.decode("utf-8")) if len(text) <= MAX_POLICY_BYTES else None
+    except ValueError:
+        policy = None
+    if not isinstance(policy, dict):
+        raise HeadNodeSetupError(
+            "the policy file %s is not a JSON object of at most %d bytes" % (path, MAX_POLICY_BYTES)
+        )
+    min_uid = policy.get("minUid", MIN_CLUSTER_UID)
+    denied = policy.get("deniedUsers", [])
+    if type(min_uid) is not int or not isinstance(denied, list) or not all(isinstance(name, str) for name in denied):
+        raise HeadNodeSetupError(
+            'the policy file %s: "minUid" must be an integer, "deniedUsers" a list of names' % path
+        )
+    return max(MIN_CLUSTER_UID, min_uid), DENIED_CLUSTER_USERS | frozenset(denied)
+
+
 def _cluster_user(request):
     name = _require(request, "clusterUser", USER_NAME_RE)
     try:
@@ -1580,6 +1632,14 @@ def _cluster_user(request):
         raise ClusterUserInvalid("the cluster user %r does not exist on the head node" % name) from None
     if entry.pw_uid == 0:
         raise ClusterUserInvalid("jobs never run as root: the cluster user %r has uid 0" % name)
+    min_uid, denied = cluster_user_policy()
+    if entry.pw_name in denied or name in denied:
+        raise ClusterUserInvalid("jobs never run as the system or service account %r" % name)
+    if entry.pw_uid < min_uid:
+        raise ClusterUserInvalid(
+            "jobs never run as a system account: the cluster user %r has uid %d, below the minimum %d"
+            % (name, entry.pw_uid, min_uid)
+        )
     return entry
 
 
