@@ -1419,6 +1419,61 @@ def collect_message(error):
     return text.replace("\\", "/").replace('"', "'")[:COLLECT_MESSAGE_CHARACTERS]
 
 
+# read-output: a page of a job's stdout/stderr while it runs. The reply carries the page as base64 (4 characters per 3
+# bytes) and must fit the 24,000 characters of stdout SSM returns (docs/facts.md) with its envelope and diagnostics:
+# 12 KiB are 16,384 characters, which leaves about 7,400 for the rest (the envelope is about 150, each diagnostic line
+# of a repaired job directory up to about 400); tests/unit/test_head_node.py proves the largest reply fits.
+READ_OUTPUT_MAX_BYTES = 12 * 1024
+READ_OUTPUT_STREAMS = ("stdout", "stderr")
+MAX_FILE_OFFSET = 2**63 - 1  # off_t
+MAX_TASK_ID = 4000000  # Slurm's MaxArraySize is at most 4000001
+
+
+def _whole_number(request, key, low, high, optional=False):
+    """request[key] as an int within [low, high] (a JSON integer, not a boolean); None if optional and absent."""
+    value = request.get(key)
+    if value is None and optional:
+        return None
+    if type(value) is not int or not low <= value <= high:
+        raise BadRequest("request field %r must be an integer from %d to %d" % (key, low, high))
+    return value
+
+
+def read_output(request, slurm, diagnostics=None):
+    """At most `limit` bytes of the job's stdout or stderr from `offset`, as base64, with the file's current size. The
+    job's directory is found without following anything (open_job_directory) and the stream opened relative to it,
+    never through a symlink; a stream that is not there, or not a regular file, is not found."""
+    job_id = _require(request, "jobId", JOB_ID_RE)
+    submission_id = _require(request, "submissionId", SUBMISSION_ID_RE)
+    stream = request.get("stream")
+    if stream not in READ_OUTPUT_STREAMS:
+        raise BadRequest("request field 'stream' must be one of %s" % ", ".join(READ_OUTPUT_STREAMS))
+    task_id = _whole_number(request, "taskId", 0, MAX_TASK_ID, optional=True)
+    offset = _whole_number(request, "offset", 0, MAX_FILE_OFFSET)
+    limit = _whole_number(request, "limit", 1, READ_OUTPUT_MAX_BYTES)
+    nothing = {"found": False, "size": 0, "offset": offset, "data": ""}
+    directory_fd = open_job_directory(job_id, submission_id, [] if diagnostics is None else diagnostics)[0]
+    if directory_fd is None:
+        return nothing
+    try:
+        try:
+            fd = _open_if_present(output_name(stream, task_id), directory_fd)
+        except OSError:  # a symlink (O_NOFOLLOW: ELOOP) or anything else that cannot be opened for reading
+            return nothing
+    finally:
+        os.close(directory_fd)
+    if fd is None:
+        return nothing
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return nothing
+        size = info.st_size
+        # Never beyond the size reported: the file may grow while it is read.
+        data = os.pread(handle.fileno(), min(limit, size - offset), offset) if offset < size else b""
+    return {"found": True, "size": size, "offset": offset, "data": base64.b64encode(data).decode("ascii")}
+
+
 # Jobs one sweep may ask about. The command must also fit SSM's limit (head_node.COMMAND_BUDGET_BYTES): 5000 ids
 # close together do, about 2,500 random 10-digit ones; the Lambda sizes its sweeps by the command.
 MAX_SWEEP_JOBS = 5000
@@ -1506,7 +1561,14 @@ def sweep(request, slurm, diagnostics=None):
     return {"reported": len(entries), "reportBytes": len(report), "queries": counted.queries}
 
 
-ACTIONS = {"submit": submit, "status": status, "cancel": cancel, "collect": collect, "sweep": sweep}
+ACTIONS = {
+    "submit": submit,
+    "status": status,
+    "cancel": cancel,
+    "collect": collect,
+    "sweep": sweep,
+    "read-output": read_output,
+}
 
 # The protocol's fields, declared once. The Lambda side types them in slurm_job_api/head_node_protocol.py, and
 # tests/unit/test_head_node_protocol.py keeps both equal to these (and the program's reads and replies within them).
@@ -1517,6 +1579,7 @@ ACTION_REQUEST_FIELDS = {  # each action's own; optional ones may be absent or n
     "cancel": ("jobId", "slurmJobId"),
     "collect": ("jobId", "submissionId", "slurmJobId", "workingDirectory", "uploads"),
     "sweep": ("jobId", "jobs", "reportUrl"),  # jobId, if given, only names the sweep in the command's comment
+    "read-output": ("jobId", "submissionId", "stream", "taskId", "offset", "limit"),
 }
 UPLOAD_FIELDS = ("name", "source", "taskId", "path", "url")  # one entry of collect's uploads
 SWEEP_JOB_FIELDS = ("slurmJobId", "isArray")  # one entry of sweep's jobs
@@ -1537,6 +1600,7 @@ REPLY_FIELDS = {  # the "result" of each action
     "cancel": ("slurmJobId", "requested"),
     "collect": ("files",),
     "sweep": ("reported", "reportBytes", "queries"),  # the report itself: {"jobs": [<a status result>, ...]}
+    "read-output": ("found", "size", "offset", "data"),  # data: base64 of at most limit bytes from offset
 }
 FILE_REPORT_FIELDS = ("name", "status", "bytes", "message")  # one entry of collect's files
 ERROR_FIELDS = ("type", "message", "retryable")
