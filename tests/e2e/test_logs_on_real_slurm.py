@@ -25,6 +25,13 @@ echo "to stderr" >&2
 for i in $(seq 600); do [ -e go ] && break; sleep 0.2; done
 echo "the last line"
 """
+# Each task of an array prints its own line, waits for `go` as above, then prints the last line.
+ARRAY_SCRIPT = """#!/bin/bash
+echo "directory $PWD"
+echo "task $SLURM_ARRAY_TASK_ID"
+for i in $(seq 600); do [ -e go ] && break; sleep 0.2; done
+echo "the last line"
+"""
 # About 200 KB of lines with characters of 2, 3 and 4 bytes in UTF-8: many pages, and pages that end inside them.
 LINE_TEXT = "é漢🙂 and some more text to make it longer"
 BULK = f'for i in $(seq 4000); do echo "line $i: {LINE_TEXT}"; done'
@@ -99,3 +106,21 @@ def test_another_principal_gets_404_for_the_logs(cloud, api):
     release(page["text"].split("\n", 1)[0].removeprefix("directory "))
     finish(cloud, api, job_id)
     assert other.get(f"/jobs/{job_id}/logs").status_code == 404
+
+
+def test_an_array_tasks_logs_while_it_runs_and_each_tasks_after_collect(cloud, api):
+    job_id = submit(api, {"name": "logs-array", "script": ARRAY_SCRIPT, "array": "1-2"})
+    wait_for_running(api, job_id)
+    deadline = time.monotonic() + 60
+    while "task 1\n" not in (page := logs(api, job_id, taskId=1))["text"]:
+        assert time.monotonic() < deadline, page
+        time.sleep(0.5)
+    assert page["taskId"] == 1 and page["complete"] is False and "the last line" not in page["text"]
+    assert api.get(f"/jobs/{job_id}/logs").status_code == 422  # which task's?
+    release(page["text"].split("\n", 1)[0].removeprefix("directory "))
+    assert finish(cloud, api, job_id)[0]["status"] == "SUCCEEDED"
+    files = {item["name"]: item["url"] for item in api.get(f"/jobs/{job_id}/output").json()["files"]}
+    for task in (1, 2):
+        collected = requests.get(files[f"tasks/{task}/stdout"], timeout=30).content
+        assert collected.endswith(f"task {task}\nthe last line\n".encode())
+        assert read_stream(api, job_id, taskId=task)[0] == collected
