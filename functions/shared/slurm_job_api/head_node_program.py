@@ -1561,12 +1561,20 @@ def sweep(request, slurm, diagnostics=None):
     return {"reported": len(entries), "reportBytes": len(report), "queries": counted.queries}
 
 
+def check_user(request, slurm, diagnostics=None):
+    """Who this command runs as, once the root stage let it run as the requested cluster user (every check of
+    _cluster_user passed): an operator's check of a caller mapping before it is written (scripts/caller-mappings)."""
+    entry = pwd.getpwuid(os.getuid())
+    return {"clusterUser": entry.pw_name, "uid": entry.pw_uid}
+
+
 ACTIONS = {
     "submit": submit,
     "status": status,
     "cancel": cancel,
     "collect": collect,
     "sweep": sweep,
+    "check-user": check_user,
     "read-output": read_output,
 }
 
@@ -1579,6 +1587,7 @@ ACTION_REQUEST_FIELDS = {  # each action's own; optional ones may be absent or n
     "cancel": ("jobId", "slurmJobId"),
     "collect": ("jobId", "submissionId", "slurmJobId", "workingDirectory", "uploads"),
     "sweep": ("jobId", "jobs", "reportUrl"),  # jobId, if given, only names the sweep in the command's comment
+    "check-user": ("jobId",),  # nothing of its own: the user checked is the request's clusterUser
     "read-output": ("jobId", "submissionId", "stream", "taskId", "offset", "limit"),
 }
 UPLOAD_FIELDS = ("name", "source", "taskId", "path", "url")  # one entry of collect's uploads
@@ -1600,6 +1609,7 @@ REPLY_FIELDS = {  # the "result" of each action
     "cancel": ("slurmJobId", "requested"),
     "collect": ("files",),
     "sweep": ("reported", "reportBytes", "queries"),  # the report itself: {"jobs": [<a status result>, ...]}
+    "check-user": ("clusterUser", "uid"),
     "read-output": ("found", "size", "offset", "data"),  # data: base64 of at most limit bytes from offset
 }
 FILE_REPORT_FIELDS = ("name", "status", "bytes", "message")  # one entry of collect's files
