@@ -102,8 +102,8 @@ def test_summarize_reports_exactly_the_declared_summary_fields():
 # -- what the program reads from a request, found in its source ------------------------------------------------------
 
 
-# The program's helpers that read one field of a request and check it: _require(request, "x"), _whole_number(...).
-CHECKED_READERS = ("_require", "_whole_number")
+# The program's helpers that read one field of a request and check it: _require(request, "x"), _number(...).
+CHECKED_READERS = ("_require", "_number")
 
 
 def _reads(function: ast.AST, variable: str) -> set[str]:

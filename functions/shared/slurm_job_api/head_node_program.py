@@ -1419,64 +1419,48 @@ def collect_message(error):
     return text.replace("\\", "/").replace('"', "'")[:COLLECT_MESSAGE_CHARACTERS]
 
 
-# read-output: a page of a job's stdout/stderr while it runs. The reply carries the page as base64 (4 characters per 3
-# bytes) and must fit the 24,000 characters of stdout SSM returns (docs/facts.md) with its envelope and diagnostics:
-# 12 KiB are 16,384 characters, which leaves about 7,400 for the rest (the envelope is about 150, each diagnostic line
-# of a repaired job directory up to about 400); tests/unit/test_head_node.py proves the largest reply fits.
+# read-output's largest page: its reply fits what SSM returns of stdout (SSM_STDOUT_CHARACTERS in head_node.py).
 READ_OUTPUT_MAX_BYTES = 12 * 1024
-READ_OUTPUT_STREAMS = ("stdout", "stderr")
-MAX_FILE_OFFSET = 2**63 - 1  # off_t
-MAX_TASK_ID = 4000000  # Slurm's MaxArraySize is at most 4000001
+MAX_FILE_OFFSET = 2**63 - 1
+MAX_TASK_ID = 4000000
 
 
-def _whole_number(request, key, low, high, optional=False):
-    """request[key] as an int within [low, high] (a JSON integer, not a boolean); None if optional and absent."""
+def _number(request, key, high, low=0):
     value = request.get(key)
-    if value is None and optional:
-        return None
     if type(value) is not int or not low <= value <= high:
         raise BadRequest("request field %r must be an integer from %d to %d" % (key, low, high))
     return value
 
 
 def read_output(request, slurm, diagnostics=None):
-    """At most `limit` bytes of the job's stdout or stderr from `offset`, as base64, with the file's current size. The
-    job's directory is found without following anything (open_job_directory) and the stream opened relative to it,
-    never through a symlink; a stream that is not there, or not a regular file, is not found."""
+    """At most `limit` bytes of a job's stdout/stderr from `offset` (base64) and its size. The stream is opened
+    relative to the job's directory (open_job_directory), never through a symlink; not a regular file: not found."""
     job_id = _require(request, "jobId", JOB_ID_RE)
     submission_id = _require(request, "submissionId", SUBMISSION_ID_RE)
     stream = request.get("stream")
-    if stream not in READ_OUTPUT_STREAMS:
-        raise BadRequest("request field 'stream' must be one of %s" % ", ".join(READ_OUTPUT_STREAMS))
-    task_id = _whole_number(request, "taskId", 0, MAX_TASK_ID, optional=True)
-    offset = _whole_number(request, "offset", 0, MAX_FILE_OFFSET)
-    limit = _whole_number(request, "limit", 1, READ_OUTPUT_MAX_BYTES)
-    nothing = {"found": False, "size": 0, "offset": offset, "data": ""}
+    if stream not in ("stdout", "stderr"):
+        raise BadRequest("request field 'stream' is malformed")
+    task_id = None if request.get("taskId") is None else _number(request, "taskId", MAX_TASK_ID)
+    offset = _number(request, "offset", MAX_FILE_OFFSET)
+    limit = _number(request, "limit", READ_OUTPUT_MAX_BYTES, low=1)
     directory_fd = open_job_directory(job_id, submission_id, [] if diagnostics is None else diagnostics)[0]
-    if directory_fd is None:
-        return nothing
-    try:
-        try:
+    size, data, fd = 0, None, None
+    if directory_fd is not None:
+        with contextlib.suppress(OSError):  # a symlink (O_NOFOLLOW) is no stream
             fd = _open_if_present(output_name(stream, task_id), directory_fd)
-        except OSError:  # a symlink (O_NOFOLLOW: ELOOP) or anything else that cannot be opened for reading
-            return nothing
-    finally:
         os.close(directory_fd)
-    if fd is None:
-        return nothing
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            return nothing
-        size = info.st_size
-        # Never beyond the size reported: the file may grow while it is read.
-        data = os.pread(handle.fileno(), min(limit, size - offset), offset) if offset < size else b""
-    return {"found": True, "size": size, "offset": offset, "data": base64.b64encode(data).decode("ascii")}
+    if fd is not None:
+        with os.fdopen(fd, "rb"):
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode):  # never beyond the size it says: the file may grow meanwhile
+                size = info.st_size
+                data = os.pread(fd, min(limit, size - offset), offset) if offset < size else b""
+    return {"found": data is not None, "size": size, "offset": offset, "data": base64.b64encode(data or b"").decode()}
 
 
-# Jobs one sweep may ask about. The command must also fit SSM's limit (head_node.COMMAND_BUDGET_BYTES): 5000 ids
-# close together do, about 2,500 random 10-digit ones; the Lambda sizes its sweeps by the command.
-MAX_SWEEP_JOBS = 5000
+# Jobs one sweep may ask about. The command must also fit SSM's limit (head_node.COMMAND_BUDGET_BYTES): 4500 ids
+# close together do, about 2,000 random 10-digit ones; the Lambda sizes its sweeps by the command.
+MAX_SWEEP_JOBS = 4500
 SWEEP_QUERY_TOOLS = ("squeue", "sacct", "scontrol")
 
 
