@@ -4,6 +4,8 @@ byte for byte what was collected."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import time
 from pathlib import Path
 
@@ -124,3 +126,19 @@ def test_an_array_tasks_logs_while_it_runs_and_each_tasks_after_collect(cloud, a
         collected = requests.get(files[f"tasks/{task}/stdout"], timeout=30).content
         assert collected.endswith(f"task {task}\nthe last line\n".encode())
         assert read_stream(api, job_id, taskId=task)[0] == collected
+
+
+def test_each_callers_logs_are_read_as_that_callers_own_cluster_user(cloud, api, stack):
+    """LOCAL_OTHER's jobs run as another cluster user (its home, its 0700 job directory): its running job's logs are
+    read on the head node as that user, and the job's directory is that user's."""
+    other = cloud.api_client(LOCAL_OTHER)
+    job_id = submit(other, {"name": "logs-other-user", "script": WAITING_SCRIPT.format(bulk="")})
+    wait_for_running(other, job_id)
+    page = wait_for_text(other, job_id, "first lines")
+    directory = page["text"].split("\n", 1)[0].removeprefix("directory ")
+    other_user = pwd.getpwnam(stack.other_cluster_user)
+    assert directory.startswith(other_user.pw_dir + "/") and os.stat(directory).st_uid == other_user.pw_uid
+    assert api.get(f"/jobs/{job_id}/logs").status_code == 404
+    release(directory)
+    assert finish(cloud, other, job_id)[0]["status"] == "SUCCEEDED"
+    assert logs(other, job_id)["text"].endswith("the last line\n")
