@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, NoReturn
 
 from slurm_job_client._version import __version__
@@ -160,7 +161,7 @@ def run_submit(client: Client, args: argparse.Namespace) -> int:
     if args.script == "-":
         script = sys.stdin.read()
     elif args.script is not None:
-        script = args.script if args.script.startswith("#!") else open_script_path(args.script)
+        script = Path(args.script)  # always a path on the command line, whatever its name
     job = client.submit(script, idempotency_key=args.idempotency_key, **spec)
     if args.parsable:
         print(job.job_id)
@@ -175,11 +176,6 @@ def run_submit(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         print_json(view)
     return job_exit_code(view)
-
-
-def open_script_path(path: str) -> str:
-    """A SCRIPT argument is a path; one starting with "#!" would be read as the text itself, so it is made one."""
-    return path if not path.startswith("#!") else f"./{path}"
 
 
 def run_watch(client: Client, args: argparse.Namespace) -> int:

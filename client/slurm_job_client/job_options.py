@@ -23,23 +23,17 @@ class OptionError(ValueError):
     """A command-line value that is not what its option takes; the message says what it should be."""
 
 
-def _number(text: str, what: str) -> int:
-    if not text.isdigit() or not text.isascii():
-        raise OptionError(f"{what} {text!r} is not a whole number")
-    return int(text)
-
-
 def time_limit_minutes(text: str) -> int:
     """An sbatch --time value in minutes, rounded up: M, M:S, H:M:S, D-H, D-H:M or D-H:M:S."""
     has_days = "-" in text
     days, _, clock = text.partition("-") if has_days else ("0", "", text)
     parts = clock.split(":")
-    if not clock or not days or len(parts) > 3:
+    if not all(part.isascii() and part.isdigit() for part in [days, *parts]) or len(parts) > 3:
         raise OptionError(f"not an sbatch time: {text!r} (M, M:S, H:M:S, D-H, D-H:M or D-H:M:S)")
-    numbers = [_number(part, "time") for part in parts]
+    numbers = [int(part) for part in parts]
     if has_days:  # D-H, D-H:M, D-H:M:S: hours first
         hours, minutes, seconds = [*numbers, 0, 0][:3]
-        total_seconds = ((_number(days, "days") * 24 + hours) * 60 + minutes) * 60 + seconds
+        total_seconds = ((int(days) * 24 + hours) * 60 + minutes) * 60 + seconds
     elif len(numbers) == 3:
         hours, minutes, seconds = numbers
         total_seconds = (hours * 60 + minutes) * 60 + seconds
