@@ -167,7 +167,7 @@ def run_submit(client: Client, args: argparse.Namespace) -> int:
         print(job.job_id)
     elif args.json and not args.wait:
         print_json(job.accepted)
-    elif not args.json:
+    else:  # with --wait, stdout is kept for the final view (--json)
         print(f"Submitted job {job.job_id}", file=sys.stderr if args.wait else sys.stdout)
     if not args.wait:
         return 0
