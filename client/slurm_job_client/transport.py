@@ -190,7 +190,9 @@ def stream_url(url: str, timeout: float = 60.0, chunk_size: int = 1 << 20) -> It
 
 def put_url(url: str, data: bytes, timeout: float = 60.0) -> int:
     """A plain PUT of ``data`` to a presigned S3 link; the HTTP status."""
-    request = http_request(url, data=data, method="PUT", headers={"User-Agent": USER_AGENT})
+    # urllib would label the body a form (application/x-www-form-urlencoded), which a server may decode: it is bytes.
+    headers = {"User-Agent": USER_AGENT, "Content-Type": "application/octet-stream"}
+    request = http_request(url, data=data, method="PUT", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only
             return response.status
