@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from slurm_job_client import endpoint
 from slurm_job_client.downloads import ProgressCallback, save_file
-from slurm_job_client.errors import InvalidRequest, SjaError, api_error
+from slurm_job_client.errors import SjaError, api_error
 from slurm_job_client.transport import Answer, RetryPolicy, SignedTransport, put_url
 
 # The statuses of a job that is still alive (the API's ACTIVE_STATUSES); every other status is an end.
@@ -110,7 +110,7 @@ class Client:
         spec = {spec_field(name): value for name, value in options.items() if value is not None}
         if script is not None:
             if "scriptS3Key" in spec:
-                raise InvalidRequest(422, "InvalidJobSpec", "", "give a script or script_s3_key, not both")
+                raise ValueError("give a script or script_s3_key, not both")
             text, file_name = read_script(script)
             if len(text.encode("utf-8")) > INLINE_SCRIPT_BYTES:
                 spec["scriptS3Key"] = self.upload_script(text, file_name)

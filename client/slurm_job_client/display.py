@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -96,7 +97,9 @@ class StatusBoard:
     def show(self, view: Mapping[str, Any], now: datetime | None = None) -> None:
         now = now or datetime.now(timezone.utc)
         if self.terminal:
-            lines = status_lines(view, now)
+            # A line wider than the terminal would wrap onto two, and the next redraw would go up one line short.
+            width = shutil.get_terminal_size().columns - 1
+            lines = [line[:width] for line in status_lines(view, now)]
             text = (CURSOR_UP_LINES.format(self.drawn) if self.drawn else "") + "".join(
                 f"{ERASE_LINE}{line}\n" for line in lines
             )

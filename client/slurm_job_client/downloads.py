@@ -68,8 +68,6 @@ def save_file(
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    if progress is not None and done == 0:
-        progress(name, 0, 0)
     return path
 
 

@@ -143,3 +143,10 @@ def test_cancel_several_reports_each(fake_api, capsys):
     captured = capsys.readouterr()
     assert captured.out == f"cancel requested: {JOB} (scancel sent)\n"
     assert captured.err == f"sja: error: no such job {other} (404)\n"
+
+
+def test_connection_options_go_after_the_command_too(fake_api, capsys):
+    fake_api.route("GET", f"/v1/jobs/{JOB}", Reply(200, view("PENDING", reason="Priority")))
+    assert cli.main(["status", JOB, "--api-url", fake_api.url, "--region", "us-west-2"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:3] == ["status   PENDING", "reason   Priority"]
+    assert "/us-west-2/execute-api/" in fake_api.to("GET", f"/v1/jobs/{JOB}")[0].headers["authorization"]
