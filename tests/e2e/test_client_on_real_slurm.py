@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from local_stack.__main__ import CURL_EXAMPLES
 from local_stack.api_gateway import LOCAL_DEVELOPER
 from slurm_job_client import Client
 from slurm_job_client.client import INLINE_SCRIPT_BYTES
@@ -284,3 +285,23 @@ def test_logs_follow_shows_a_running_jobs_lines_before_it_ends(environment, scri
     assert status(environment, job_id)["status"] == "COMPLETED"
     done = sja(environment, "logs", job_id)
     assert (done.returncode, done.stdout) == (0, "line-1\nline-2\n")
+
+
+def test_the_sja_lines_make_serve_prints_work(cloud, environment):
+    printed = CURL_EXAMPLES.format(
+        url=cloud.api_url,
+        arn=LOCAL_DEVELOPER.arn,
+        key=LOCAL_DEVELOPER.access_key_id,
+        secret=LOCAL_DEVELOPER.secret_access_key,
+        spec="{}",
+    )
+    lines = [line.strip() for line in printed.splitlines()]
+    export = next(line for line in lines if line.startswith("export SJA_API_URL="))
+    submit = next(line for line in lines if "| sja submit" in line)
+    shell = {name: value for name, value in environment.items() if not name.startswith(("SJA_", "AWS_"))}
+    shell["PATH"] = f"{Path(SJA).parent}{os.pathsep}{shell.get('PATH', '')}"
+    done = subprocess.run(
+        ["bash", "-c", f"{export}\n{submit}"], env=shell, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("Submitted job ") and " COMPLETED " in done.stderr.splitlines()[-1]
