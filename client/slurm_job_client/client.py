@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from slurm_job_client import endpoint
 from slurm_job_client.downloads import ProgressCallback, save_file
-from slurm_job_client.errors import SjaError, api_error
+from slurm_job_client.errors import NetworkError, SjaError, api_error
 from slurm_job_client.transport import Answer, RetryPolicy, SignedTransport, put_url
 
 # The statuses of a job that is still alive (the API's ACTIVE_STATUSES); every other status is an end.
@@ -29,6 +29,8 @@ _UPLOAD_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # Spec fields whose camelCase is not the plain one of their Python name.
 _FIELD_NAMES = {"memory_mb": "memoryMB", "memory_per_cpu_mb": "memoryPerCpuMB", "script_s3_key": "scriptS3Key"}
 LOG_STREAMS = ("stdout", "stderr")
+# How long Job.wait keeps trying while the API cannot be reached at all.
+NETWORK_PATIENCE_SECONDS = 600.0
 
 
 def spec_field(name: str) -> str:
@@ -175,12 +177,23 @@ class Job:
         poll: float = 5.0,
         timeout: float | None = None,
         on_update: Callable[[dict[str, Any]], None] | None = None,
+        network_patience: float = NETWORK_PATIENCE_SECONDS,
     ) -> dict[str, Any]:
         """Waits until the job ended and its results are collected; the final view. ``on_update`` sees every view
-        read on the way; TimeoutError after ``timeout`` seconds."""
+        read on the way; TimeoutError after ``timeout`` seconds. The API unreachable (after each read's own
+        retries) is waited out for up to ``network_patience`` seconds in a row: a long job outlives a network blip."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        unreachable_since = None
         while True:
-            view = self.status()
+            try:
+                view = self.status()
+            except NetworkError:
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > network_patience:
+                    raise
+                self.client.sleep(poll)
+                continue
+            unreachable_since = None
             if on_update is not None:
                 on_update(view)
             if is_final(view):

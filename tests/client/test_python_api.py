@@ -12,12 +12,14 @@ from slurm_job_client import (
     ConfigurationError,
     Conflict,
     InvalidRequest,
+    NetworkError,
     NoSuchJob,
     NotAllowed,
     endpoint,
 )
 from slurm_job_client.client import ACTIVE_STATUSES, INLINE_SCRIPT_BYTES, is_final, spec_field
-from tests.client.fake_api import Reply
+from slurm_job_client.transport import RetryPolicy
+from tests.client.fake_api import LOST_ANSWER, Reply
 from tests.support.http_files import FileServer
 
 JOB = "0b6f1c9e-3f7a-4c1e-9a53-2a8f6f2b9d10"
@@ -93,6 +95,16 @@ def test_wait_returns_the_final_view(client, fake_api, waits):
     final = client.job(JOB).wait(poll=3, on_update=seen.append)
     assert final == views[-1] and seen == views
     assert waits == [3, 3, 3]  # the third view is COMPLETED, but its results are still being collected
+
+
+def test_wait_outlasts_a_network_blip_but_not_an_outage(fake_api, waits):
+    client = Client(fake_api.url, retry=RetryPolicy(attempts=1), sleep=waits)
+    final = view("COMPLETED", "SUCCEEDED")
+    fake_api.plan("GET", f"/v1/jobs/{JOB}", LOST_ANSWER, LOST_ANSWER, Reply(200, final))
+    assert client.job(JOB).wait(poll=2) == final and waits == [2, 2]
+    fake_api.plan("GET", f"/v1/jobs/{JOB}", LOST_ANSWER)
+    with pytest.raises(NetworkError):
+        client.job(JOB).wait(poll=2, network_patience=-1)
 
 
 def test_final_views():
