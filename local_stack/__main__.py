@@ -21,7 +21,7 @@ from pathlib import Path
 
 import requests
 
-from local_stack.api_gateway import LOCAL_DEVELOPER, ApiClient
+from local_stack.api_gateway import DEFAULT_PRINCIPALS, LOCAL_DEVELOPER, ApiClient
 from local_stack.cloud import LocalCloud
 from local_stack.sam_env_vars import export_line, invoke_command_lines, sam_environment, write_env_vars_file
 from local_stack.stack import REPO_ROOT, LocalStack, LocalStackError
@@ -99,7 +99,8 @@ def demo(args: argparse.Namespace) -> int:
     with LocalStack(parameters={"PollMinSeconds": str(args.poll_seconds)}) as stack:
         cloud = stack.running_cloud
         api = cloud.api_client(LOCAL_DEVELOPER)
-        say(f"API: {cloud.api_url}  (caller {LOCAL_DEVELOPER.arn})")
+        say(f"API: {cloud.api_url}")
+        say(f"Caller: {LOCAL_DEVELOPER.arn}, mapped to the cluster user {stack.caller_mappings[LOCAL_DEVELOPER.arn]}")
         say(f"Submitting the example job from {EXAMPLE_EVENT.relative_to(REPO_ROOT)}:")
         say("  " + json.dumps(spec)[:300])
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -111,7 +112,7 @@ def demo(args: argparse.Namespace) -> int:
         say(f"Accepted: job {accepted['jobId']} (HTTP 202, Location {answer.headers['Location']})")
         say(f"  execution {accepted['executionArn']}")
         job = follow(api, accepted["jobId"], timeout=args.timeout)
-        say(f"Finished: {job['status']} — {job.get('cause')}")
+        say(f"Finished: {job['status']} — {job.get('cause')} (ran as the cluster user {job.get('clusterUser')})")
         output = api.get(f"/jobs/{accepted['jobId']}/output").json()
         links = {item["name"]: item["url"] for item in output.get("files", [])}
         if "result.json" in links:
@@ -127,7 +128,9 @@ def demo(args: argparse.Namespace) -> int:
 
 CURL_EXAMPLES = """\
 The local API is up: {url}
-Caller: {arn}
+Caller: {arn} (its jobs run as the cluster user {user})
+Callers and who their jobs run as (scripts/caller-mappings list):
+{mappings}
 Every request must be signed (AWS_IAM), as on AWS. With curl 7.75 or newer:
 
   export API={url}
@@ -189,6 +192,12 @@ def serve(args: argparse.Namespace) -> int:
             CURL_EXAMPLES.format(
                 url=cloud.api_url,
                 arn=LOCAL_DEVELOPER.arn,
+                user=stack.caller_mappings[LOCAL_DEVELOPER.arn],
+                mappings="\n".join(
+                    f"  {principal.arn} (key {principal.access_key_id}, secret {principal.secret_access_key}): "
+                    + stack.caller_mappings.get(principal.arn, "not mapped, refused with 403")
+                    for principal in DEFAULT_PRINCIPALS.values()
+                ),
                 key=LOCAL_DEVELOPER.access_key_id,
                 secret=LOCAL_DEVELOPER.secret_access_key,
                 spec=json.dumps(spec).replace("'", "'\\''"),

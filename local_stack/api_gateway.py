@@ -69,8 +69,16 @@ LOCAL_OTHER = Principal(
     secret_access_key="local-other-secret-key-not-for-aws-0000000",  # noqa: S106 - public, local-only
     arn="arn:aws:iam::123456789012:user/local-other",
 )
+# Signs requests like the other two, but no caller mapping maps it: every route refuses it (403 CallerNotMapped).
+LOCAL_UNMAPPED = Principal(
+    access_key_id="AKIALOCALUNMAPPED001",
+    secret_access_key="local-unmapped-secret-key-not-for-aws-000",  # noqa: S106 - public, local-only
+    arn="arn:aws:iam::123456789012:user/local-unmapped",
+)
+# The caller of the example API events in events/ (`sam local invoke ApiFunction -e events/api-*.json`).
+EVENTS_CALLER_ARN = "arn:aws:iam::123456789012:user/alice"
 DEFAULT_PRINCIPALS: Mapping[str, Principal] = {
-    principal.access_key_id: principal for principal in (LOCAL_DEVELOPER, LOCAL_OTHER)
+    principal.access_key_id: principal for principal in (LOCAL_DEVELOPER, LOCAL_OTHER, LOCAL_UNMAPPED)
 }
 
 # API Gateway quotas: https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html

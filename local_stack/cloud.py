@@ -21,6 +21,8 @@ import io
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import zipfile
 from collections.abc import Mapping
@@ -36,7 +38,14 @@ from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 
 from local_stack import moto_fixes, moto_speedups
-from local_stack.api_gateway import DEFAULT_PRINCIPALS, LOCAL_DEVELOPER, ApiClient, LocalApiGateway
+from local_stack.api_gateway import (
+    DEFAULT_PRINCIPALS,
+    EVENTS_CALLER_ARN,
+    LOCAL_DEVELOPER,
+    LOCAL_OTHER,
+    ApiClient,
+    LocalApiGateway,
+)
 from local_stack.event_delivery import LocalEventDelivery
 from local_stack.lambda_runtime import (
     DEFAULT_ENVIRONMENTS_PER_FUNCTION,
@@ -48,7 +57,7 @@ from local_stack.scheduler import LocalScheduler
 from local_stack.sigv4 import Principal
 from local_stack.ssm_head_node import LocalHeadNode
 from local_stack.stream_delivery import LocalStreamDelivery
-from local_stack.template_model import DEFAULT_REGION, TableSpec, TemplateError, TemplateModel
+from local_stack.template_model import DEFAULT_REGION, REPO_ROOT, TableSpec, TemplateError, TemplateModel
 
 logger = logging.getLogger(__name__)
 _WERKZEUG_LOGGER = logging.getLogger("werkzeug")
@@ -103,6 +112,10 @@ class ScheduledInvocationFailed(Exception):
     """A function a schedule invoked ended with an error (Lambda's FunctionError)."""
 
 
+# The operators' command for caller mappings (README, "Mapping callers to cluster users").
+CALLER_MAPPINGS_COMMAND = REPO_ROOT / "scripts" / "caller-mappings"
+
+
 class LocalCloud:
     """moto + the template's resources + our handlers + the local API, as a context manager.
 
@@ -124,6 +137,7 @@ class LocalCloud:
         region: str = DEFAULT_REGION,
         schedule_period_seconds: float | None = None,
         environments_per_function: int | None = DEFAULT_ENVIRONMENTS_PER_FUNCTION,
+        caller_mappings: Mapping[str, str] | None = None,
     ) -> None:
         self._environments_per_function = environments_per_function
         self.model = TemplateModel(
@@ -132,6 +146,14 @@ class LocalCloud:
         self.region = region
         self.head_node = head_node
         self._principals = principals
+        # principal → cluster user, written at start as an operator writes them (CallerMapping table); by default
+        # LOCAL_DEVELOPER, LOCAL_OTHER and the caller of the events/ run as ClusterUser, and LOCAL_UNMAPPED is
+        # refused.
+        cluster_user = self.model.parameters.get("ClusterUser")
+        if caller_mappings is None and cluster_user:
+            callers = (LOCAL_DEVELOPER.arn, LOCAL_OTHER.arn, EVENTS_CALLER_ARN)
+            caller_mappings = dict.fromkeys(callers, str(cluster_user))
+        self.caller_mappings = dict(caller_mappings or {})
         self._server: ThreadedMotoServer | None = None
         self._endpoint_url: str | None = None
         self._saved_moto_port: str | None = None
@@ -175,6 +197,7 @@ class LocalCloud:
             self.event_delivery = LocalEventDelivery(self._invoke_event_target)
             self.event_delivery.install()
             self._create_resources()
+            self._write_caller_mappings()
             self.stream_delivery = self._stream_delivery()
             self.stream_delivery.start()
             if self.head_node is not None:
@@ -458,6 +481,43 @@ class LocalCloud:
                 Bucket=name,
                 PublicAccessBlockConfiguration={key: _as_bool(value) for key, value in public_access_block.items()},
             )
+
+    def _write_caller_mappings(self) -> None:
+        """The local stack's caller mappings, written by the operators' own command (scripts/caller-mappings apply),
+        which records each change."""
+        if self.model.parameters.get("CallerMapping") != "table" or not self.caller_mappings:
+            return
+        done = subprocess.run(
+            [str(CALLER_MAPPINGS_COMMAND), *self.caller_mappings_arguments(), "apply", "--no-verify", "-"],
+            input=json.dumps(self.caller_mappings),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+            env={**os.environ, **self.operator_environment()},
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"scripts/caller-mappings apply failed: {done.stderr.strip()}")
+
+    def caller_mappings_arguments(self) -> list[str]:
+        """The options of scripts/caller-mappings that reach this cloud's CallerMappingsTable."""
+        return [
+            "--table-name",
+            self.model.caller_mappings_table.name,
+            "--region",
+            self.region,
+            "--endpoint-url",
+            self.endpoint_url,
+        ]
+
+    def operator_environment(self) -> dict[str, str]:
+        """Credentials for the local cloud (placeholders moto accepts), as an operator's shell would have them."""
+        return {
+            "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_ACCESS_KEY,
+            "AWS_DEFAULT_REGION": self.region,
+            "PYTHON": sys.executable,
+        }
 
     def _create_table(self, table: TableSpec) -> None:
         dynamodb = self.client("dynamodb")

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+from local_stack.api_gateway import EVENTS_CALLER_ARN, LOCAL_DEVELOPER, LOCAL_OTHER
 from local_stack.cloud import LocalCloud
 from local_stack.instance_metadata import LocalInstanceMetadata
 from local_stack.slurm_cluster import (
@@ -31,8 +32,10 @@ from local_stack.template_model import REPOSITORY_TEMPLATE
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = REPOSITORY_TEMPLATE
 CLUSTER_NAME = "local"
-# Jobs run as this unprivileged user, as they run as ClusterUser (ec2-user by default) on a ParallelCluster head node.
+# The stack's ClusterUser (it runs the sweeps), and the cluster user LOCAL_DEVELOPER's jobs run as: an unprivileged
+# user, as on a ParallelCluster head node. LOCAL_OTHER's jobs run as another one (README, "The local stack").
 CLUSTER_USER = checkout_user_name("hpcuser")
+OTHER_CLUSTER_USER = checkout_user_name("hpcother")
 
 
 # The local stack compresses schedule time: every schedule of the template (the cluster's status sweep) fires this
@@ -67,6 +70,7 @@ class LocalStack:
         name: str = "slurm",
         port_base: int = DEFAULT_PORT_BASE,
         cluster_user: str = CLUSTER_USER,
+        other_cluster_user: str = OTHER_CLUSTER_USER,
         schedule_period_seconds: float | None = LOCAL_SCHEDULE_PERIOD_SECONDS,
         push_hook: bool = False,
         advertised_cpus: int | None = None,
@@ -83,6 +87,13 @@ class LocalStack:
         self.instance_metadata: LocalInstanceMetadata | None = None
         self.push_hook_installation: dict[str, object] | None = None
         self.cluster_user = cluster_user
+        self.other_cluster_user = other_cluster_user
+        # Who each local principal's jobs run as (CallerMapping table); LOCAL_UNMAPPED has no mapping.
+        self.caller_mappings = {
+            LOCAL_DEVELOPER.arn: cluster_user,
+            LOCAL_OTHER.arn: other_cluster_user,
+            EVENTS_CALLER_ARN: cluster_user,
+        }
         self.parameters = {
             "ClusterName": CLUSTER_NAME,
             "ClusterUser": cluster_user,
@@ -112,6 +123,7 @@ class LocalStack:
             self._started_cluster = not self.cluster.is_running()
             self.cluster.start()
             ensure_cluster_user(self.cluster_user)
+            ensure_cluster_user(self.other_cluster_user)
         except ClusterError as error:
             raise LocalStackError(str(error)) from error
         # Tracing needs the X-Ray daemon of a real Lambda environment.
@@ -121,6 +133,7 @@ class LocalStack:
             parameter_overrides=self.parameters,
             head_node=LocalHeadNode(env=self.cluster.env()),
             schedule_period_seconds=self.schedule_period_seconds,
+            caller_mappings=self.caller_mappings,
         )
         self.cloud.start()
         if self.push_hook:

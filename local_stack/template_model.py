@@ -45,11 +45,15 @@ GLOBALS_SECTIONS = {
 
 FUNCTION_TYPES = ("AWS::Serverless::Function",)
 LAYER_TYPES = ("AWS::Serverless::LayerVersion",)
+REPO_ROOT = Path(__file__).resolve().parents[1]
 # The repository's template, which the local stack runs.
-REPOSITORY_TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
+REPOSITORY_TEMPLATE = REPO_ROOT / "template.yaml"
 STATE_MACHINE_TYPES = ("AWS::Serverless::StateMachine",)
 BUCKET_TYPES = ("AWS::S3::Bucket",)
 TABLE_TYPES = ("AWS::DynamoDB::Table",)
+# The tables the local stack and the tests reach by their role (docs/architecture.md names them).
+JOBS_TABLE = "JobsTable"
+CALLER_MAPPINGS_TABLE = "CallerMappingsTable"
 API_TYPES = ("AWS::Serverless::Api",)
 
 
@@ -1043,7 +1047,18 @@ class TemplateModel:
 
     @property
     def table(self) -> TableSpec:
-        return _only(self.tables, "DynamoDB table")
+        """The jobs table (JobsTable)."""
+        return self._table(JOBS_TABLE)
+
+    @property
+    def caller_mappings_table(self) -> TableSpec:
+        """Who each caller's jobs run as (CallerMappingsTable)."""
+        return self._table(CALLER_MAPPINGS_TABLE)
+
+    def _table(self, logical_id: str) -> TableSpec:
+        if logical_id not in self.tables:
+            raise TemplateError(f"the template has no {logical_id} (an AWS::DynamoDB::Table)")
+        return self.tables[logical_id]
 
     @property
     def api(self) -> ApiSpec:

@@ -27,6 +27,7 @@ MODULE_SECONDS = {
     "tests/e2e/test_never_start.py": 80,
     "tests/workflow/test_job_workflow.py": 64,
     "tests/faults/test_long_job_cost.py": 53,
+    "tests/security/test_user_isolation_real_slurm.py": 46,
     "tests/security/test_protocol_abuse.py": 47,
     "tests/workflow/test_long_job_continuation.py": 33,
     "tests/e2e/test_client_on_real_slurm.py": 45,

@@ -31,7 +31,7 @@ class ApiError(SjaError):
 
 
 class NotAllowed(ApiError):
-    """403: the caller's IAM identity may not call the API (or is not mapped to it)."""
+    """403: the caller's IAM identity may not call the API, or no operator mapped it to a cluster user."""
 
 
 class NoSuchJob(ApiError):
@@ -46,6 +46,10 @@ class Conflict(ApiError):
     """409: the job already ended (cancel), or its output is not collected yet (download)."""
 
 
+# The API's 403 for a signed caller no operator mapped to a cluster user (README, "Mapping callers to cluster users").
+CALLER_NOT_MAPPED = "CallerNotMapped"
+
+
 def api_error(status: int, body: object, what: str) -> ApiError:
     """The error for an answer with ``status`` and JSON ``body`` to a request about ``what`` (e.g. "job <id>")."""
     code, message = "", ""
@@ -53,13 +57,15 @@ def api_error(status: int, body: object, what: str) -> ApiError:
         code = str(body.get("code") or "")
         message = str(body.get("message") or body.get("Message") or "")
     message = " ".join(message.split())  # one line, whatever the API sent
+    if status == 403 and code == CALLER_NOT_MAPPED:
+        return NotAllowed(status, code, message, f"not allowed (403): you are not mapped to a cluster user — {message}")
     if status == 403:
         return NotAllowed(
             status,
             code or "Forbidden",
             message,
-            f"not allowed (403): your AWS identity may not call this API, or is not mapped to it — ask the API's "
-            f"administrator for execute-api:Invoke on it ({message or 'no message'})",
+            f"not allowed (403): your AWS identity may not call this API (it needs execute-api:Invoke on it, and "
+            f"valid credentials): {message or 'no message'}",
         )
     if status == 404:
         return NoSuchJob(status, code or "NotFound", message, f"no such {what} (404)")

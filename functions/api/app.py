@@ -32,6 +32,7 @@ from slurm_job_api.api_models import (
     JobOutput,
     JobView,
 )
+from slurm_job_api.caller_mapping import Caller
 from slurm_job_api.jobs_api import OUTPUT_PAGE_MAX, OUTPUT_PAGE_SIZE, ApiError, JobsApi, dump
 from slurm_job_api.observability import logger, metrics, tracer
 from slurm_job_api.settings import settings
@@ -82,16 +83,22 @@ def jobs_api() -> JobsApi:
         bucket=services.results_bucket(),
         stepfunctions=aws_clients.client("stepfunctions"),
         head_node=services.head_node(),
+        caller_mappings=services.caller_mappings(),
     )
 
 
-def caller() -> str:
+def principal_of(event: dict) -> str:
     """The IAM principal that signed the request (API Gateway's AWS_IAM authorizer puts it in the context)."""
-    identity = app.current_event.request_context.identity
-    principal = identity.user_arn or identity.caller
-    if not principal:
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    principal = identity.get("userArn") or identity.get("caller")
+    if not principal or not isinstance(principal, str):
         raise ApiError("the request carries no IAM identity")
     return principal
+
+
+def caller() -> Caller:
+    """This request's caller and the cluster user its jobs run as (resolved by lambda_handler before any route)."""
+    return app.context["caller"]
 
 
 def _base_path() -> str:
@@ -150,7 +157,7 @@ def create_input_upload(request: InputUploadRequest | None = None) -> InputUploa
     if app.current_event.body and not isinstance(app.current_event.json_body, dict):
         raise BodyNotAnObject('body: must be a JSON object, e.g. {"fileName": "run.sh"}')
     file_name = (request or InputUploadRequest()).file_name
-    return jobs_api().new_input_upload(caller(), file_name)
+    return jobs_api().new_input_upload(caller().owner, file_name)
 
 
 @app.get(
@@ -168,7 +175,7 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page")] = 20,
     next_token: Annotated[str | None, Query(alias="nextToken", max_length=1024)] = None,
 ) -> JobList:
-    return jobs_api().list(caller(), status=status, limit=limit, next_token=next_token)
+    return jobs_api().list(caller().owner, status=status, limit=limit, next_token=next_token)
 
 
 @app.get(
@@ -178,7 +185,7 @@ def list_jobs(
 )
 @tracer.capture_method
 def get_job(job_reference: JobReference) -> JobView:
-    return jobs_api().describe(caller(), job_reference)
+    return jobs_api().describe(caller().owner, job_reference)
 
 
 @app.delete(
@@ -194,7 +201,7 @@ def get_job(job_reference: JobReference) -> JobView:
 @tracer.capture_method
 def cancel_job(job_reference: JobReference) -> Response[CancelAccepted]:
     remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 if app.lambda_context else 30.0
-    accepted = jobs_api().cancel(caller(), job_reference, remaining)
+    accepted = jobs_api().cancel(caller().owner, job_reference, remaining)
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=dump(accepted))
 
 
@@ -215,7 +222,7 @@ def job_output(
     limit: Annotated[int, Query(ge=1, le=OUTPUT_PAGE_MAX, description="Files per page")] = OUTPUT_PAGE_SIZE,
     next_token: Annotated[str | None, Query(alias="nextToken", max_length=1024)] = None,
 ) -> JobOutput:
-    return jobs_api().output(caller(), job_reference, limit=limit, next_token=next_token)
+    return jobs_api().output(caller().owner, job_reference, limit=limit, next_token=next_token)
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
@@ -307,14 +314,24 @@ def _precheck(event: dict) -> tuple[int, str, str] | None:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    # Who may call comes first, on every route (default deny: an unmapped caller learns nothing else and changes
+    # nothing), then requests the resolver should never see.
+    try:
+        app.append_context(caller=jobs_api().caller(principal_of(event)))
+    except ApiError as error:
+        return _plain_response(error.status, error.body(), error.headers)
     problem = _precheck(event)
     if problem is not None:
         status, code, message = problem
         body = ErrorBody(code=code, message=message).model_dump(by_alias=True, exclude_none=True)
-        return {
-            "statusCode": status,
-            "headers": {"Content-Type": content_types.APPLICATION_JSON},
-            "body": json.dumps(body),
-            "isBase64Encoded": False,
-        }
+        return _plain_response(status, body)
     return app.resolve(event, context)
+
+
+def _plain_response(status: int, body: dict, headers: dict[str, str] | None = None) -> dict:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON, **(headers or {})},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }

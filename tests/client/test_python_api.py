@@ -182,9 +182,14 @@ def test_cancel(client, fake_api):
         (
             Reply(403, {"message": "User: arn:aws:iam::1:user/x is not authorized to perform: execute-api:Invoke"}),
             NotAllowed,
-            "not allowed (403): your AWS identity may not call this API, or is not mapped to it — ask the API's "
-            "administrator for execute-api:Invoke on it (User: arn:aws:iam::1:user/x is not authorized to perform: "
-            "execute-api:Invoke)",
+            "not allowed (403): your AWS identity may not call this API (it needs execute-api:Invoke on it, and valid "
+            "credentials): User: arn:aws:iam::1:user/x is not authorized to perform: execute-api:Invoke",
+        ),
+        (
+            Reply(403, {"code": "CallerNotMapped", "message": "arn:aws:iam::1:user/x is not mapped to a cluster user"}),
+            NotAllowed,
+            "not allowed (403): you are not mapped to a cluster user — arn:aws:iam::1:user/x is not mapped to a "
+            "cluster user",
         ),
         (Reply(404, {"code": "JobNotFound", "message": "no such job"}), NoSuchJob, f"no such job {JOB} (404)"),
         (

@@ -10,6 +10,7 @@ inline limit travels through POST /inputs, ``watch`` under a pseudo-terminal red
 from __future__ import annotations
 
 import base64
+import collections
 import errno
 import json
 import os
@@ -28,7 +29,7 @@ import pytest
 import requests
 
 from local_stack.__main__ import CURL_EXAMPLES
-from local_stack.api_gateway import LOCAL_DEVELOPER
+from local_stack.api_gateway import LOCAL_DEVELOPER, LOCAL_UNMAPPED
 from slurm_job_client import Client
 from slurm_job_client.client import INLINE_SCRIPT_BYTES
 from tests.static.tools import REPO_ROOT
@@ -246,7 +247,21 @@ def test_a_caller_the_api_does_not_know_is_told_so(environment):
     stranger = {**environment, "AWS_ACCESS_KEY_ID": "AKIANOBODYKNOWSTHIS1"}
     done = sja(stranger, "list")
     assert done.returncode == 1 and done.stderr.startswith("sja: error: not allowed (403): your AWS identity"), done
-    assert "The security token included in the request is invalid." in done.stderr
+    assert "The security token included in the request is invalid." in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_a_caller_nobody_mapped_is_told_so(environment, scripts):
+    unmapped = {
+        **environment,
+        "AWS_ACCESS_KEY_ID": LOCAL_UNMAPPED.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": LOCAL_UNMAPPED.secret_access_key,
+    }
+    done = sja(unmapped, "submit", scripts / "exit3.sh")
+    assert done.returncode == 1 and done.stdout == "", done
+    assert done.stderr.startswith(
+        f"sja: error: not allowed (403): you are not mapped to a cluster user — {LOCAL_UNMAPPED.arn} is not mapped"
+    ), done.stderr
+    assert "scripts/caller-mappings add" in done.stderr and done.stderr.count("\n") == 1
 
 
 def test_the_python_api_with_a_script_over_the_inline_limit(cloud, monkeypatch, tmp_path):
@@ -288,13 +303,8 @@ def test_logs_follow_shows_a_running_jobs_lines_before_it_ends(environment, scri
 
 
 def test_the_sja_lines_make_serve_prints_work(cloud, environment):
-    printed = CURL_EXAMPLES.format(
-        url=cloud.api_url,
-        arn=LOCAL_DEVELOPER.arn,
-        key=LOCAL_DEVELOPER.access_key_id,
-        secret=LOCAL_DEVELOPER.secret_access_key,
-        spec="{}",
-    )
+    values = {"url": cloud.api_url, "key": LOCAL_DEVELOPER.access_key_id, "secret": LOCAL_DEVELOPER.secret_access_key}
+    printed = CURL_EXAMPLES.format_map(collections.defaultdict(str, values))  # the other fields are for people
     lines = [line.strip() for line in printed.splitlines()]
     export = next(line for line in lines if line.startswith("export SJA_API_URL="))
     submit = next(line for line in lines if "| sja submit" in line)

@@ -68,6 +68,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 VIEW_FIELDS = {
     "jobId",
     "name",
+    "clusterUser",
     "status",
     "slurmJobId",
     "slurmState",

@@ -34,6 +34,7 @@ def store():
             execution_arn="arn:x",
             retention_days=30,
             cluster_name="test-cluster",
+            cluster_user="alice",
         )
         assert store.create(record) and not store.create(record)
         assert store.get(JOB) == record

@@ -1,5 +1,6 @@
 """Jobs that attack the product's files on the head node (issue 8, item 4), through the HTTP API of a real-Slurm local
-stack. Every job runs as the one cluster user, who owns the home directory and the job directories in it; the
+stack in the single-tenant mode (CallerMapping=single-tenant, the deployer's explicit choice): every job runs as the
+one cluster user, who owns the home directory and the job directories in it; the
 product's bookkeeping (locks and markers) lies in root's state directory, outside every home.
 
 1. Job X tries to close, rename, list and plant in the state directory and its parent: refused, all of it. In the home
@@ -82,7 +83,10 @@ def stack():
         pytest.skip("the local stack runs Slurm daemons and switches users: needs root")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     with LocalStack(
-        name="bookkeeping-slurm", port_base=11817, cluster_user=CLUSTER_USER, parameters={"PollMinSeconds": "1"}
+        name="bookkeeping-slurm",
+        port_base=11817,
+        cluster_user=CLUSTER_USER,
+        parameters={"PollMinSeconds": "1", "CallerMapping": "single-tenant"},
     ) as running:
         user = pwd.getpwnam(CLUSTER_USER)
         clean(user)

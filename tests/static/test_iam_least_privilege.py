@@ -26,6 +26,7 @@ HEAD_NODE = {
     ("ec2:DescribeInstances", "*"),
 }
 TABLE = "${JobsTable.Arn}"
+CALLER_MAPPINGS = "${CallerMappingsTable.Arn}"
 BUCKET = "${ResultsBucket.Arn}"
 STREAM_READS = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
 STATE_MACHINE_ARN = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-jobs"
@@ -34,6 +35,7 @@ STATE_MACHINE_ARN = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountI
 EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
     "ApiFunction": HEAD_NODE
     | {
+        ("dynamodb:GetItem", CALLER_MAPPINGS),  # who a caller's jobs run as: read only, never written by a function
         ("dynamodb:GetItem", TABLE),
         ("dynamodb:PutItem", TABLE),
         ("dynamodb:UpdateItem", TABLE),

@@ -142,6 +142,8 @@ def test_generated_functions_share_one_environment(generated_template: dict[str,
         "SAFETY_POLL_MIN_SECONDS",
         "JOB_EVENTS_BUS_NAME",
         "HEAD_NODE_OUTAGE_LIMIT_HOURS",
+        "CALLER_MAPPING",
+        "CALLER_MAPPINGS_TABLE_NAME",
         "AWS_ENDPOINT_URL",
     }
 
@@ -202,6 +204,7 @@ CONTRACT_PARAMETERS = {
     "SweepIntervalMinutes": "1",
     "SafetyPollMinSeconds": "150",
     "HeadNodeOutageLimitHours": "24",
+    "CallerMapping": "table",
     "ResultRetentionDays": "30",
 }
 CONSTRAINTS = {"AllowedPattern", "AllowedValues", "MinValue", "MaxValue", "MinLength", "MaxLength"}

@@ -14,7 +14,8 @@ EXAMPLE_SPEC = {"script": "#!/bin/bash\n", "name": "n"}
 def accepted_record(
     job_id: str, *, spec: dict[str, Any] | None = None, cluster_name: str = "test-cluster"
 ) -> JobRecord:
-    """The record of a job just accepted: alice's, created 2026-11-25T12:00:00Z, its execution named after it."""
+    """The record of a job just accepted: alice's (running as the cluster user alice), created
+    2026-11-25T12:00:00Z, its execution named after it."""
     return JobRecord.new(
         job_id=job_id,
         submission_id="ab" * 16,
@@ -25,6 +26,7 @@ def accepted_record(
         execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:" + job_id,
         retention_days=30,
         cluster_name=cluster_name,
+        cluster_user="alice",
     )
 
 

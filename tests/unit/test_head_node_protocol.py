@@ -139,9 +139,11 @@ PROGRAM_FUNCTIONS = {
 
 @pytest.mark.parametrize("action", sorted(program.ACTIONS))
 def test_each_action_reads_only_the_fields_declared_for_it(action):
-    read = _reads(PROGRAM_FUNCTIONS[action], "request")
-    assert read, f"found no request reads in {action}(): the source scan is broken"
-    assert read <= set(program.ACTION_REQUEST_FIELDS[action])
+    read = _reads(PROGRAM_FUNCTIONS[program.ACTIONS[action].__name__], "request")
+    declared = set(program.ACTION_REQUEST_FIELDS[action])
+    # jobId only names a command in its comment: an action that declares nothing else may read nothing.
+    assert read or declared == {"jobId"}, f"found no request reads in {action}(): the source scan is broken"
+    assert read <= declared
 
 
 def test_the_entry_point_reads_only_the_common_fields():

@@ -52,6 +52,7 @@ def test_a_new_record_is_stored_under_the_names_records_always_had():
         "jobId": JOB,
         "submissionId": "ab" * 16,
         "owner": "arn:aws:iam::123456789012:user/alice",
+        "clusterUser": "alice",  # who the job runs as on the cluster: the caller's mapping when it was accepted
         "name": "n",
         "status": "SUBMITTING",
         "createdAt": "2026-11-25T12:00:00.000Z",
@@ -168,6 +169,7 @@ def test_no_record_outgrows_its_budget_whatever_the_spec_and_however_the_job_end
         execution_arn="arn:aws:states:us-east-1:123456789012:execution:" + "m" * 80 + ":" + JOB + "_12",
         retention_days=30,
         cluster_name="test-cluster",
+        cluster_user="u" * 32,  # the longest POSIX name
     )
     item = record.item()
     job = JobProgress(

@@ -145,5 +145,13 @@ def test_execution_input_holds_references_only(cloud, earlier_job):
     events = history(cloud, wait_for_execution(cloud, earlier_job)["executionArn"])
     started = next(event for event in events if event["type"] == "ExecutionStarted")
     execution_input = json.loads(started["executionStartedEventDetails"]["input"])
-    assert set(execution_input) == {"jobId", "submissionId", "owner", "createdAt", "requestHash", "specKey"}
+    assert set(execution_input) == {
+        "jobId",
+        "submissionId",
+        "owner",
+        "clusterUser",
+        "createdAt",
+        "requestHash",
+        "specKey",
+    }
     assert execution_input["specKey"] == f"jobs/{earlier_job}/input/spec.json"

@@ -42,6 +42,7 @@ class ResultsView(StoredResults, _Out):
 class JobView(JobState, _Out):
     job_id: str
     name: str | None = None
+    cluster_user: str | None = Field(default=None, description="The cluster (POSIX) user the job runs as")
     cause: str | None = Field(default=None, description="Why the job ended as it did")
     created_at: str
     finished_at: str | None = Field(default=None, description="When the results were collected")

@@ -5,6 +5,7 @@ The head node is found by its ParallelCluster tags for the configured cluster â€
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -138,6 +139,15 @@ class HeadNode:
 
     def forget_instance(self) -> None:
         self._instance_cache.pop(self.cluster_name, None)
+
+    def as_user(self, cluster_user: str | None) -> HeadNode:
+        """This head node, with its commands run as `cluster_user` (a job's own; None: the configured ClusterUser).
+        The head-node program checks the user again at every command."""
+        if not cluster_user or cluster_user == self.cluster_user:
+            return self
+        other = copy.copy(self)
+        other.cluster_user = cluster_user
+        return other
 
     # -- running actions ------------------------------------------------------------------------------------------
 

@@ -1506,7 +1506,21 @@ def sweep(request, slurm, diagnostics=None):
     return {"reported": len(entries), "reportBytes": len(report), "queries": counted.queries}
 
 
-ACTIONS = {"submit": submit, "status": status, "cancel": cancel, "collect": collect, "sweep": sweep}
+def check_user(request, slurm, diagnostics=None):
+    """Who this command runs as, once the root stage let it run as the requested cluster user (every check of
+    _cluster_user passed): an operator's check of a caller mapping before it is written (scripts/caller-mappings)."""
+    entry = pwd.getpwuid(os.getuid())
+    return {"clusterUser": entry.pw_name, "uid": entry.pw_uid}
+
+
+ACTIONS = {
+    "submit": submit,
+    "status": status,
+    "cancel": cancel,
+    "collect": collect,
+    "sweep": sweep,
+    "check-user": check_user,
+}
 
 # The protocol's fields, declared once. The Lambda side types them in slurm_job_api/head_node_protocol.py, and
 # tests/unit/test_head_node_protocol.py keeps both equal to these (and the program's reads and replies within them).
@@ -1517,6 +1531,7 @@ ACTION_REQUEST_FIELDS = {  # each action's own; optional ones may be absent or n
     "cancel": ("jobId", "slurmJobId"),
     "collect": ("jobId", "submissionId", "slurmJobId", "workingDirectory", "uploads"),
     "sweep": ("jobId", "jobs", "reportUrl"),  # jobId, if given, only names the sweep in the command's comment
+    "check-user": ("jobId",),  # nothing of its own: the user checked is the request's clusterUser
 }
 UPLOAD_FIELDS = ("name", "source", "taskId", "path", "url")  # one entry of collect's uploads
 SWEEP_JOB_FIELDS = ("slurmJobId", "isArray")  # one entry of sweep's jobs
@@ -1537,6 +1552,7 @@ REPLY_FIELDS = {  # the "result" of each action
     "cancel": ("slurmJobId", "requested"),
     "collect": ("files",),
     "sweep": ("reported", "reportBytes", "queries"),  # the report itself: {"jobs": [<a status result>, ...]}
+    "check-user": ("clusterUser", "uid"),
 }
 FILE_REPORT_FIELDS = ("name", "status", "bytes", "message")  # one entry of collect's files
 ERROR_FIELDS = ("type", "message", "retryable")

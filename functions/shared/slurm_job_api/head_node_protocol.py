@@ -188,10 +188,26 @@ class SweepReport(_Message):
     jobs: list[StatusReply]
 
 
+# -- check-user -----------------------------------------------------------------------------------------------------
+
+
+class CheckUserReply(Reply):
+    cluster_user: str
+    uid: int
+
+
+class CheckUserRequest(Request[CheckUserReply]):
+    """Runs nothing: the program checks the cluster user as for every action and says who it ran as (an operator's
+    check of a caller mapping before writing it)."""
+
+    ACTION: ClassVar[str] = "check-user"
+
+
 REQUEST_TYPES: tuple[type[Request], ...] = (
     SubmitRequest,
     StatusRequest,
     CancelRequest,
     CollectRequest,
     SweepRequest,
+    CheckUserRequest,
 )

@@ -109,6 +109,9 @@ class JobRecord(JobState):
     job_id: str
     submission_id: str | None = None
     owner: str
+    # The POSIX user the job runs as on the cluster (the caller's mapping when the job was accepted; every head-node
+    # command for the job runs as it). Records made before mappings have none: they ran as ClusterUser.
+    cluster_user: str | None = None
     name: str | None = None
     created_at: str
     updated_at: str | None = None
@@ -145,6 +148,7 @@ class JobRecord(JobState):
         execution_arn: str,
         retention_days: int,
         cluster_name: str,
+        cluster_user: str,
     ) -> JobRecord:
         """A job record as POST /jobs creates it."""
         expires = datetime.fromisoformat(created_at.replace("Z", "+00:00")) + timedelta(days=retention_days)
@@ -152,6 +156,7 @@ class JobRecord(JobState):
             job_id=job_id,
             submission_id=submission_id,
             owner=owner,
+            cluster_user=cluster_user,
             name=spec.name,
             status=SUBMITTING,
             created_at=created_at,

@@ -28,6 +28,8 @@ from slurm_job_api.api_models import (
     JobView,
     OutputFile,
 )
+from slurm_job_api.caller_mapping import Caller, InvalidMapping, cluster_user_of
+from slurm_job_api.caller_mapping_store import CallerMappingStore
 from slurm_job_api.clock import iso, utc_now
 from slurm_job_api.head_node import HeadNode, ssm_wait_seconds
 from slurm_job_api.head_node_protocol import CancelRequest
@@ -73,6 +75,10 @@ class BadRequest(ApiError):
 
 class InvalidNextToken(ApiError):
     status, code = 400, "InvalidNextToken"
+
+
+class CallerNotMapped(ApiError):
+    status, code = 403, "CallerNotMapped"
 
 
 class JobNotFound(ApiError):
@@ -153,6 +159,7 @@ class JobsApi:
     bucket: ResultsBucket
     stepfunctions: Any
     head_node: HeadNode
+    caller_mappings: CallerMappingStore | None = None  # None: single-tenant, every caller runs as ClusterUser
     now: Callable[[], datetime] = utc_now
 
     # -- references ------------------------------------------------------------------------------------------------
@@ -178,6 +185,25 @@ class JobsApi:
             raise JobNotFound("no such job")
         return text
 
+    def caller(self, principal: str) -> Caller:
+        """The caller of a request, with the cluster user its jobs run as; CallerNotMapped (403) for a principal no
+        mapping maps — on every route, before anything is read, recorded or started."""
+        if self.caller_mappings is None:
+            return Caller(owner=principal, cluster_user=self.settings.cluster_user)
+        mapping = self.caller_mappings.find(principal)
+        how = (
+            f"an operator maps it with `scripts/caller-mappings add '{principal}' <cluster user>` "
+            '(README, "Mapping callers to cluster users")'
+        )
+        if mapping is None:
+            raise CallerNotMapped(f"{principal} is not mapped to a cluster user: {how}")
+        try:
+            return Caller(owner=principal, cluster_user=cluster_user_of(principal, mapping))
+        except InvalidMapping as error:
+            logger.warning("a caller's mapping gives no usable cluster user", extra={"mapping": mapping.principal})
+            problem = f"the mapping {mapping.principal} gives {principal} no cluster user: {error}; {how}"
+            raise CallerNotMapped(problem) from None
+
     def _owned(self, reference: str, owner: str) -> JobRecord:
         job_id = self.job_id_of(reference)
         logger.set_correlation_id(job_id)
@@ -188,8 +214,10 @@ class JobsApi:
 
     # -- POST /jobs ------------------------------------------------------------------------------------------------
 
-    def submit(self, owner: str, spec: JobSpec, idempotency_key: str | None) -> tuple[JobAccepted, bool]:
-        """Accepts a job; returns (answer, replayed) — replayed when the Idempotency-Key was seen before."""
+    def submit(self, caller: Caller, spec: JobSpec, idempotency_key: str | None) -> tuple[JobAccepted, bool]:
+        """Accepts a job, to run as the caller's cluster user; returns (answer, replayed) — replayed when the
+        Idempotency-Key was seen before."""
+        owner = caller.owner
         digest = request_hash(spec)
         if idempotency_key is not None and not IDEMPOTENCY_KEY_RE.match(idempotency_key):
             raise BadRequest("Idempotency-Key must be 1 to 255 printable ASCII characters without spaces")
@@ -214,6 +242,7 @@ class JobsApi:
             job_id=job_id,
             submission_id=submission_id,
             owner=owner,
+            cluster_user=caller.cluster_user,
             created_at=created_at,
             request_hash=digest,
             spec_key=spec_key,
@@ -244,6 +273,7 @@ class JobsApi:
             execution_arn=execution_arn,
             retention_days=self.settings.result_retention_days,
             cluster_name=self.settings.cluster_name,
+            cluster_user=caller.cluster_user,
         )
         self.store.create(record)  # False if the workflow already made it from the execution input: same content
         logger.set_correlation_id(job_id)
@@ -373,7 +403,7 @@ class JobsApi:
         sent = False
         if marked.slurm_job_id and marked.status in ACTIVE_STATUSES:
             try:
-                self.head_node.run(
+                self.head_node.as_user(marked.cluster_user).run(
                     CancelRequest(job_id=marked.job_id, slurm_job_id=marked.slurm_job_id),
                     wait_seconds=ssm_wait_seconds(
                         remaining_seconds, cap=CANCEL_WAIT_SECONDS, margin=CANCEL_MARGIN_SECONDS, minimum=1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from slurm_job_api import aws_clients
+from slurm_job_api.caller_mapping_store import CallerMappingStore
 from slurm_job_api.event_bus import JobEventBus
 from slurm_job_api.head_node import HeadNode
 from slurm_job_api.job_store import JobStore
@@ -32,6 +33,17 @@ def head_node() -> HeadNode:
         ssm=aws_clients.client("ssm"),
         ec2=aws_clients.client("ec2"),
     )
+
+
+@cache
+def caller_mappings() -> CallerMappingStore | None:
+    """The caller mappings (None in the single-tenant mode: every caller runs as ClusterUser)."""
+    config = settings()
+    if not config.maps_callers:
+        return None
+    if not config.caller_mappings_table_name:
+        raise RuntimeError("CALLER_MAPPINGS_TABLE_NAME is not set: the template gives it to every function")
+    return CallerMappingStore(aws_clients.resource("dynamodb").Table(config.caller_mappings_table_name))
 
 
 @cache

@@ -25,6 +25,12 @@ class Settings:
     safety_poll_min_seconds: int = 150
     job_events_bus_name: str | None = None  # the stack's bus for "Slurm Job State Change" events
     head_node_outage_limit_seconds: float = 24 * 3600  # HeadNodeOutageLimitHours
+    caller_mapping: str = "single-tenant"  # CallerMapping: "table" (CallerMappingsTable) or "single-tenant"
+    caller_mappings_table_name: str | None = None
+
+    @property
+    def maps_callers(self) -> bool:
+        return self.caller_mapping == "table"
 
     @property
     def waits_for_news(self) -> bool:
@@ -56,6 +62,8 @@ class Settings:
             safety_poll_min_seconds=int(environ["SAFETY_POLL_MIN_SECONDS"]),
             job_events_bus_name=environ["JOB_EVENTS_BUS_NAME"],
             head_node_outage_limit_seconds=3600 * float(environ["HEAD_NODE_OUTAGE_LIMIT_HOURS"]),
+            caller_mapping=environ["CALLER_MAPPING"],
+            caller_mappings_table_name=environ["CALLER_MAPPINGS_TABLE_NAME"],
         )
 
 

@@ -114,6 +114,7 @@ class Workflow:
                     execution_arn=execution_arn,
                     retention_days=self.settings.result_retention_days,
                     cluster_name=self.settings.cluster_name,
+                    cluster_user=state.cluster_user or self.settings.cluster_user,
                 )
             )
             record = self.store.get(job_id)
@@ -144,7 +145,8 @@ class Workflow:
             script_url=self.bucket.presigned_get(spec.script_s3_key or results.script_key(event.job_id)),
             environment_url=environment_url,
         )
-        reply = self.head_node.run(request, wait_seconds=self._ssm_wait())
+        head_node = self.head_node.as_user(record.cluster_user)
+        reply = head_node.run(request, wait_seconds=self._ssm_wait())
 
         submitted = progress.submitted(
             event.job_id,
@@ -168,7 +170,7 @@ class Workflow:
             metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
         if updated and updated.cancel_requested:
             # DELETE arrived while sbatch ran: cancel now; the next poll sees the result.
-            self.head_node.run(
+            head_node.run(
                 CancelRequest(job_id=event.job_id, slurm_job_id=submitted.slurm_job_id), wait_seconds=self._ssm_wait()
             )
         return submitted.to_state()
@@ -193,18 +195,19 @@ class Workflow:
             return self.note_outage(event)
         job = event.job
         record = self.store.get(event.job_id)
+        head_node = self.head_node.as_user(record.cluster_user if record else None)
         cancel_requested = bool(record and record.cancel_requested)
         observation = event.news.observation if event.news else None  # the sweep's, when it woke the workflow
         if observation is not None and observation.slurm_job_id != job.slurm_job_id:
             observation = None
         over = observation is not None and (not observation.found or observation.status in TERMINAL_STATUSES)
         if cancel_requested and job.status in ACTIVE_STATUSES and not over:
-            self.head_node.run(
+            head_node.run(
                 CancelRequest(job_id=job.job_id, slurm_job_id=job.slurm_job_id), wait_seconds=self._ssm_wait()
             )
             observation = None  # what the sweep saw came before the cancel
         if observation is None:
-            observation = self.head_node.run(
+            observation = head_node.run(
                 StatusRequest(job_id=job.job_id, slurm_job_id=job.slurm_job_id, is_array=job.is_array),
                 wait_seconds=self._ssm_wait(),
             )
@@ -221,7 +224,7 @@ class Workflow:
         )
         if progress.newly_unsatisfiable(job, advanced):
             # Pending past the grace period for a reason that never lets it start: end it, as an operator would.
-            self.head_node.run(
+            head_node.run(
                 CancelRequest(job_id=job.job_id, slurm_job_id=job.slurm_job_id), wait_seconds=self._ssm_wait()
             )
             metrics.add_metric(name="JobsEndedAsUnsatisfiable", unit=MetricUnit.Count, value=1)
@@ -290,7 +293,7 @@ class Workflow:
         job_id, job, error = state.job_id, state.job, state.error
         record, spec = self._record_and_spec(state, event.execution_arn)
         status, cause = outcome.final_status(job, error)
-        files, collection = self._collect(job, spec, event.retry_count)
+        files, collection = self._collect(self.head_node.as_user(record.cluster_user), job, spec, event.retry_count)
         finished_at = iso(self.now())
         document = outcome.result_document(
             record=record,
@@ -327,7 +330,9 @@ class Workflow:
         logger.info("job finished", extra={"status": status, "cause": cause})
         return {"status": status, "cause": cause, "resultKey": result_key, "fileCount": len(files)}
 
-    def _collect(self, job: JobProgress | None, spec: JobSpec, retry_count: int) -> tuple[list[dict], dict]:
+    def _collect(
+        self, head_node: HeadNode, job: JobProgress | None, spec: JobSpec, retry_count: int
+    ) -> tuple[list[dict], dict]:
         """Uploads the job's files through the head node; returns (files, collection summary)."""
         if job is None or not job.slurm_job_id:
             return [], {"status": "skipped", "message": "the job never reached Slurm"}
@@ -336,8 +341,8 @@ class Workflow:
         request = collect_request(job, spec, planned, self.bucket.presigned_put)
         reported: list[FileReport] = []
         try:
-            for batch in self.head_node.collect_batches(request):
-                reply = self.head_node.run(batch, wait_seconds=self._ssm_wait(), execution_timeout=3600)
+            for batch in head_node.collect_batches(request):
+                reply = head_node.run(batch, wait_seconds=self._ssm_wait(), execution_timeout=3600)
                 reported.extend(reply.files)
         except errors.TransientError as error:
             if retry_count + 1 < FINISH_COLLECT_ATTEMPTS:

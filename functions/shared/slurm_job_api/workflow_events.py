@@ -26,6 +26,7 @@ class WorkflowInput(_Event):
     job_id: str
     submission_id: str
     owner: str
+    cluster_user: str | None = Field(default=None, description="The POSIX user the job runs as (its record's)")
     created_at: str
     request_hash: str = Field(description="sha256 of the accepted spec: the idempotency replay check compares it")
     spec_key: str = Field(description="Key of the accepted spec in the results bucket (jobs/<jobId>/input/spec.json)")
