@@ -147,6 +147,14 @@ Every request must be signed (AWS_IAM), as on AWS. With curl 7.75 or newer:
   curl -s "${{SIGV4[@]}}" -X DELETE "$API/jobs/<jobId>"
   curl -s "${{SIGV4[@]}}" "$API/openapi.json"
 
+Or with the command line client (pip install ./client; make test's .venv has it):
+
+  export SJA_API_URL={url} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY={secret}
+  printf '#!/bin/bash\\necho hello from $(hostname)\\n' | sja submit --wait -J hello -t 5 -
+  sja list
+  sja watch <jobId>
+  sja download <jobId>
+
 """
 
 SAM_LOCAL_INVOKE = """\

@@ -30,6 +30,7 @@ MODULE_SECONDS = {
     "tests/security/test_user_isolation_real_slurm.py": 46,
     "tests/security/test_protocol_abuse.py": 47,
     "tests/workflow/test_long_job_continuation.py": 33,
+    "tests/e2e/test_client_on_real_slurm.py": 45,
     "tests/e2e/test_dependency_never_satisfied.py": 28,
     "tests/handlers/test_events.py": 27,
     "tests/security/test_bookkeeping_attacks_real_slurm.py": 23,

@@ -10,7 +10,8 @@ HTTP API of a real-Slurm local stack whose caller mappings give LOCAL_DEVELOPER 
    reaches Slurm.
 3. The operators' command (scripts/caller-mappings) refuses a mapping to root by name and to a uid below the minimum
    on the head node, records who changed what, and its mapping takes effect at once; a mapping written around it
-   (straight into the table) to root is refused by the API, to a low uid by the head node (SUBMIT_FAILED).
+   (straight into the table) to root is refused by the API, to a low uid or a user the head node does not have by the
+   head node (SUBMIT_FAILED, saying why).
 """
 
 from __future__ import annotations
@@ -280,6 +281,11 @@ def test_mappings_to_root_or_a_system_uid_are_refused_written_and_used(stack, sy
     assert view["status"] == result["status"] == "SUBMIT_FAILED", view
     assert view["clusterUser"] == SYSTEM_USER
     assert f"below the minimum {MIN_CLUSTER_UID}" in view["cause"], view["cause"]
+    store(checkout_user_name("sjapi-nobody-here"))  # a user the head node does not have
+    job = submit(unmapped, {"script": "#!/bin/bash\nid\n"})
+    _, _, result, view = finish(cloud, unmapped, job, timeout=120)
+    assert view["status"] == result["status"] == "SUBMIT_FAILED", view
+    assert "does not exist on the head node" in view["cause"], view["cause"]
     assert slurm_job_count(stack) == slurm_jobs_before
     table.delete_item(TableName=mappings_table, Key={"principal": {"S": LOCAL_UNMAPPED.arn}, "entry": {"S": "mapping"}})
 

@@ -3,8 +3,9 @@
 From the bottom up: the product (functions/: the shared package slurm_job_api and the handlers) imports only itself
 and libraries; the local stack (local_stack/) loads the product through template.yaml and never imports it; the
 scenario library (harness/) runs the product on the local stack; the reliability report (benchmarks/) runs the
-harness; the tests (tests/) may import every layer. Every import statement of every .py file is read with ast,
-wherever it is in the file (function bodies too), and so is ``importlib.import_module`` with a literal name.
+harness; the tests (tests/) may import every layer. The command-line client (client/, installed on its own) imports
+nothing of the repository, and nothing but the tests imports it. Every import statement of every .py file is read
+with ast, wherever it is in the file (function bodies too), and so is ``importlib.import_module`` with a literal name.
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ from .tools import REPO_ROOT
 pytestmark = pytest.mark.static
 
 PRODUCT_PACKAGE = "slurm_job_api"
+CLIENT_PACKAGE = "slurm_job_client"
 # Each layer (a top-level directory), with the repository's own packages its code may import. Libraries (the
 # standard library and installed distributions) are allowed everywhere.
 ALLOWED = {
     "functions": {PRODUCT_PACKAGE},
+    # The command-line client is installed on its own (pip install ./client): it imports nothing of the repository.
+    "client": {CLIENT_PACKAGE},
     "local_stack": {"local_stack"},
     "harness": {"harness", "local_stack", PRODUCT_PACKAGE},
     "benchmarks": {"benchmarks", "harness", "local_stack", PRODUCT_PACKAGE},
-    "tests": {"tests", "benchmarks", "harness", "local_stack", PRODUCT_PACKAGE, "app"},
+    "tests": {"tests", "benchmarks", "harness", "local_stack", PRODUCT_PACKAGE, CLIENT_PACKAGE, "app"},
 }
 
 
@@ -37,6 +41,8 @@ def import_root(path: Path) -> Path:
     relative = path.relative_to(REPO_ROOT)
     if relative.parts[0] == "functions" and len(relative.parts) > 2:
         return REPO_ROOT / "functions" / relative.parts[1]
+    if relative.parts[0] == "client":
+        return REPO_ROOT / "client"
     return REPO_ROOT
 
 
@@ -45,6 +51,7 @@ def own_top_level_names() -> set[str]:
     and the handler modules."""
     names = {path.parent.name for path in REPO_ROOT.glob("*/__init__.py")}
     names |= {path.parent.name for path in (REPO_ROOT / "functions" / "shared").glob("*/__init__.py")}
+    names |= {path.parent.name for path in (REPO_ROOT / "client").glob("*/__init__.py")}
     names |= {path.stem for path in (REPO_ROOT / "functions").glob("*/*.py")}
     return names
 
@@ -108,7 +115,15 @@ def test_each_layer_imports_only_the_layers_below_it(layer: str) -> None:
 
 def test_every_package_of_the_repository_is_known_to_the_rules() -> None:
     """A new top-level package fails here until the rules say which layers may import it."""
-    assert own_top_level_names() == {"local_stack", "harness", "benchmarks", "tests", PRODUCT_PACKAGE, "app"}
+    assert own_top_level_names() == {
+        "local_stack",
+        "harness",
+        "benchmarks",
+        "tests",
+        PRODUCT_PACKAGE,
+        CLIENT_PACKAGE,
+        "app",
+    }
 
 
 @pytest.mark.parametrize(
@@ -121,6 +136,8 @@ def test_every_package_of_the_repository_is_known_to_the_rules() -> None:
         ("harness", "harness", "from tests.support.fake_slurm import FakeSlurm"),
         ("harness", "harness", "from benchmarks import report"),
         ("benchmarks", "benchmarks", "from tests.support import hostile"),
+        ("client", CLIENT_PACKAGE, "from slurm_job_api.spec import JobSpec"),
+        ("functions", PRODUCT_PACKAGE, "import slurm_job_client"),
     ],
 )
 def test_an_import_across_the_layers_is_found(layer: str, package: str, source: str) -> None:
