@@ -183,16 +183,22 @@ def test_a_retry_with_another_spec_is_refused_and_the_first_job_runs_its_own_scr
 def test_a_job_polled_after_slurmctld_forgot_it_is_read_from_accounting(cloud, api, slurm):
     """The first poll comes only after MinJobAge has passed and slurmctld purged the job: sacct answers."""
     waited_for = {}
+    name = f"forgotten-{uuid.uuid4().hex[:8]}"  # this job's first poll only: the module's other jobs run meanwhile
+    records = cloud.client("dynamodb")
+
+    def this_job(job_id: str) -> bool:
+        item = records.get_item(TableName=cloud.table_name, Key={"jobId": {"S": job_id}}).get("Item", {})
+        return item.get("name", {}).get("S") == name
 
     def late_first_poll(event, context, call_next):
         job = event["job"]
-        if job["pollsInExecution"] == 0 and job["slurmJobId"] not in waited_for:
+        if job["pollsInExecution"] == 0 and job["slurmJobId"] not in waited_for and this_job(job["jobId"]):
             slurm.wait_until_forgotten(job["slurmJobId"])
             waited_for[job["slurmJobId"]] = slurm.known_to_controller(job["slurmJobId"])
         return call_next(event, context)
 
     with cloud.runtime.intercepted("PollJobFunction", late_first_poll):
-        _, result, view = run_job(cloud, api, {"script": "#!/bin/bash\nexit 7\n"})
+        _, result, view = run_job(cloud, api, {"name": name, "script": "#!/bin/bash\nexit 7\n"})
     assert waited_for == {view["slurmJobId"]: False}
     assert (view["status"], view["exitCode"], result["status"]) == ("FAILED", 7, "FAILED")
 
