@@ -8,7 +8,7 @@ import json
 from email.message import Message
 from email.utils import collapse_rfc2231_value
 from functools import cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Route
@@ -29,11 +29,22 @@ from slurm_job_api.api_models import (
     InputUploadRequest,
     JobAccepted,
     JobList,
+    JobLogs,
     JobOutput,
     JobView,
 )
 from slurm_job_api.caller_mapping import Caller
-from slurm_job_api.jobs_api import OUTPUT_PAGE_MAX, OUTPUT_PAGE_SIZE, ApiError, JobsApi, dump
+from slurm_job_api.jobs_api import (
+    LOGS_OFFSET_MAX,
+    LOGS_PAGE_MAX,
+    LOGS_PAGE_MIN,
+    LOGS_TASK_ID_MAX,
+    OUTPUT_PAGE_MAX,
+    OUTPUT_PAGE_SIZE,
+    ApiError,
+    JobsApi,
+    dump,
+)
 from slurm_job_api.observability import logger, metrics, tracer
 from slurm_job_api.settings import settings
 from slurm_job_api.spec import JobSpec
@@ -99,6 +110,11 @@ def principal_of(event: dict) -> str:
 def caller() -> Caller:
     """This request's caller and the cluster user its jobs run as (resolved by lambda_handler before any route)."""
     return app.context["caller"]
+
+
+def _remaining_seconds() -> float:
+    """The time this invocation has left (30 s, the function's timeout, outside Lambda)."""
+    return app.lambda_context.get_remaining_time_in_millis() / 1000 if app.lambda_context else 30.0
 
 
 def _base_path() -> str:
@@ -200,8 +216,7 @@ def get_job(job_reference: JobReference) -> JobView:
 )
 @tracer.capture_method
 def cancel_job(job_reference: JobReference) -> Response[CancelAccepted]:
-    remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 if app.lambda_context else 30.0
-    accepted = jobs_api().cancel(caller().owner, job_reference, remaining)
+    accepted = jobs_api().cancel(caller().owner, job_reference, _remaining_seconds())
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=dump(accepted))
 
 
@@ -223,6 +238,43 @@ def job_output(
     next_token: Annotated[str | None, Query(alias="nextToken", max_length=1024)] = None,
 ) -> JobOutput:
     return jobs_api().output(caller().owner, job_reference, limit=limit, next_token=next_token)
+
+
+@app.get(
+    "/jobs/<jobId>/logs",
+    summary="A page of the job's stdout or stderr, also while it runs",
+    responses={
+        200: _doc("A page of the stream as UTF-8 text; pass nextOffset as offset for the next", JobLogs),
+        404: _doc("No such job", ErrorBody),
+        422: _doc(
+            "Invalid parameters (the message names each), or a taskId that does not fit the job: required for an "
+            "array job and one of its tasks, refused for any other",
+            ErrorBody,
+        ),
+        503: _doc("The cluster cannot be reached now: retry after Retry-After seconds", ErrorBody),
+    },
+)
+@tracer.capture_method
+def job_logs(
+    job_reference: JobReference,
+    stream: Annotated[Literal["stdout", "stderr"], Query(description="Which of the job's streams")] = "stdout",
+    offset: Annotated[int, Query(ge=0, le=LOGS_OFFSET_MAX, description="Where the page starts, in bytes")] = 0,
+    limit: Annotated[
+        int, Query(ge=LOGS_PAGE_MIN, le=LOGS_PAGE_MAX, description="Bytes of the stream at most in the page")
+    ] = LOGS_PAGE_MAX,
+    task_id: Annotated[
+        int | None, Query(alias="taskId", ge=0, le=LOGS_TASK_ID_MAX, description="The array task (array jobs only)")
+    ] = None,
+) -> JobLogs:
+    return jobs_api().logs(
+        caller().owner,
+        job_reference,
+        stream=stream,
+        offset=offset,
+        limit=limit,
+        task_id=task_id,
+        remaining_seconds=_remaining_seconds(),
+    )
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)

@@ -24,6 +24,7 @@ CLUSTERS = {
     "test_sweep_on_real_slurm": ("e2e-sweep", 7857),
     "test_push_on_real_slurm": ("e2e-push", 7867),
     "test_sbatch_options_on_real_slurm": ("e2e-sbopts", 21817),
+    "test_logs_on_real_slurm": ("e2e-logs", 22817),
     "test_client_on_real_slurm": ("e2e-client", 23817),
 }
 

@@ -4,7 +4,7 @@ the local stack, with real Slurm behind it, signed with the local developer's cr
 ``submit --wait`` exits as the job did (0 and 3), ``download`` saves every collected file byte for byte, ``cancel``
 ends a running job, ``list`` shows the jobs, an unknown job and a bad option are one-line errors, a script over the
 inline limit travels through POST /inputs, ``watch`` under a pseudo-terminal redraws its block in place, and
-``logs --follow`` prints a running job's lines before it ends (once the logs route exists: branch logs-route).
+``logs --follow`` prints a running job's lines before it ends.
 """
 
 from __future__ import annotations
@@ -32,10 +32,8 @@ from local_stack.__main__ import CURL_EXAMPLES
 from local_stack.api_gateway import LOCAL_DEVELOPER, LOCAL_UNMAPPED
 from slurm_job_client import Client
 from slurm_job_client.client import INLINE_SCRIPT_BYTES
-from tests.static.tools import REPO_ROOT
 
 SJA = shutil.which("sja", path=str(Path(sys.executable).parent)) or "sja"
-LOGS_ROUTE = "Path: /jobs/{jobId}/logs" in (REPO_ROOT / "template.yaml").read_text()
 # The job writes outputs of awkward names and bytes (not UTF-8), and a line on each stream.
 OUTPUTS = {"results/summary.csv": b"a,b\n1,2\n", "bin.dat": bytes(range(256)) * 4, "文件 1.txt": "内容\n".encode()}
 WRITE_OUTPUTS = "#!/bin/bash\necho hello from sja\necho to-stderr >&2\nmkdir -p results\n" + "".join(
@@ -284,7 +282,6 @@ def test_the_python_api_with_a_script_over_the_inline_limit(cloud, monkeypatch, 
     assert client.job(job.job_id).status()["status"] == "COMPLETED"
 
 
-@pytest.mark.skipif(not LOGS_ROUTE, reason="GET /jobs/{jobId}/logs is not in template.yaml yet (branch logs-route)")
 def test_logs_follow_shows_a_running_jobs_lines_before_it_ends(environment, scripts):
     submitted = sja(environment, "submit", "--parsable", scripts / "lines.sh")
     assert submitted.returncode == 0, submitted.stderr

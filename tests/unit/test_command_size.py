@@ -16,7 +16,7 @@ from botocore.config import Config
 
 from harness.limits import LARGEST_SBATCH_OPTIONS
 from slurm_job_api import head_node_program as program
-from slurm_job_api.head_node import COMMAND_BUDGET_BYTES, HeadNode
+from slurm_job_api.head_node import COMMAND_BUDGET_BYTES, SSM_STDOUT_CHARACTERS, HeadNode
 from slurm_job_api.head_node_protocol import CancelRequest, StatusRequest, SweepJob, SweepRequest
 from slurm_job_api.progress import JobProgress
 from slurm_job_api.results import ResultsBucket, planned_uploads
@@ -25,7 +25,6 @@ from slurm_job_api.ssm_command import command_size, shell_commands
 from slurm_job_api.workflow import collect_request, submit_request
 
 LIMIT = 64 * 1024
-SSM_STDOUT_CHARACTERS = 24_000  # what GetCommandInvocation returns of stdout (docs/facts.md)
 JOB_ID = str(uuid.uuid4())
 SUBMISSION_ID = uuid.uuid4().hex
 
@@ -132,8 +131,8 @@ def test_collect_batches_stay_within_the_budget_for_the_largest_array_and_output
     ids=["largest-consecutive", "1000-scattered"],
 )
 def test_sweep_commands_stay_within_the_budget(bucket, head_node, count, ids):
-    """The largest sweep the program takes fits one command when its ids are close together, as a cluster's are (5000
-    random 10-digit ids would not: the Lambda sizes its sweeps by the command)."""
+    """The largest sweep the program takes fits one command when its ids are close together, as a cluster's are (that
+    many random 10-digit ids would not: the Lambda sizes its sweeps by the command)."""
     jobs = [SweepJob(slurm_job_id=slurm_job_id, is_array=n % 10 == 0) for n, slurm_job_id in enumerate(ids(count))]
     request = SweepRequest(jobs=jobs, report_url=bucket.presigned_put("sweeps/" + "s" * 36 + "/report.json"))
     size = command_size(shell_commands(head_node.document(request)))

@@ -1,13 +1,24 @@
 """SSM transport: finding the head node by tags, waiting for the command, mapping every outcome to a named error."""
 
+import base64
+import io
 import json
+import os
 
 import pytest
 from botocore.exceptions import ClientError
 
 from slurm_job_api import errors
-from slurm_job_api.head_node import SAFETY_MARGIN_SECONDS, SSM_WAIT_CAP_SECONDS, HeadNode, ssm_wait_seconds
-from slurm_job_api.head_node_protocol import CancelRequest, StatusReply, StatusRequest
+from slurm_job_api import head_node_program as program
+from slurm_job_api.head_node import (
+    SAFETY_MARGIN_SECONDS,
+    SSM_STDOUT_CHARACTERS,
+    SSM_WAIT_CAP_SECONDS,
+    CommandOutcome,
+    HeadNode,
+    ssm_wait_seconds,
+)
+from slurm_job_api.head_node_protocol import CancelRequest, ReadOutputReply, StatusReply, StatusRequest
 
 STATUS = StatusRequest(job_id="j", slurm_job_id="5")
 FOUND = {"slurmJobId": "5", "found": True, "source": "squeue", "accountingAvailable": False, "minJobAge": 300}
@@ -241,3 +252,55 @@ def test_the_ssm_wait_takes_the_callers_own_bounds():
     assert ssm_wait_seconds(30.0, cap=20, margin=5, minimum=1.0) == 20
     assert ssm_wait_seconds(15.0, cap=20, margin=5, minimum=1.0) == 10
     assert ssm_wait_seconds(3.0, cap=20, margin=5, minimum=1.0) == 1.0
+
+
+# -- read-output: the largest page and its reply fit what SSM returns of stdout -------------------------------------
+
+LONGEST_HOME = "/" + "h" * 254  # the cluster user's home, as long as we allow for
+
+
+def largest_read_output_diagnostics(tmp_path) -> list[str]:
+    """The diagnostics the user stage can add to a read-output reply at most: open_job_directory gives back the mode
+    of each closed level of both layouts, up to twice per level (it retries once), each line naming the level's path
+    under the longest home. Made by the program's own code, on directories closed for it."""
+    job_id, submission_id = "0" * 8 + "-0000-4000-8000-" + "0" * 12, "0" * 32
+    layouts = (
+        (program.JOB_DIRECTORIES, job_id, submission_id),
+        (program.LEGACY_DIRECTORY, "jobs", job_id, submission_id),
+    )
+    diagnostics: list[str] = []
+    parent = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        device = os.fstat(parent).st_dev
+        for levels in layouts:
+            path = LONGEST_HOME
+            for name in levels:
+                for _ in range(2):
+                    (tmp_path / name).mkdir(mode=0, exist_ok=True)
+                    (tmp_path / name).chmod(0)
+                    assert program._open_again(
+                        parent, path, name, os.geteuid(), device, program.PRIVATE_MODE, diagnostics
+                    )
+                path = os.path.join(path, name)
+    finally:
+        os.close(parent)
+    return diagnostics
+
+
+def test_the_largest_read_output_reply_fits_what_ssm_returns_of_stdout(tmp_path):
+    largest = {
+        "found": True,
+        "size": program.MAX_FILE_OFFSET,
+        "offset": program.MAX_FILE_OFFSET,
+        "data": base64.b64encode(b"\xff" * program.READ_OUTPUT_MAX_BYTES).decode("ascii"),
+    }
+    assert set(largest) == set(program.REPLY_FIELDS["read-output"])
+    diagnostics = largest_read_output_diagnostics(tmp_path)
+    assert len(diagnostics) == 14 and all(LONGEST_HOME in line for line in diagnostics)
+    reply = program._with_diagnostics(program._reply("read-output", result=largest) + "\n", diagnostics, io.StringIO())
+    assert len(reply) <= SSM_STDOUT_CHARACTERS, len(reply)
+    # And the reply, cut where SSM would cut it, is still the whole document the Lambda parses.
+    outcome = CommandOutcome("c", "Success", reply[:SSM_STDOUT_CHARACTERS], "", 0)
+    parsed = ReadOutputReply.model_validate(HeadNode.parse_reply("read-output", outcome))
+    assert base64.b64decode(parsed.data) == b"\xff" * program.READ_OUTPUT_MAX_BYTES
+    print(f"the largest read-output reply: {len(reply)} of {SSM_STDOUT_CHARACTERS} characters")

@@ -4,6 +4,7 @@ user with runuser, files in the per-job directory, and Slurm commands (recording
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pwd
@@ -22,6 +23,7 @@ from slurm_job_api.head_node_program import (
     MAX_SWEEP_JOBS,
     MIN_CLUSTER_UID,
     POLICY_FILE_VARIABLE,
+    READ_OUTPUT_MAX_BYTES,
     REPLY_FIELDS,
     STATE_DIRECTORY_VARIABLE,
     SUMMARY_FIELDS,
@@ -819,3 +821,119 @@ def test_the_largest_sweep_is_accepted(table_slurm, files):
     assert result["queries"] == {"squeue": 1, "sacct": 1, "scontrol": 0}
     assert all(entry["status"] == "COMPLETED" and entry["source"] == "sacct" for entry in entries)
     print(f"a sweep of {len(ids)} ended jobs: a report of {result['reportBytes']} bytes")
+
+
+# -- read-output: a page of a job's stream while it runs --------------------------------------------------------------
+
+STREAM = bytes(range(256)) * 40 + "é漢🙂\n".encode()  # 10,251 bytes, every byte value and multibyte UTF-8
+
+
+def read_request(slurm: FakeSlurm, job_id: str, **fields) -> dict:
+    return {
+        "action": "read-output",
+        "slurmBinDir": str(slurm.bin_dir),
+        "jobId": job_id,
+        "submissionId": SUBMISSION,
+        "stream": "stdout",
+        "offset": 0,
+        "limit": READ_OUTPUT_MAX_BYTES,
+        **fields,
+    }
+
+
+def read(slurm: FakeSlurm, job_id: str, **fields) -> tuple[dict, bytes]:
+    """(result, the page's bytes) of a read-output request that succeeds."""
+    reply, _ = run_program(read_request(slurm, job_id, **fields))
+    assert reply["ok"], reply
+    result = reply["result"]
+    assert set(result) == set(REPLY_FIELDS["read-output"])
+    return result, base64.b64decode(result["data"], validate=True)
+
+
+def users_file(user, path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    os.chown(path, user.pw_uid, user.pw_gid)
+    return path
+
+
+@pytest.fixture
+def job_with_streams(files, slurm, job_id, user) -> Path:
+    """A submitted job's directory holding STREAM as its stdout (and as task 3's stdout)."""
+    slurm.set({"sbatch": [{"stdout": "8\n"}]})
+    assert run_program(submit_request(files, slurm, job_id))[0]["ok"]
+    directory = job_dir(user, job_id)
+    users_file(user, directory / "slurm-stdout", STREAM)
+    users_file(user, directory / "slurm-stdout.3", b"task three\n")
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("offset", "limit"),
+    [(0, 100), (0, READ_OUTPUT_MAX_BYTES), (5000, 1000), (len(STREAM) - 7, 100), (len(STREAM), 10), (10**12, 10)],
+    ids=["start", "all", "middle", "end", "at-the-end", "past-the-end"],
+)
+def test_read_output_answers_the_bytes_from_offset_and_the_size(slurm, job_id, job_with_streams, offset, limit):
+    result, data = read(slurm, job_id, offset=offset, limit=limit)
+    assert result["found"] is True and result["size"] == len(STREAM) and result["offset"] == offset
+    assert data == STREAM[offset : offset + limit]
+    assert len(data) <= limit
+
+
+def test_read_output_pages_reassemble_the_stream_and_reach_task_streams(slurm, job_id, job_with_streams):
+    pages, offset = [], 0
+    while offset < len(STREAM):
+        data = read(slurm, job_id, offset=offset, limit=4096)[1]
+        pages.append(data)
+        offset += len(data)
+    assert b"".join(pages) == STREAM and len(pages) == 3
+    assert read(slurm, job_id, taskId=3)[1] == b"task three\n"
+
+
+def test_read_output_of_a_missing_stream_or_job_directory_finds_nothing(slurm, job_id, job_with_streams):
+    assert read(slurm, job_id, stream="stderr") == ({"found": False, "size": 0, "offset": 0, "data": ""}, b"")
+    assert read(slurm, job_id, taskId=4)[0]["found"] is False
+    assert read(slurm, job_id, submissionId="f" * 32)[0]["found"] is False
+    assert read(slurm, str(uuid.uuid4()))[0]["found"] is False
+
+
+def test_read_output_never_follows_a_symlinked_stream_or_job_directory(slurm, job_id, job_with_streams, user):
+    secret = users_file(user, job_with_streams / "secret", b"not this job's output\n")
+    (job_with_streams / "slurm-stderr").symlink_to(secret)
+    os.mkfifo(job_with_streams / "slurm-stdout.5")  # a FIFO is no stream, and reading it must not wait for a writer
+    os.chown(job_with_streams / "slurm-stdout.5", user.pw_uid, user.pw_gid)
+    assert read(slurm, job_id, stream="stderr")[0] == {"found": False, "size": 0, "offset": 0, "data": ""}
+    assert read(slurm, job_id, taskId=5)[0]["found"] is False
+    # The submission's directory swapped for a symlink to another directory that holds a slurm-stdout.
+    elsewhere = job_with_streams.parent / "elsewhere"
+    job_with_streams.rename(elsewhere)
+    job_with_streams.symlink_to(elsewhere)
+    os.lchown(job_with_streams, user.pw_uid, user.pw_gid)
+    assert read(slurm, job_id)[0] == {"found": False, "size": 0, "offset": 0, "data": ""}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"limit": 0},
+        {"limit": READ_OUTPUT_MAX_BYTES + 1},
+        {"limit": None},
+        {"limit": True},
+        {"offset": -1},
+        {"offset": 2**63},
+        {"offset": "0"},
+        {"offset": 1.0},
+        {"stream": "stdin"},
+        {"stream": "../slurm-stdout"},
+        {"stream": None},
+        {"taskId": -1},
+        {"taskId": "3"},
+        {"taskId": False},
+        {"submissionId": "../../x"},
+        {"jobId": "../etc"},
+    ],
+    ids=lambda change: "-".join(f"{key}={value!r}" for key, value in change.items()),
+)
+def test_bad_read_output_requests_are_refused(slurm, job_id, job_with_streams, change):
+    reply, done = run_program(read_request(slurm, job_id, **change))
+    assert done.returncode == 2 and reply["error"]["type"] == "BadRequest", reply
+    assert "result" not in reply

@@ -102,8 +102,13 @@ def test_summarize_reports_exactly_the_declared_summary_fields():
 # -- what the program reads from a request, found in its source ------------------------------------------------------
 
 
+# The program's helpers that read one field of a request and check it: _require(request, "x"), _number(...).
+CHECKED_READERS = ("_require", "_number")
+
+
 def _reads(function: ast.AST, variable: str) -> set[str]:
-    """Field names read from `variable` in a function: variable["x"], variable.get("x"), _require(variable, "x")."""
+    """Field names read from `variable` in a function: variable["x"], variable.get("x"), a checked reader's
+    (variable, "x")."""
     found = set()
     for node in ast.walk(function):
         if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == variable:
@@ -122,7 +127,7 @@ def _reads(function: ast.AST, variable: str) -> set[str]:
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
-            and node.func.id == "_require"
+            and node.func.id in CHECKED_READERS
             and len(node.args) >= 2
             and isinstance(node.args[0], ast.Name)
             and node.args[0].id == variable

@@ -117,6 +117,25 @@ class JobOutput(_Out):
     next_token: str | None = Field(default=None, description="Pass as nextToken to get the next page")
 
 
+class JobLogs(_Out):
+    """A page of a job's stdout or stderr, as far as it is written: from the head node while the job runs (and until
+    its files are collected), from the collected copy in S3 after."""
+
+    job_id: str
+    stream: Literal["stdout", "stderr"]
+    task_id: int | None = Field(default=None, description="The array task whose stream this is (array jobs only)")
+    offset: int = Field(description="Where this page starts, in bytes of the stream")
+    next_offset: int = Field(
+        description="Pass as offset for the next page: where the text ends, never inside a UTF-8 sequence (one the "
+        "page cut short is left for the next page, from its first byte)"
+    )
+    text: str = Field(description="The page as text: the stream's bytes as UTF-8, bytes that are not UTF-8 as U+FFFD")
+    size: int = Field(description="The stream's size in bytes so far (0 while it has not been written)")
+    complete: bool = Field(
+        description="True when the job has ended and nextOffset is at (or past) the end: nothing more will come"
+    )
+
+
 class InputUploadRequest(BaseModel):
     """The body of POST /inputs (optional): the file name that ends the new object's key."""
 

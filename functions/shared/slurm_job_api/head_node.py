@@ -32,6 +32,8 @@ UNREACHABLE_STATUSES = frozenset(["TimedOut", "Cancelled", "Cancelling", "Undeli
 _THROTTLING_CODES = frozenset(["ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"])
 # Bytes of one SSM command we aim to stay under (SendCommand requests are limited; see docs/facts.md).
 COMMAND_BUDGET_BYTES = 48 * 1024
+# Characters of stdout GetCommandInvocation returns (the rest is cut off; docs/facts.md): every reply must fit.
+SSM_STDOUT_CHARACTERS = 24_000
 # Characters of a collect reply's file reports we allow: SSM returns the first 24,000 characters of stdout (see
 # docs/facts.md); the rest is the reply's envelope and the program's diagnostics.
 COLLECT_REPLY_BUDGET_CHARACTERS = 20_000

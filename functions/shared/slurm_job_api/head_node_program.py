@@ -1419,9 +1419,48 @@ def collect_message(error):
     return text.replace("\\", "/").replace('"', "'")[:COLLECT_MESSAGE_CHARACTERS]
 
 
-# Jobs one sweep may ask about. The command must also fit SSM's limit (head_node.COMMAND_BUDGET_BYTES): 5000 ids
-# close together do, about 2,500 random 10-digit ones; the Lambda sizes its sweeps by the command.
-MAX_SWEEP_JOBS = 5000
+# read-output's largest page: its reply fits what SSM returns of stdout (SSM_STDOUT_CHARACTERS in head_node.py).
+READ_OUTPUT_MAX_BYTES = 12 * 1024
+MAX_FILE_OFFSET = 2**63 - 1
+MAX_TASK_ID = 4000000
+
+
+def _number(request, key, high, low=0):
+    value = request.get(key)
+    if type(value) is not int or not low <= value <= high:
+        raise BadRequest("request field %r must be an integer from %d to %d" % (key, low, high))
+    return value
+
+
+def read_output(request, slurm, diagnostics=None):
+    """At most `limit` bytes of a job's stdout/stderr from `offset` (base64) and its size. The stream is opened
+    relative to the job's directory (open_job_directory), never through a symlink; not a regular file: not found."""
+    job_id = _require(request, "jobId", JOB_ID_RE)
+    submission_id = _require(request, "submissionId", SUBMISSION_ID_RE)
+    stream = request.get("stream")
+    if stream not in ("stdout", "stderr"):
+        raise BadRequest("request field 'stream' is malformed")
+    task_id = None if request.get("taskId") is None else _number(request, "taskId", MAX_TASK_ID)
+    offset = _number(request, "offset", MAX_FILE_OFFSET)
+    limit = _number(request, "limit", READ_OUTPUT_MAX_BYTES, low=1)
+    directory_fd = open_job_directory(job_id, submission_id, [] if diagnostics is None else diagnostics)[0]
+    size, data, fd = 0, None, None
+    if directory_fd is not None:
+        with contextlib.suppress(OSError):  # a symlink (O_NOFOLLOW) is no stream
+            fd = _open_if_present(output_name(stream, task_id), directory_fd)
+        os.close(directory_fd)
+    if fd is not None:
+        with os.fdopen(fd, "rb"):
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode):  # never beyond the size it says: the file may grow meanwhile
+                size = info.st_size
+                data = os.pread(fd, min(limit, size - offset), offset) if offset < size else b""
+    return {"found": data is not None, "size": size, "offset": offset, "data": base64.b64encode(data or b"").decode()}
+
+
+# Jobs one sweep may ask about. The command must also fit SSM's limit (head_node.COMMAND_BUDGET_BYTES): 4500 ids
+# close together do, about 2,000 random 10-digit ones; the Lambda sizes its sweeps by the command.
+MAX_SWEEP_JOBS = 4500
 SWEEP_QUERY_TOOLS = ("squeue", "sacct", "scontrol")
 
 
@@ -1520,6 +1559,7 @@ ACTIONS = {
     "collect": collect,
     "sweep": sweep,
     "check-user": check_user,
+    "read-output": read_output,
 }
 
 # The protocol's fields, declared once. The Lambda side types them in slurm_job_api/head_node_protocol.py, and
@@ -1532,6 +1572,7 @@ ACTION_REQUEST_FIELDS = {  # each action's own; optional ones may be absent or n
     "collect": ("jobId", "submissionId", "slurmJobId", "workingDirectory", "uploads"),
     "sweep": ("jobId", "jobs", "reportUrl"),  # jobId, if given, only names the sweep in the command's comment
     "check-user": ("jobId",),  # nothing of its own: the user checked is the request's clusterUser
+    "read-output": ("jobId", "submissionId", "stream", "taskId", "offset", "limit"),
 }
 UPLOAD_FIELDS = ("name", "source", "taskId", "path", "url")  # one entry of collect's uploads
 SWEEP_JOB_FIELDS = ("slurmJobId", "isArray")  # one entry of sweep's jobs
@@ -1553,6 +1594,7 @@ REPLY_FIELDS = {  # the "result" of each action
     "collect": ("files",),
     "sweep": ("reported", "reportBytes", "queries"),  # the report itself: {"jobs": [<a status result>, ...]}
     "check-user": ("clusterUser", "uid"),
+    "read-output": ("found", "size", "offset", "data"),  # data: base64 of at most limit bytes from offset
 }
 FILE_REPORT_FIELDS = ("name", "status", "bytes", "message")  # one entry of collect's files
 ERROR_FIELDS = ("type", "message", "retryable")

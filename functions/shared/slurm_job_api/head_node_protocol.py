@@ -203,6 +203,32 @@ class CheckUserRequest(Request[CheckUserReply]):
     ACTION: ClassVar[str] = "check-user"
 
 
+# -- read-output ----------------------------------------------------------------------------------------------------
+
+
+class ReadOutputReply(Reply):
+    """A page of a job's stdout or stderr as it is on the head node now."""
+
+    found: bool  # False: no such stream yet (or the job's directory is not there), or not a regular file
+    size: int  # the file's size when it was read (0 when not found)
+    offset: int  # where the page starts, as asked
+    data: str  # base64 of at most `limit` bytes from `offset`, never beyond `size`
+
+
+class ReadOutputRequest(Request[ReadOutputReply]):
+    """At most `limit` bytes (1 to READ_OUTPUT_MAX_BYTES) of a job's stream from `offset`, read as the cluster user
+    from the job's directory, relative to its descriptor."""
+
+    ACTION: ClassVar[str] = "read-output"
+
+    job_id: str
+    submission_id: str
+    stream: Literal["stdout", "stderr"]
+    task_id: int | None = None  # an array task's stream
+    offset: int
+    limit: int
+
+
 REQUEST_TYPES: tuple[type[Request], ...] = (
     SubmitRequest,
     StatusRequest,
@@ -210,4 +236,5 @@ REQUEST_TYPES: tuple[type[Request], ...] = (
     CollectRequest,
     SweepRequest,
     CheckUserRequest,
+    ReadOutputRequest,
 )

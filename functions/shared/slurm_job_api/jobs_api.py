@@ -23,6 +23,7 @@ from slurm_job_api.api_models import (
     InputUpload,
     JobAccepted,
     JobList,
+    JobLogs,
     JobOutput,
     JobSummary,
     JobView,
@@ -32,12 +33,14 @@ from slurm_job_api.caller_mapping import Caller, InvalidMapping, cluster_user_of
 from slurm_job_api.caller_mapping_store import CallerMappingStore
 from slurm_job_api.clock import iso, utc_now
 from slurm_job_api.head_node import HeadNode, ssm_wait_seconds
-from slurm_job_api.head_node_protocol import CancelRequest
+from slurm_job_api.head_node_program import MAX_FILE_OFFSET, MAX_TASK_ID, READ_OUTPUT_MAX_BYTES
+from slurm_job_api.head_node_protocol import CancelRequest, ReadOutputRequest
 from slurm_job_api.job_record import JobRecord
 from slurm_job_api.job_store import JobStore
+from slurm_job_api.log_pages import MAX_SEQUENCE_BYTES, page_text
 from slurm_job_api.observability import logger
 from slurm_job_api.progress import job_id_of_execution_name
-from slurm_job_api.results import PRESIGNED_URL_SECONDS, ResultsBucket
+from slurm_job_api.results import PRESIGNED_URL_SECONDS, ObjectRange, ResultsBucket
 from slurm_job_api.settings import Settings
 from slurm_job_api.spec import MAX_SCRIPT_BYTES, JobSpec
 from slurm_job_api.statuses import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
@@ -46,12 +49,20 @@ from slurm_job_api.workflow_events import WorkflowInput
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 JOB_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 NEXT_TOKEN_CREATED_AT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-# DELETE waits for scancel within API Gateway's 29 s integration timeout.
-CANCEL_WAIT_SECONDS = 20
-CANCEL_MARGIN_SECONDS = 5
+# DELETE (scancel) and GET logs wait for the head node within API Gateway's 29 s integration timeout.
+HEAD_NODE_WAIT_SECONDS = 20
+HEAD_NODE_MARGIN_SECONDS = 5
 # GET /jobs/{jobId}/output: links per page (each presigned URL is about 1 KB; an array job may have 2100 files).
 OUTPUT_PAGE_SIZE = 100
 OUTPUT_PAGE_MAX = 1000
+# GET /jobs/{jobId}/logs: bytes per page, at most what one head-node reply carries (and by default); at least one
+# UTF-8 sequence, so that every page can hold a character.
+LOGS_PAGE_MAX = READ_OUTPUT_MAX_BYTES
+LOGS_PAGE_MIN = MAX_SEQUENCE_BYTES
+LOGS_OFFSET_MAX = MAX_FILE_OFFSET
+LOGS_TASK_ID_MAX = MAX_TASK_ID
+# How soon a caller may try again when the head node cannot be reached (Retry-After).
+HEAD_NODE_RETRY_SECONDS = 5
 
 
 class ApiError(Exception):
@@ -91,6 +102,12 @@ class JobAlreadyFinished(ApiError):
 
 class OutputNotReady(ApiError):
     status, code = 409, "OutputNotReady"
+
+
+class InvalidParameter(ApiError):
+    """A parameter that is well-formed but does not fit the job (the resolver's own check answers the same code)."""
+
+    status, code = 422, "ValidationError"
 
 
 class IdempotencyKeyReused(ApiError):
@@ -405,9 +422,7 @@ class JobsApi:
             try:
                 self.head_node.as_user(marked.cluster_user).run(
                     CancelRequest(job_id=marked.job_id, slurm_job_id=marked.slurm_job_id),
-                    wait_seconds=ssm_wait_seconds(
-                        remaining_seconds, cap=CANCEL_WAIT_SECONDS, margin=CANCEL_MARGIN_SECONDS, minimum=1.0
-                    ),
+                    wait_seconds=self._head_node_wait(remaining_seconds),
                 )
                 sent = True
             except errors.SlurmJobApiError:
@@ -449,6 +464,87 @@ class JobsApi:
             expires_in_seconds=PRESIGNED_URL_SECONDS,
             files=files,
             next_token=encode_output_token(end) if end < total else None,
+        )
+
+    # -- GET /jobs/{jobId}/logs ------------------------------------------------------------------------------------
+
+    def logs(
+        self,
+        owner: str,
+        reference: str,
+        *,
+        stream: str,
+        offset: int,
+        limit: int,
+        task_id: int | None,
+        remaining_seconds: float,
+    ) -> JobLogs:
+        """A page of the job's stream from `offset`: nothing yet before the job reached Slurm, the file on the head
+        node while it runs and until its files are collected, the collected object after (one ranged GET)."""
+        record = self._owned(reference, owner)
+        task_ids = record.spec.array_task_ids
+        if task_ids is None and task_id is not None:
+            raise InvalidParameter("taskId: the job is not an array job; leave taskId out")
+        if task_ids is not None and task_id not in task_ids:
+            raise InvalidParameter(
+                f"taskId: required for an array job, one of its tasks ({record.spec.array})"
+                if task_id is None
+                else f"taskId: {task_id} is not a task of this job ({record.spec.array})"
+            )
+        if record.results:
+            page = self.bucket.read_range(results.stream_key(record.job_id, stream, task_id), offset, limit)
+        elif record.slurm_job_id and record.submission_id:
+            page = self._read_on_head_node(record, stream, task_id, offset, limit, remaining_seconds)
+        else:
+            page = ObjectRange(found=False, size=0, data=b"")  # not in Slurm yet (or never: SUBMIT_FAILED)
+        ended = record.status in TERMINAL_STATUSES
+        text, used = page_text(page.data, at_the_end=ended and offset + len(page.data) >= page.size)
+        next_offset = offset + used
+        return JobLogs(
+            job_id=record.job_id,
+            stream=stream,
+            task_id=task_id,
+            offset=offset,
+            next_offset=next_offset,
+            text=text,
+            size=page.size,
+            complete=ended and next_offset >= page.size,
+        )
+
+    def _read_on_head_node(
+        self, record: JobRecord, stream: str, task_id: int | None, offset: int, limit: int, remaining_seconds: float
+    ) -> ObjectRange:
+        """The one place the API reads a job's stream on the head node: read-output, as the job's own cluster user."""
+        request = ReadOutputRequest(
+            job_id=record.job_id,
+            submission_id=record.submission_id,
+            stream=stream,
+            task_id=task_id,
+            offset=offset,
+            limit=limit,
+        )
+        try:
+            reply = self.head_node.as_user(record.cluster_user).run(
+                request, wait_seconds=self._head_node_wait(remaining_seconds)
+            )
+        except errors.TransientError as error:
+            logger.warning("reading the job's output on the head node failed", exc_info=True)
+            raise ServiceUnavailable(
+                f"the job's output cannot be read from the cluster now ({type(error).__name__}); retry",
+                headers={"Retry-After": str(HEAD_NODE_RETRY_SECONDS)},
+            ) from error
+        try:
+            data = base64.b64decode(reply.data, validate=True)
+        except binascii.Error:
+            data = None
+        if data is None or reply.offset != offset or len(data) > min(limit, max(0, reply.size - offset)):
+            raise errors.HeadNodeProtocolError("the head-node program's read-output reply is not the page asked for")
+        return ObjectRange(found=reply.found, size=reply.size, data=data)
+
+    @staticmethod
+    def _head_node_wait(remaining_seconds: float) -> float:
+        return ssm_wait_seconds(
+            remaining_seconds, cap=HEAD_NODE_WAIT_SECONDS, margin=HEAD_NODE_MARGIN_SECONDS, minimum=1.0
         )
 
 

@@ -21,6 +21,10 @@ _UNSAFE_IN_FALLBACK = re.compile(r'[^\x20-\x7e]|["\\%;]')
 # ConditionalRequestConflict while another conditional write of that key is in progress (docs/facts.md).
 OBJECT_EXISTS = "PreconditionFailed"
 CONCURRENT_WRITE = "ConditionalRequestConflict"
+# What S3 answers for a key with no object: without s3:ListBucket (not granted), 403 rather than 404.
+NO_OBJECT = frozenset(["403", "404", "NoSuchKey", "NotFound", "AccessDenied"])
+# A range that starts at or past the object's end (every range of an empty object).
+RANGE_NOT_SATISFIABLE = "InvalidRange"
 
 
 def job_prefix(job_id: str) -> str:
@@ -53,6 +57,15 @@ def stream_key(job_id: str, stream: str, task_id: int | None = None) -> str:
 
 def output_key(job_id: str, relative_path: str) -> str:
     return f"jobs/{job_id}/outputs/{relative_path}"
+
+
+@dataclass(frozen=True)
+class ObjectRange:
+    """Part of an object: `data` from the offset asked, and the whole object's size (found False: no object)."""
+
+    found: bool
+    size: int
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -159,11 +172,28 @@ class ResultsBucket:
         try:
             head = self._s3.head_object(Bucket=self.name, Key=key)
         except ClientError as error:
-            # Without s3:ListBucket (not granted), S3 answers 403 rather than 404 for a missing key.
-            if error.response.get("Error", {}).get("Code") in ("403", "404", "NoSuchKey", "NotFound", "AccessDenied"):
+            if error.response.get("Error", {}).get("Code") in NO_OBJECT:
                 return None
             raise
         return int(head["ContentLength"])
+
+    def read_range(self, key: str, offset: int, limit: int) -> ObjectRange:
+        """At most `limit` bytes of the object under `key` from `offset` (one ranged GET), and its size."""
+        try:
+            answer = self._s3.get_object(Bucket=self.name, Key=key, Range=f"bytes={offset}-{offset + limit - 1}")
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in NO_OBJECT:
+                return ObjectRange(found=False, size=0, data=b"")
+            if code != RANGE_NOT_SATISFIABLE:
+                raise
+            size = self.object_size(key)  # the offset is at or past the end: nothing to read, only the size to say
+            return ObjectRange(found=size is not None, size=size or 0, data=b"")
+        data = answer["Body"].read()
+        total = answer.get("ContentRange", "").rpartition("/")[2]  # "bytes <first>-<last>/<size>"
+        if not total.isdigit():
+            raise ValueError(f"a ranged GET of {key} answered no object size: {answer.get('ContentRange')!r}")
+        return ObjectRange(found=True, size=int(total), data=data[:limit])
 
     def presigned_get(self, key: str, *, seconds: int = PRESIGNED_URL_SECONDS, filename: str | None = None) -> str:
         """A GET link; with `filename`, the download is an attachment of that name (see `attachment`)."""
