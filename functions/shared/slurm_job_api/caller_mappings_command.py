@@ -25,11 +25,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from slurm_job_api import errors
 from slurm_job_api.caller_mapping import SESSION_PLACEHOLDER, InvalidMapping, check_mapping, cluster_user_of
 from slurm_job_api.caller_mapping_store import CallerMappingStore, MappingChange, MappingChanged
-from slurm_job_api.head_node import HeadNode
-from slurm_job_api.head_node_protocol import CheckUserRequest
 
 VERIFY_WAIT_SECONDS = 60
 
@@ -109,6 +106,11 @@ class Operator:
 
     def verify(self, cluster_user: str) -> int:
         """The uid the head node runs `cluster_user`'s commands with; CommandFailed if it refuses the user."""
+        # Imported here: pydantic and the protocol cost half a second of CPU that list, history and apply never need.
+        from slurm_job_api import errors
+        from slurm_job_api.head_node import HeadNode
+        from slurm_job_api.head_node_protocol import CheckUserRequest
+
         head_node = HeadNode(
             cluster_name=self.setting(self.arguments.cluster_name, "ClusterName", "--cluster-name"),
             cluster_user=cluster_user,
