@@ -1,5 +1,6 @@
 """Sweeps the cluster: one head-node command reports every active job; waiting workflows are woken or kept waiting
-(on the SweepJobs schedule, and at once when the head node's push hook says a job started or ended)."""
+(on the SweepJobs schedule, at once when the head node's push hook says a job ended, and soon when it says one started:
+slurm_job_api.sweep_trigger)."""
 
 from __future__ import annotations
 
@@ -27,10 +28,10 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     # What to sweep comes from the jobs table; the event (a schedule's or a push) only says when.
     global last_sweep_started
     push = head_node_push(event)
-    if not sweep_needed(push, last_sweep_started):
+    started = utc_now()
+    if not sweep_needed(push, last_sweep_started, started):
         metrics.add_metric(name="PushesCoalesced", unit=MetricUnit.Count, value=1)
         return {"coalesced": True}
-    started = utc_now()
     summary = cluster_sweep_for(lambda: context.get_remaining_time_in_millis() / 1000, heartbeats_sent).run()
     last_sweep_started = started
     return {**summary.to_dict(), "trigger": "push" if push else "schedule"}

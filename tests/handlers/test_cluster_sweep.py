@@ -275,14 +275,55 @@ def test_a_report_that_was_not_uploaded_is_a_protocol_error():
 def test_news_wakes_the_waiting_workflow_with_the_json_of_the_wake():
     ended = status("41", status=COMPLETED, slurm_state="COMPLETED", reason=None, exit_code=0)
     states = FakeStates()
-    sweep, store, _, _ = sweep_of([record("job-1", "41")], {"41": ended}, states=states)
+    sweep, _, _, _ = sweep_of([record("job-1", "41")], {"41": ended}, states=states)
     summary = sweep.run()
     assert len(states.successes) == 1
     token, output = states.successes[0]
     assert token == "token-job-1"
     assert json.loads(output) == {"reason": "ended", "observation": ended.model_dump(mode="json", by_alias=True)}
-    assert (states.heartbeats, store.updates) == ([], [])  # the workflow records the end itself
+    assert states.heartbeats == []
     assert (summary.woken, summary.heartbeats, summary.reasons) == (1, 0, {"ended": 1})
+
+
+def test_an_end_is_written_into_the_record_once_the_wake_went_through_and_only_while_it_is_active():
+    ended = status(
+        "41", status=COMPLETED, slurm_state="COMPLETED", reason=None, exit_code=0, end_time="2026-11-25T12:59:00"
+    )
+    calls: list[str] = []
+    states = FakeStates()
+    sweep, store, _, _ = sweep_of([record("job-1", "41")], {"41": ended}, states=states)
+    store_update, send_success = store.update, states.send_task_success
+    store.update = lambda *args, **kwargs: calls.append("record") or store_update(*args, **kwargs)
+    states.send_task_success = lambda **kwargs: calls.append("wake") or send_success(**kwargs)
+    sweep.run()
+    assert calls == ["wake", "record"]
+    [(job_id, fields, only_if_active)] = store.updates
+    assert (job_id, only_if_active) == ("job-1", True)
+    assert (fields["status"], fields["exitCode"], fields["endedAt"]) == (COMPLETED, 0, "2026-11-25T12:59:00")
+    assert "finishedAt" not in fields and "results" not in fields  # the finish step's, with result.json
+
+
+@pytest.mark.parametrize("error", ["TaskTimedOut", "TaskDoesNotExist", "InvalidToken", "ThrottlingException"])
+def test_an_end_whose_wake_did_not_go_through_is_not_written(error):
+    ended = status("41", status=COMPLETED, slurm_state="COMPLETED", reason=None, exit_code=0)
+    sweep, store, _, _ = sweep_of([record("job-1", "41")], {"41": ended}, states=FakeStates({"token-job-1": error}))
+    if error == "ThrottlingException":  # not a task gone: the sweep fails, the record stays active, the next one wakes
+        with pytest.raises(ClientError):
+            sweep.run()
+    else:
+        assert sweep.run().gone == 1
+    assert store.updates == []
+
+
+def test_ended_jobs_are_woken_before_the_records_of_jobs_that_go_on_are_written(monkeypatch):
+    started = status("40", status=RUNNING, slurm_state="RUNNING", reason="None", start_time="2026-11-25T12:10:00")
+    ended = status("41", status=COMPLETED, slurm_state="COMPLETED", reason=None, exit_code=0)
+    going_on = [record(f"job-{n}", "40") for n in range(40)]
+    sweep, store, _, _ = sweep_of([*going_on, record("job-end", "41")], {"40": started, "41": ended})
+    monkeypatch.setattr("slurm_job_api.cluster_sweep.PARALLEL_CALLS", 1)  # one call at a time: in the sweep's order
+    sweep.run()
+    assert store.updates[0][0] == "job-end"
+    assert len(store.updates) == 41
 
 
 def test_a_job_that_goes_on_gets_its_record_updated_and_its_wait_kept_alive():

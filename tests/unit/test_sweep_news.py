@@ -9,13 +9,17 @@ from typing import Any
 
 import pytest
 
+from slurm_job_api import progress
 from slurm_job_api.clock import iso
 from slurm_job_api.head_node_protocol import StatusReply, SweepJob
 from slurm_job_api.job_record import JobRecord
+from slurm_job_api.poll_schedule import PollSchedule
 from slurm_job_api.progress import JobProgress
 from slurm_job_api.statuses import (
     ACTIVE_STATUSES,
+    CANCELLED,
     COMPLETED,
+    FAILED,
     NEVER_START_REASONS,
     PENDING,
     RUNNING,
@@ -218,9 +222,10 @@ def test_an_ordinary_job_that_goes_on_is_no_news(observation):
 # -- decide ---------------------------------------------------------------------------------------------------------
 
 
-def test_news_wakes_the_waiting_workflow_with_the_observation_as_json_and_writes_nothing():
+def test_an_end_wakes_the_waiting_workflow_with_the_observation_as_json_and_writes_the_end_into_the_record():
     ended = reply(status=COMPLETED, slurm_state="COMPLETED", exit_code=0, end_time="2026-11-25T12:59:00")
-    action = decided(waiting_record(), ended)
+    progress_known = waiting(status=RUNNING, submitted_at="2026-11-25T12:00:00.000Z", started_at="2026-11-25T12:10:00")
+    action = decided(waiting_record(progress_known), ended)
     assert action == SweepAction(
         job_id=JOB,
         token=TOKEN,
@@ -243,9 +248,70 @@ def test_news_wakes_the_waiting_workflow_with_the_observation_as_json_and_writes
                 "arrayTaskCounts": None,
             },
         },
-        record_changes={},
+        record_changes={
+            "status": "COMPLETED",
+            "slurmJobId": "42",
+            "slurmState": "COMPLETED",
+            "reason": None,
+            "exitCode": 0,
+            "signal": None,
+            "submittedAt": "2026-11-25T12:00:00.000Z",
+            "startedAt": "2026-11-25T12:10:00",
+            "endedAt": "2026-11-25T12:59:00",
+            "arrayTaskCounts": None,
+            "unreachableSince": None,
+            "longestOutageSeconds": None,
+            "updatedAt": NOW_TEXT,
+        },
     )
     assert StatusReply.model_validate(json.loads(json.dumps(action.wake))["observation"]) == ended
+
+
+def poll_writes(job: JobRecord, observation: StatusReply) -> dict[str, Any]:
+    """What the woken PollJob writes to the record with the sweep's observation (slurm_job_api.workflow.poll)."""
+    advanced = progress.observe(
+        JobProgress.model_validate(job.waiting_progress),
+        observation,
+        now=NOW,
+        schedule=PollSchedule(min_seconds=10, max_seconds=3600, fraction=0.1),
+        max_polls_per_execution=500,
+        cancel_requested=job.cancel_requested,
+        never_start_grace_seconds=GRACE,
+        safety_floor_seconds=150,
+    )
+    assert advanced.done
+    return JobRecord.progress_fields(advanced, NOW_TEXT)
+
+
+@pytest.mark.parametrize(
+    ("job", "observation"),
+    [
+        (waiting_record(), reply(status=FAILED, slurm_state="FAILED", exit_code=3, end_time="2026-11-25T12:59:00")),
+        (waiting_record(cancel_requested=True), reply(status=CANCELLED, slurm_state="CANCELLED", signal=15)),
+        (
+            waiting_record(
+                waiting(
+                    status=PENDING,
+                    never_start_reason=NEVER,
+                    never_start_since="2026-11-25T11:00:00.000Z",
+                    ended_as_unsatisfiable_at="2026-11-25T12:01:00.000Z",
+                )
+            ),
+            reply(status=CANCELLED, slurm_state="CANCELLED", reason="None"),
+        ),
+        (waiting_record(waiting(is_array=True)), reply(status=COMPLETED, array_task_counts={"COMPLETED": 4})),
+    ],
+    ids=["failed", "cancel-requested", "cancelled-as-unsatisfiable", "array"],
+)
+def test_the_end_the_sweep_writes_is_what_the_woken_poll_writes(job, observation):
+    action = decided(job, observation)
+    assert action.wake is not None and action.wake["reason"] == ENDED
+    assert action.record_changes == poll_writes(job, observation)
+
+
+def test_an_end_seen_of_another_slurm_job_than_the_one_waited_on_writes_nothing():
+    job = waiting_record(waiting(slurm_job_id="41"))
+    assert decided(job, reply(status=COMPLETED, slurm_state="COMPLETED")).record_changes == {}
 
 
 @pytest.mark.parametrize(

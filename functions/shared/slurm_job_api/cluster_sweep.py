@@ -97,8 +97,10 @@ class ClusterSweep:
             for record in records
             if record.slurm_job_id in observations
         ]
+        # Wakes first: a job's end is what its caller waits for; record updates and heartbeats can come after.
+        by_urgency = sorted(actions, key=lambda action: action.wake is None)
         with ThreadPoolExecutor(max_workers=PARALLEL_CALLS) as pool:
-            for outcome in pool.map(self._apply, actions):
+            for outcome in pool.map(self._apply, by_urgency):
                 summary.woken += outcome == "woken"
                 summary.heartbeats += outcome == "heartbeat"
                 summary.gone += outcome == "gone"
@@ -134,19 +136,34 @@ class ClusterSweep:
         return observations
 
     def _apply(self, action: SweepAction) -> str:
-        """Carries out one job's action; says what happened ("woken", "heartbeat", "gone", "updated", "none")."""
+        """Carries out one job's action; says what happened ("woken", "heartbeat", "gone", "updated", "none").
+
+        A wake goes first and the end it brings is written only once it was delivered: a wake that fails leaves the
+        record active, so the next sweep asks again and wakes again (a record the sweep marked ended would no longer
+        be swept). A wake for a task that has moved on writes nothing: that workflow polls, and writes, on its own."""
+        if action.token is not None and action.wake is not None:
+            outcome = self._to_task(
+                lambda: self.states.send_task_success(taskToken=action.token, output=json.dumps(action.wake)), "woken"
+            )
+            if outcome == "woken" and action.record_changes:
+                self.store.update(action.job_id, action.record_changes, only_if_active=True)
+            return outcome
         if action.record_changes:
             self.store.update(action.job_id, action.record_changes, only_if_active=True)
-        if action.token is None or (action.wake is None and not action.heartbeat):
+        if action.token is None or not action.heartbeat:
             return "updated" if action.record_changes else "none"
-        try:
-            if action.wake is not None:
-                self.states.send_task_success(taskToken=action.token, output=json.dumps(action.wake))
-                return "woken"
-            sent = self.now()  # before the call: the wait's clock restarts no sooner
-            self.states.send_task_heartbeat(taskToken=action.token)
+        sent = self.now()  # before the call: the wait's clock restarts no sooner
+        outcome = self._to_task(lambda: self.states.send_task_heartbeat(taskToken=action.token), "heartbeat")
+        if outcome == "heartbeat":
             self.heartbeats_sent[action.token] = sent
-            return "heartbeat"
+        return outcome
+
+    @staticmethod
+    def _to_task(call: Callable[[], Any], outcome: str) -> str:
+        """`outcome` once `call` (a SendTask* call) went through, "gone" if its task had moved on."""
+        try:
+            call()
+            return outcome
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in _GONE_TASK_CODES:
                 return "gone"

@@ -84,6 +84,64 @@ def observe(
     A job that every poll for `never_start_grace_seconds` saw pending with a reason that means "never under this
     configuration" is to be cancelled: the progress gets `ended_as_unsatisfiable_at` (the poll step then cancels it).
     """
+    advanced = _observed(
+        progress,
+        observation,
+        now=now,
+        cancel_requested=cancel_requested,
+        never_start_grace_seconds=never_start_grace_seconds,
+    )
+    if advanced.done:
+        return advanced
+    advanced.next_poll_seconds = (
+        schedule.min_seconds
+        if cancel_requested or not observation.found or advanced.ended_as_unsatisfiable_at
+        else schedule.next_wait(
+            elapsed_seconds(advanced, now),
+            min_job_age=advanced.min_job_age,
+            accounting=bool(advanced.accounting_available),
+        )
+    )
+    _track(advanced, safety_floor_seconds)
+    if advanced.polls_in_execution >= max_polls_per_execution:
+        # Step Functions caps an execution's history at 25,000 events; a fresh execution carries on.
+        advanced.continue_as_new = True
+        advanced.execution_sequence += 1
+        advanced.polls_in_execution = 0
+        advanced.next_execution_name = continuation_name(advanced.job_id, advanced.execution_sequence)
+    return advanced
+
+
+def observed_end(
+    progress: JobProgress,
+    observation: StatusReply,
+    *,
+    now: datetime,
+    cancel_requested: bool,
+    never_start_grace_seconds: int,
+) -> JobProgress | None:
+    """The progress a poll with `observation` ends the job with (what `observe` returns), or None when the
+    observation does not end it. The cluster's sweep writes it to the record when it wakes the workflow, so the API
+    answers with the end as soon as the sweep saw it; the woken poll then computes the same."""
+    advanced = _observed(
+        progress,
+        observation,
+        now=now,
+        cancel_requested=cancel_requested,
+        never_start_grace_seconds=never_start_grace_seconds,
+    )
+    return advanced if advanced.done else None
+
+
+def _observed(
+    progress: JobProgress,
+    observation: StatusReply,
+    *,
+    now: datetime,
+    cancel_requested: bool,
+    never_start_grace_seconds: int,
+) -> JobProgress:
+    """What a poll with `observation` knows of the job, before it plans the next wait (done: the job has ended)."""
     update: dict = {
         "polls": progress.polls + 1,
         "polls_in_execution": progress.polls_in_execution + 1,
@@ -123,23 +181,6 @@ def observe(
     advanced.done = advanced.status in TERMINAL_STATUSES
     if advanced.done:
         advanced.next_poll_seconds = 0
-        return advanced
-    advanced.next_poll_seconds = (
-        schedule.min_seconds
-        if cancel_requested or not observation.found or advanced.ended_as_unsatisfiable_at
-        else schedule.next_wait(
-            elapsed_seconds(advanced, now),
-            min_job_age=advanced.min_job_age,
-            accounting=bool(advanced.accounting_available),
-        )
-    )
-    _track(advanced, safety_floor_seconds)
-    if advanced.polls_in_execution >= max_polls_per_execution:
-        # Step Functions caps an execution's history at 25,000 events; a fresh execution carries on.
-        advanced.continue_as_new = True
-        advanced.execution_sequence += 1
-        advanced.polls_in_execution = 0
-        advanced.next_execution_name = continuation_name(advanced.job_id, advanced.execution_sequence)
     return advanced
 
 

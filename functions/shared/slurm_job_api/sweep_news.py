@@ -6,8 +6,11 @@ starts, stops, or has run out). Anything else the sweep saw — the job started,
 moved on — goes into the record, and the wait is kept alive with a heartbeat, sent only once a quarter of the wait's
 safety poll has gone by since the sweep's last heartbeat for it (sweeps come more often than that: on a schedule of at
 most half the safety poll, and at once on each push; one heartbeat per job and sweep would be most of a sweep's
-calls, and of Step Functions' SendTaskHeartbeat quota). The workflow stays the only writer of
-its own progress and of the job's end: a wake is its poll with the sweep's observation instead of a command of its own.
+calls, and of Step Functions' SendTaskHeartbeat quota). A wake is the workflow's poll with the sweep's observation
+instead of a command of its own. When that observation ends the job, the sweep, once the wake went through, also
+writes the end into the record, exactly as the woken poll will (slurm_job_api.progress.observed_end), in a write
+conditional on the record being active: GET /jobs/{jobId} answers with the end as soon as the sweep saw it, not once
+the woken workflow got its turn. The end's event is still published with the results (slurm_job_api.job_events).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from slurm_job_api.head_node_protocol import StatusReply, SweepJob
 from slurm_job_api.job_record import JobRecord
-from slurm_job_api.progress import JobProgress, parse_time
+from slurm_job_api.progress import JobProgress, observed_end, parse_time
 from slurm_job_api.statuses import ACTIVE_STATUSES, PENDING, TERMINAL_STATUSES, never_starts
 
 # A wait is kept alive when this share of its safety poll (its HeartbeatSeconds) has gone by since the last heartbeat
@@ -93,6 +96,24 @@ def observed_fields(record: JobRecord, observation: StatusReply, now: str) -> di
     return {**changes, **JobRecord.stored(updated_at=now)} if record.would_change(changes) else {}
 
 
+def ended_fields(
+    record: JobRecord, observation: StatusReply, *, now: datetime, now_text: str, never_start_grace_seconds: int
+) -> dict[str, Any]:
+    """The record's changes for an observation that ends the job its workflow waits on (what the woken poll writes),
+    or none: the job goes on, or no waiting progress says what the workflow knows."""
+    waiting = _waiting(record)
+    if waiting is None or waiting.slurm_job_id != observation.slurm_job_id:
+        return {}
+    end = observed_end(
+        waiting,
+        observation,
+        now=now,
+        cancel_requested=record.cancel_requested,
+        never_start_grace_seconds=never_start_grace_seconds,
+    )
+    return JobRecord.progress_fields(end, now_text) if end is not None else {}
+
+
 def heartbeat_due(waiting: JobProgress | None, last_heartbeat: datetime | None, now: datetime) -> bool:
     """Whether a wait must be kept alive now: no heartbeat of the sweep's is known for it, or the last one is a
     quarter of its safety poll old (a wait without a safety poll is always kept alive)."""
@@ -116,7 +137,14 @@ def decide(
     token = record.wait_token if record.waiting_progress else None
     if reason is not None and token is not None:
         wake = {"reason": reason, "observation": observation.model_dump(mode="json", by_alias=True)}
-        return SweepAction(job_id=record.job_id, token=token, wake=wake, record_changes={})
+        return SweepAction(
+            job_id=record.job_id,
+            token=token,
+            wake=wake,
+            record_changes=ended_fields(
+                record, observation, now=now, now_text=now_text, never_start_grace_seconds=never_start_grace_seconds
+            ),
+        )
     if reason in (ENDED, NOT_FOUND):
         # Nobody waits (the workflow is between two states, or polls on its own): its next poll sees the end.
         return SweepAction(job_id=record.job_id, token=token, wake=None, record_changes={})

@@ -6,6 +6,12 @@ publishes (functions/shared/slurm_job_api/push_hook.py). A push says only that s
 head-node command. A burst of job ends (an array finishing) then costs a few sweeps, not one per job. The head node's
 clock and Lambda's may differ a little: a sweep counts only when it started PUSH_CLOCK_MARGIN after the push (a skew
 larger than that costs one more sweep, never a missed end; and the scheduled sweep comes anyway).
+
+A job's start is news for its record (RUNNING), not for its workflow, which waits for the end: a push that a job
+started sweeps only when no sweep has started for START_PUSH_SPACING, so a burst of starts (hundreds of jobs
+submitted at once) costs at most one sweep per START_PUSH_SPACING besides the schedule's, and a start is seen within
+START_PUSH_SPACING or at the next scheduled sweep. A push that a job ended always sweeps unless coalesced: the end is
+what callers and the workflow wait for.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 HEAD_NODE_SOURCE = "slurm-job-api.head-node"  # push_hook.EVENT_SOURCE; the template's rule matches it
 JOB_STATE_CHANGE = "Slurm Job State Change"
 PUSH_CLOCK_MARGIN = timedelta(seconds=1)
+START_PUSH_SPACING = timedelta(seconds=10)
 
 
 class PushDetail(BaseModel):
@@ -49,8 +56,11 @@ def head_node_push(event: Any) -> HeadNodePush | None:
         return None
 
 
-def sweep_needed(push: HeadNodePush | None, last_sweep_started: datetime | None) -> bool:
-    """False only for a push that a finished sweep, started after it (with the margin), has already answered."""
+def sweep_needed(push: HeadNodePush | None, last_sweep_started: datetime | None, now: datetime) -> bool:
+    """False for a push that a finished sweep, started after it (with the margin), has already answered, and for a
+    push of a start less than START_PUSH_SPACING after the last sweep started; True for anything else."""
     if push is None or last_sweep_started is None:
         return True
-    return last_sweep_started < push.detail.pushed_at + PUSH_CLOCK_MARGIN
+    if last_sweep_started >= push.detail.pushed_at + PUSH_CLOCK_MARGIN:
+        return False
+    return push.detail.state == "ENDED" or now - last_sweep_started >= START_PUSH_SPACING
