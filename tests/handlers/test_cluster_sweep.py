@@ -234,7 +234,8 @@ def test_an_empty_cluster_sends_no_command():
 
 
 def test_ended_records_the_index_still_holds_are_neither_asked_about_nor_decided():
-    records = [record("job-1", "41"), record("job-2", "42", status=COMPLETED)]
+    # job-2's PollJob saw the end (it dropped the wait): its finish step has not removed it from the index yet
+    records = [record("job-1", "41"), record("job-2", "42", status=COMPLETED, waits=False)]
     states = FakeStates()
     answers = {**unchanged("41"), "42": status("42", found=False)}
     sweep, _, _, head_node = sweep_of(records, answers, states=states)
@@ -285,7 +286,7 @@ def test_news_wakes_the_waiting_workflow_with_the_json_of_the_wake():
     assert (summary.woken, summary.heartbeats, summary.reasons) == (1, 0, {"ended": 1})
 
 
-def test_an_end_is_written_into_the_record_once_the_wake_went_through_and_only_while_it_is_active():
+def test_an_end_is_written_into_the_record_before_the_wake_and_only_while_it_is_active():
     ended = status(
         "41", status=COMPLETED, slurm_state="COMPLETED", reason=None, exit_code=0, end_time="2026-11-25T12:59:00"
     )
@@ -296,7 +297,7 @@ def test_an_end_is_written_into_the_record_once_the_wake_went_through_and_only_w
     store.update = lambda *args, **kwargs: calls.append("record") or store_update(*args, **kwargs)
     states.send_task_success = lambda **kwargs: calls.append("wake") or send_success(**kwargs)
     sweep.run()
-    assert calls == ["wake", "record"]
+    assert calls == ["record", "wake"]
     [(job_id, fields, only_if_active)] = store.updates
     assert (job_id, only_if_active) == ("job-1", True)
     assert (fields["status"], fields["exitCode"], fields["endedAt"]) == (COMPLETED, 0, "2026-11-25T12:59:00")
@@ -304,15 +305,28 @@ def test_an_end_is_written_into_the_record_once_the_wake_went_through_and_only_w
 
 
 @pytest.mark.parametrize("error", ["TaskTimedOut", "TaskDoesNotExist", "InvalidToken", "ThrottlingException"])
-def test_an_end_whose_wake_did_not_go_through_is_not_written(error):
+def test_an_end_is_written_whether_or_not_the_wake_goes_through(error):
     ended = status("41", status=COMPLETED, slurm_state="COMPLETED", reason=None, exit_code=0)
     sweep, store, _, _ = sweep_of([record("job-1", "41")], {"41": ended}, states=FakeStates({"token-job-1": error}))
-    if error == "ThrottlingException":  # not a task gone: the sweep fails, the record stays active, the next one wakes
+    if error == "ThrottlingException":  # not a task gone: the sweep fails (the next one wakes again, below)
         with pytest.raises(ClientError):
             sweep.run()
     else:
         assert sweep.run().gone == 1
-    assert store.updates == []
+    [(job_id, fields, only_if_active)] = store.updates
+    assert (job_id, fields["status"], only_if_active) == ("job-1", COMPLETED, True)
+
+
+def test_a_record_ended_by_a_sweep_whose_workflow_still_waits_is_swept_and_woken_again():
+    ended = status("41", status=COMPLETED, slurm_state="COMPLETED", reason=None, exit_code=0)
+    ended_but_waiting = record("job-1", "41", status=COMPLETED, slurm_state="COMPLETED")
+    finished = record("job-2", "42", status=COMPLETED, finished_at="2026-11-25T12:59:30.000Z")
+    states = FakeStates()
+    sweep, store, _, head_node = sweep_of([ended_but_waiting, finished], {"41": ended}, states=states)
+    summary = sweep.run()
+    assert [job.slurm_job_id for job in head_node.runs[0][0].jobs] == ["41"]
+    assert [token for token, _ in states.successes] == ["token-job-1"]
+    assert (summary.woken, store.updates) == (1, [])  # the record already says it ended
 
 
 def test_ended_jobs_are_woken_before_the_records_of_jobs_that_go_on_are_written(monkeypatch):

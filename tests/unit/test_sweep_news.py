@@ -37,6 +37,7 @@ from slurm_job_api.sweep_news import (
     SweepAction,
     decide,
     news,
+    swept,
     swept_jobs,
 )
 from tests.support.job_records import EXAMPLE_SPEC, accepted_record, changed_record
@@ -122,6 +123,21 @@ def test_the_sweep_asks_about_active_jobs_with_a_slurm_job_id_once_each_in_the_o
 @pytest.mark.parametrize("status", sorted(TERMINAL_STATUSES))
 def test_no_ended_job_is_asked_about(status):
     assert swept_jobs([record(status=status, slurm_job_id="42")]) == []
+
+
+@pytest.mark.parametrize("status", sorted(TERMINAL_STATUSES))
+def test_an_end_a_sweep_wrote_is_asked_about_again_while_its_workflow_waits(status):
+    ended_but_waiting = waiting_record(status=status)
+    assert swept(ended_but_waiting) and swept_jobs([ended_but_waiting]) == [SweepJob(slurm_job_id="42")]
+    finished = waiting_record(status=status, finished_at="2026-11-25T12:59:30.000Z")
+    assert not swept(finished)
+    assert not swept(record(status=status, slurm_job_id="42", wait_token=TOKEN))  # no waiting progress
+
+
+@pytest.mark.parametrize("status", sorted(TERMINAL_STATUSES))
+def test_an_end_already_in_the_record_is_not_written_again(status):
+    action = decided(waiting_record(status=status), reply(status=COMPLETED, slurm_state="COMPLETED"))
+    assert (action.wake["reason"], action.record_changes) == (ENDED, {})
 
 
 @pytest.mark.parametrize("status", sorted(ACTIVE_STATUSES))

@@ -25,8 +25,7 @@ from slurm_job_api.job_store import JobStore
 from slurm_job_api.observability import MetricUnit, logger, metrics
 from slurm_job_api.results import ResultsBucket
 from slurm_job_api.settings import Settings
-from slurm_job_api.statuses import ACTIVE_STATUSES
-from slurm_job_api.sweep_news import SweepAction, decide, swept_jobs
+from slurm_job_api.sweep_news import SweepAction, decide, swept, swept_jobs
 
 SWEEP_REPORT_PREFIX = "sweeps/"
 # A token whose task has moved on (woken, timed out, execution ended): the wake or heartbeat is simply not needed.
@@ -77,7 +76,7 @@ class ClusterSweep:
 
     def run(self) -> SweepSummary:
         summary = SweepSummary()
-        records = [r for r in self.store.active_on_cluster(self.settings.cluster_name) if r.status in ACTIVE_STATUSES]
+        records = [r for r in self.store.active_on_cluster(self.settings.cluster_name) if swept(r)]
         summary.active = len(records)
         jobs = swept_jobs(records)
         summary.asked = len(jobs)
@@ -97,9 +96,13 @@ class ClusterSweep:
             for record in records
             if record.slurm_job_id in observations
         ]
-        # Wakes first: a job's end is what its caller waits for; record updates and heartbeats can come after.
+        # The ends first, then the wakes, then the rest: a job's end is what its caller waits for, and each wake
+        # starts work (the woken workflow's steps) that competes with the sweep's own calls.
+        ends = [action for action in actions if action.wake is not None and action.record_changes]
         by_urgency = sorted(actions, key=lambda action: action.wake is None)
         with ThreadPoolExecutor(max_workers=PARALLEL_CALLS) as pool:
+            for _ in pool.map(self._write_end, ends):
+                pass
             for outcome in pool.map(self._apply, by_urgency):
                 summary.woken += outcome == "woken"
                 summary.heartbeats += outcome == "heartbeat"
@@ -135,19 +138,18 @@ class ClusterSweep:
             logger.debug("sweep batch reported", extra={"jobs": len(report.jobs), **reply.diagnostics()})
         return observations
 
-    def _apply(self, action: SweepAction) -> str:
-        """Carries out one job's action; says what happened ("woken", "heartbeat", "gone", "updated", "none").
+    def _write_end(self, action: SweepAction) -> None:
+        """Writes the end the sweep saw into the record (if it is still active), before the wake: a wake that then
+        fails leaves a record ended but waiting, which the next sweep looks at again (sweep_news.swept) and wakes."""
+        self.store.update(action.job_id, action.record_changes, only_if_active=True)
 
-        A wake goes first and the end it brings is written only once it was delivered: a wake that fails leaves the
-        record active, so the next sweep asks again and wakes again (a record the sweep marked ended would no longer
-        be swept). A wake for a task that has moved on writes nothing: that workflow polls, and writes, on its own."""
+    def _apply(self, action: SweepAction) -> str:
+        """Carries out one job's action but the end's write; says what happened ("woken", "heartbeat", "gone",
+        "updated", "none")."""
         if action.token is not None and action.wake is not None:
-            outcome = self._to_task(
+            return self._to_task(
                 lambda: self.states.send_task_success(taskToken=action.token, output=json.dumps(action.wake)), "woken"
             )
-            if outcome == "woken" and action.record_changes:
-                self.store.update(action.job_id, action.record_changes, only_if_active=True)
-            return outcome
         if action.record_changes:
             self.store.update(action.job_id, action.record_changes, only_if_active=True)
         if action.token is None or not action.heartbeat:

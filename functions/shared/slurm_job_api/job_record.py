@@ -220,7 +220,13 @@ class JobRecord(JobState):
     @classmethod
     def no_longer_tracked(cls) -> dict[str, None]:
         """What an ended job drops: its place in the active-jobs index and its workflow's wait (attribute names)."""
-        return dict.fromkeys(("active_on_cluster", "wait_token", "waiting_progress", "waiting_since"))
+        return {"active_on_cluster": None, **cls.wait_over()}
+
+    @classmethod
+    def wait_over(cls) -> dict[str, None]:
+        """What a workflow that no longer waits for news drops (attribute names): PollJob runs only after the wait
+        ended, and a sweep then has nobody to wake until the next AwaitNews keeps a new token."""
+        return dict.fromkeys(("wait_token", "waiting_progress", "waiting_since"))
 
     @classmethod
     def waiting_fields(cls, token: str, progress: Mapping[str, Any], now: str) -> dict[str, Any]:

@@ -7,10 +7,12 @@ moved on — goes into the record, and the wait is kept alive with a heartbeat, 
 safety poll has gone by since the sweep's last heartbeat for it (sweeps come more often than that: on a schedule of at
 most half the safety poll, and at once on each push; one heartbeat per job and sweep would be most of a sweep's
 calls, and of Step Functions' SendTaskHeartbeat quota). A wake is the workflow's poll with the sweep's observation
-instead of a command of its own. When that observation ends the job, the sweep, once the wake went through, also
-writes the end into the record, exactly as the woken poll will (slurm_job_api.progress.observed_end), in a write
-conditional on the record being active: GET /jobs/{jobId} answers with the end as soon as the sweep saw it, not once
-the woken workflow got its turn. The end's event is still published with the results (slurm_job_api.job_events).
+instead of a command of its own. When that observation ends the job, the sweep writes the end into the record
+before it wakes anyone, exactly as the woken poll will (slurm_job_api.progress.observed_end), in a write conditional
+on the record being active: GET /jobs/{jobId} answers with the end as soon as the sweep saw it, not once the woken
+workflows (whose steps compete for the same services) got their turn. A record so ended whose workflow still waits
+is swept again (`swept`) until its wake has gone through. The end's event is published with the results
+(slurm_job_api.job_events).
 """
 
 from __future__ import annotations
@@ -49,11 +51,20 @@ class SweepAction:
     heartbeat: bool = False  # no wake, and the wait must be kept alive now
 
 
+def swept(record: JobRecord) -> bool:
+    """Whether a sweep looks at this record of the active-jobs index: an active job, or one whose end a sweep has
+    written while its workflow still waits (its wake had not gone through: this sweep wakes it)."""
+    if record.status in ACTIVE_STATUSES:
+        return True
+    return record.finished_at is None and record.wait_token is not None and record.waiting_progress is not None
+
+
 def swept_jobs(records: list[JobRecord]) -> list[SweepJob]:
-    """The jobs a sweep asks Slurm about: every active one that has a Slurm job id, once each."""
+    """The jobs a sweep asks Slurm about: those of the records it looks at (`swept`) that have a Slurm job id, once
+    each."""
     seen: dict[str, SweepJob] = {}
     for record in records:
-        if record.status in ACTIVE_STATUSES and record.slurm_job_id:
+        if swept(record) and record.slurm_job_id:
             waiting = _waiting(record)
             is_array = bool(waiting.is_array) if waiting else record.spec.array is not None
             seen.setdefault(record.slurm_job_id, SweepJob(slurm_job_id=record.slurm_job_id, is_array=is_array))
@@ -100,9 +111,10 @@ def ended_fields(
     record: JobRecord, observation: StatusReply, *, now: datetime, now_text: str, never_start_grace_seconds: int
 ) -> dict[str, Any]:
     """The record's changes for an observation that ends the job its workflow waits on (what the woken poll writes),
-    or none: the job goes on, or no waiting progress says what the workflow knows."""
+    or none: the job goes on, the record already says it ended, or no waiting progress says what the workflow
+    knows."""
     waiting = _waiting(record)
-    if waiting is None or waiting.slurm_job_id != observation.slurm_job_id:
+    if record.status not in ACTIVE_STATUSES or waiting is None or waiting.slurm_job_id != observation.slurm_job_id:
         return {}
     end = observed_end(
         waiting,

@@ -234,7 +234,7 @@ class Workflow:
             )
         woken = event.news is not None and event.news.observation is not None
         metrics.add_metric(name="Wakes" if woken else "Polls", unit=MetricUnit.Count, value=1)
-        changes = JobRecord.progress_fields(advanced, iso(now))
+        changes = {**JobRecord.progress_fields(advanced, iso(now)), **JobRecord.stored(**JobRecord.wait_over())}
         if advanced.continue_as_new:
             changes.update(
                 JobRecord.stored(
