@@ -428,3 +428,47 @@ def test_sweeps_keep_a_wait_alive_only_once_a_quarter_of_its_safety_poll_went_by
     assert states.heartbeats[2:] == ["token-job-1"]
     assert [token for token, _ in states.successes] == ["token-job-2"]
     assert sent == {"token-job-1": NOW + timedelta(seconds=50)}  # the woken one is forgotten
+
+
+def test_a_sweep_that_saw_ends_asks_again_about_the_jobs_that_went_on_before_it_wakes_anyone():
+    running = status("40", status=RUNNING, slurm_state="RUNNING", reason="None")
+    ended = {
+        n: status(n, status=COMPLETED, slurm_state="COMPLETED", reason=None, exit_code=0) for n in ["41", "42", "43"]
+    }
+    # Slurm as three observations in a row see it: 41 ends first, then 42, then 43 (and 40 goes on).
+    seen = [{"40": running, "41": ended["41"]}, {"40": running, "42": ended["42"]}, {"40": running, "43": ended["43"]}]
+    records = [record("job-0", "40"), record("job-1", "41"), record("job-2", "42"), record("job-3", "43")]
+    calls: list[str] = []
+    states = FakeStates()
+    sweep, store, _, head_node = sweep_of(records, {}, states=states)
+    observation = iter(seen)
+
+    def report_for(jobs):
+        answers = next(observation)
+        return [
+            answers.get(job.slurm_job_id, running.model_copy(update={"slurm_job_id": job.slurm_job_id})) for job in jobs
+        ]
+
+    head_node.report_for = report_for
+    store_update, send_success = store.update, states.send_task_success
+    store.update = lambda job_id, *args, **kwargs: (
+        calls.append(f"end {job_id}") or store_update(job_id, *args, **kwargs)
+    )
+    states.send_task_success = lambda **kwargs: calls.append("wake") or send_success(**kwargs)
+    summary = sweep.run()
+    asked = [[job.slurm_job_id for job in request.jobs] for request, _ in head_node.runs]
+    assert asked == [["40", "41", "42", "43"], ["40", "42", "43"], ["40", "43"]]  # at most three observations
+    assert calls[:3] == ["end job-1", "end job-2", "end job-3"] and calls[3:6] == ["wake"] * 3
+    assert (summary.commands, summary.woken) == (3, 3)
+
+
+def test_a_sweep_that_saw_no_end_asks_once():
+    started = status("41", status=RUNNING, slurm_state="RUNNING", reason="None")
+    sweep, _, _, head_node = sweep_of([record("job-1", "41")], {"41": started})
+    assert sweep.run().commands == 1 and len(head_node.runs) == 1
+
+
+def test_a_sweep_that_saw_every_job_end_asks_once():
+    ended = status("41", status=COMPLETED, slurm_state="COMPLETED", reason=None, exit_code=0)
+    sweep, _, _, head_node = sweep_of([record("job-1", "41")], {"41": ended})
+    assert sweep.run().commands == 1 and len(head_node.runs) == 1

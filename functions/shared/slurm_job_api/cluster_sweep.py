@@ -21,6 +21,7 @@ from slurm_job_api import errors
 from slurm_job_api.clock import iso, utc_now
 from slurm_job_api.head_node import HeadNode, ssm_wait_seconds
 from slurm_job_api.head_node_protocol import StatusReply, SweepReport, SweepRequest
+from slurm_job_api.job_record import JobRecord
 from slurm_job_api.job_store import JobStore
 from slurm_job_api.observability import MetricUnit, logger, metrics
 from slurm_job_api.results import ResultsBucket
@@ -30,6 +31,10 @@ from slurm_job_api.sweep_news import SweepAction, decide, swept, swept_jobs
 SWEEP_REPORT_PREFIX = "sweeps/"
 # A token whose task has moved on (woken, timed out, execution ended): the wake or heartbeat is simply not needed.
 _GONE_TASK_CODES = frozenset(["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"])
+# A sweep that saw jobs end asks again about the jobs that went on (one more command), at most this many observations
+# in all, before it wakes the workflows: while each observation finds more ends.
+MAX_OBSERVATIONS_BEFORE_WAKES = 3
+REOBSERVE_MIN_REMAINING_SECONDS = 60  # the function's time left for another observation and the wakes after it
 PARALLEL_CALLS = 16  # Step Functions and DynamoDB calls in flight at once (SendTask*: 500 per second refill)
 
 
@@ -82,27 +87,28 @@ class ClusterSweep:
         summary.asked = len(jobs)
         if not jobs:
             return summary
-        observations = self._observe(SweepRequest(jobs=jobs, report_url=""), summary)
-        now = self.now()
-        actions = [
-            decide(
-                record,
-                observations[record.slurm_job_id],
-                now=now,
-                now_text=iso(now),
-                never_start_grace_seconds=self.settings.never_start_grace_seconds,
-                last_heartbeat=self.heartbeats_sent.get(record.wait_token or ""),
-            )
-            for record in records
-            if record.slurm_job_id in observations
-        ]
-        # The ends first, then the wakes, then the rest: a job's end is what its caller waits for, and each wake
-        # starts work (the woken workflow's steps) that competes with the sweep's own calls.
-        ends = [action for action in actions if action.wake is not None and action.record_changes]
-        by_urgency = sorted(actions, key=lambda action: action.wake is None)
+        actions = self._decide(records, self._observe(SweepRequest(jobs=jobs, report_url=""), summary))
         with ThreadPoolExecutor(max_workers=PARALLEL_CALLS) as pool:
-            for _ in pool.map(self._write_end, ends):
-                pass
+            # The ends first, then the wakes, then the rest: a job's end is what its caller waits for, and each wake
+            # starts work (the woken workflow's steps) that competes with the sweep's own calls.
+            ends = _ends(actions)
+            list(pool.map(self._write_end, ends))
+            observations = 1
+            while ends and observations < MAX_OBSERVATIONS_BEFORE_WAKES:
+                # Jobs end in bursts (an array, a parameter sweep): ask again about those that went on, so that the
+                # burst's later ends are written now rather than after this sweep's wakes and the next sweep.
+                going_on = {action.job_id for action in actions if action.wake is None}
+                rest = [record for record in records if record.job_id in going_on]
+                rest_jobs = swept_jobs(rest)
+                if not rest_jobs or self.remaining_seconds() < REOBSERVE_MIN_REMAINING_SECONDS:
+                    break
+                again = self._decide(rest, self._observe(SweepRequest(jobs=rest_jobs, report_url=""), summary))
+                observations += 1
+                newer = {action.job_id: action for action in again}
+                actions = [newer.get(action.job_id, action) for action in actions]
+                ends = _ends(again)
+                list(pool.map(self._write_end, ends))
+            by_urgency = sorted(actions, key=lambda action: action.wake is None)
             for outcome in pool.map(self._apply, by_urgency):
                 summary.woken += outcome == "woken"
                 summary.heartbeats += outcome == "heartbeat"
@@ -119,6 +125,22 @@ class ClusterSweep:
         metrics.add_metric(name="WorkflowsWoken", unit=MetricUnit.Count, value=summary.woken)
         logger.info("cluster swept", extra=summary.to_dict())
         return summary
+
+    def _decide(self, records: list[JobRecord], observations: dict[str, StatusReply]) -> list[SweepAction]:
+        """What to do for each record whose job was observed (sweep_news.decide)."""
+        now = self.now()
+        return [
+            decide(
+                record,
+                observations[record.slurm_job_id],
+                now=now,
+                now_text=iso(now),
+                never_start_grace_seconds=self.settings.never_start_grace_seconds,
+                last_heartbeat=self.heartbeats_sent.get(record.wait_token or ""),
+            )
+            for record in records
+            if record.slurm_job_id in observations
+        ]
 
     def _observe(self, request: SweepRequest, summary: SweepSummary) -> dict[str, StatusReply]:
         """The status of every job of `request`, by Slurm job id: one command per batch (HeadNode.sweep_batches)."""
@@ -170,6 +192,11 @@ class ClusterSweep:
             if error.response.get("Error", {}).get("Code") in _GONE_TASK_CODES:
                 return "gone"
             raise
+
+
+def _ends(actions: list[SweepAction]) -> list[SweepAction]:
+    """The actions that bring a job's end into its record."""
+    return [action for action in actions if action.wake is not None and action.record_changes]
 
 
 def cluster_sweep_for(
