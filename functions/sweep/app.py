@@ -19,6 +19,8 @@ last_sweep_started: datetime | None = None
 # When this environment last kept each waiting workflow alive (by task token): a sweep skips the heartbeats that are
 # not due yet (slurm_job_api.sweep_news.heartbeat_due).
 heartbeats_sent: dict[str, datetime] = {}
+# The wakes this environment delivered, while their records are still listed (ClusterSweep.tokens_woken).
+tokens_woken: set[str] = set()
 
 
 @tracer.capture_lambda_handler
@@ -32,6 +34,8 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     if not sweep_needed(push, last_sweep_started, started):
         metrics.add_metric(name="PushesCoalesced", unit=MetricUnit.Count, value=1)
         return {"coalesced": True}
-    summary = cluster_sweep_for(lambda: context.get_remaining_time_in_millis() / 1000, heartbeats_sent).run()
+    summary = cluster_sweep_for(
+        lambda: context.get_remaining_time_in_millis() / 1000, heartbeats_sent, tokens_woken
+    ).run()
     last_sweep_started = started
     return {**summary.to_dict(), "trigger": "push" if push else "schedule"}

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from slurm_job_api import errors
 from slurm_job_api.clock import iso
-from slurm_job_api.cluster_sweep import ClusterSweep, SweepSummary
+from slurm_job_api.cluster_sweep import MAX_OBSERVATIONS_BEFORE_WAKES, ClusterSweep, SweepSummary
 from slurm_job_api.head_node import ssm_wait_seconds
 from slurm_job_api.head_node_protocol import StatusReply, SweepJob, SweepReply, SweepRequest
 from slurm_job_api.job_record import JobRecord
@@ -431,22 +431,24 @@ def test_sweeps_keep_a_wait_alive_only_once_a_quarter_of_its_safety_poll_went_by
 
 
 def test_a_sweep_that_saw_ends_asks_again_about_the_jobs_that_went_on_before_it_wakes_anyone():
+    rounds = MAX_OBSERVATIONS_BEFORE_WAKES
     running = status("40", status=RUNNING, slurm_state="RUNNING", reason="None")
-    ended = {
-        n: status(n, status=COMPLETED, slurm_state="COMPLETED", reason=None, exit_code=0) for n in ["41", "42", "43"]
-    }
-    # Slurm as three observations in a row see it: 41 ends first, then 42, then 43 (and 40 goes on).
-    seen = [{"40": running, "41": ended["41"]}, {"40": running, "42": ended["42"]}, {"40": running, "43": ended["43"]}]
-    records = [record("job-0", "40"), record("job-1", "41"), record("job-2", "42"), record("job-3", "43")]
+    # Slurm as observations in a row see it: job 41 ends first, then 42, ... (one more than a sweep observes), and 40
+    # goes on.
+    ending = [str(41 + n) for n in range(rounds + 1)]
+    records = [record("job-40", "40"), *(record(f"job-{n}", n) for n in ending)]
     calls: list[str] = []
     states = FakeStates()
     sweep, store, _, head_node = sweep_of(records, {}, states=states)
-    observation = iter(seen)
+    observation = iter(range(rounds))
 
     def report_for(jobs):
-        answers = next(observation)
+        ended_by = ending[: next(observation) + 1]
         return [
-            answers.get(job.slurm_job_id, running.model_copy(update={"slurm_job_id": job.slurm_job_id})) for job in jobs
+            status(job.slurm_job_id, status=COMPLETED, slurm_state="COMPLETED", reason=None, exit_code=0)
+            if job.slurm_job_id in ended_by
+            else running.model_copy(update={"slurm_job_id": job.slurm_job_id})
+            for job in jobs
         ]
 
     head_node.report_for = report_for
@@ -457,9 +459,11 @@ def test_a_sweep_that_saw_ends_asks_again_about_the_jobs_that_went_on_before_it_
     states.send_task_success = lambda **kwargs: calls.append("wake") or send_success(**kwargs)
     summary = sweep.run()
     asked = [[job.slurm_job_id for job in request.jobs] for request, _ in head_node.runs]
-    assert asked == [["40", "41", "42", "43"], ["40", "42", "43"], ["40", "43"]]  # at most three observations
-    assert calls[:3] == ["end job-1", "end job-2", "end job-3"] and calls[3:6] == ["wake"] * 3
-    assert (summary.commands, summary.woken) == (3, 3)
+    assert asked == [["40", *ending[n:]] for n in range(rounds)]  # each time the jobs that went on; no more rounds
+    ends_seen = ending[:rounds]
+    assert calls[:rounds] == [f"end job-{n}" for n in ends_seen]
+    assert calls[rounds : 2 * rounds] == ["wake"] * rounds  # then the records of the jobs that go on
+    assert (summary.commands, summary.woken) == (rounds, rounds)
 
 
 def test_a_sweep_that_saw_no_end_asks_once():
@@ -472,3 +476,23 @@ def test_a_sweep_that_saw_every_job_end_asks_once():
     ended = status("41", status=COMPLETED, slurm_state="COMPLETED", reason=None, exit_code=0)
     sweep, _, _, head_node = sweep_of([record("job-1", "41")], {"41": ended})
     assert sweep.run().commands == 1 and len(head_node.runs) == 1
+
+
+def test_a_wake_delivered_is_not_sent_again_while_the_record_waits_for_its_poll():
+    ended = status("41", status=COMPLETED, slurm_state="COMPLETED", reason=None, exit_code=0)
+    states, tokens_woken = FakeStates(), set()
+    first, _, _, _ = sweep_of([record("job-1", "41")], {"41": ended}, states=states)
+    first.tokens_woken = tokens_woken
+    first.run()
+    assert tokens_woken == {"token-job-1"}
+    # The next sweep lists the record as the first one left it: ended, its woken workflow's PollJob not run yet.
+    ended_and_woken = record("job-1", "41", status=COMPLETED, slurm_state="COMPLETED")
+    second, _, _, head_node = sweep_of([ended_and_woken], {"41": ended}, states=states)
+    second.tokens_woken = tokens_woken
+    assert second.run().asked == 0 and head_node.runs == []
+    assert [token for token, _ in states.successes] == ["token-job-1"]  # one wake
+    # Once the record is no longer listed (finished), its token is forgotten.
+    third, _, _, _ = sweep_of([], {}, states=states)
+    third.tokens_woken = tokens_woken
+    third.run()
+    assert tokens_woken == set()

@@ -33,7 +33,7 @@ SWEEP_REPORT_PREFIX = "sweeps/"
 _GONE_TASK_CODES = frozenset(["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"])
 # A sweep that saw jobs end asks again about the jobs that went on (one more command), at most this many observations
 # in all, before it wakes the workflows: while each observation finds more ends.
-MAX_OBSERVATIONS_BEFORE_WAKES = 3
+MAX_OBSERVATIONS_BEFORE_WAKES = 6
 REOBSERVE_MIN_REMAINING_SECONDS = 60  # the function's time left for another observation and the wakes after it
 PARALLEL_CALLS = 16  # Step Functions and DynamoDB calls in flight at once (SendTask*: 500 per second refill)
 
@@ -78,10 +78,15 @@ class ClusterSweep:
     # When this function last sent a heartbeat for each waiting workflow's token (kept by the handler between sweeps;
     # a new execution environment starts without, and keeps every wait alive at its first sweep).
     heartbeats_sent: dict[str, datetime] = field(default_factory=dict)
+    # The tokens of the wakes this function delivered whose records were still listed at its last sweep (kept by the
+    # handler too): a record ended by a sweep and woken is not woken again while its PollJob waits for its turn.
+    tokens_woken: set[str] = field(default_factory=set)
 
     def run(self) -> SweepSummary:
         summary = SweepSummary()
-        records = [r for r in self.store.active_on_cluster(self.settings.cluster_name) if swept(r)]
+        listed = self.store.active_on_cluster(self.settings.cluster_name)
+        self.tokens_woken.intersection_update(record.wait_token for record in listed if record.wait_token)
+        records = [record for record in listed if swept(record, self.tokens_woken)]
         summary.active = len(records)
         jobs = swept_jobs(records)
         summary.asked = len(jobs)
@@ -169,9 +174,12 @@ class ClusterSweep:
         """Carries out one job's action but the end's write; says what happened ("woken", "heartbeat", "gone",
         "updated", "none")."""
         if action.token is not None and action.wake is not None:
-            return self._to_task(
+            outcome = self._to_task(
                 lambda: self.states.send_task_success(taskToken=action.token, output=json.dumps(action.wake)), "woken"
             )
+            if outcome == "woken":
+                self.tokens_woken.add(action.token)
+            return outcome
         if action.record_changes:
             self.store.update(action.job_id, action.record_changes, only_if_active=True)
         if action.token is None or not action.heartbeat:
@@ -200,7 +208,9 @@ def _ends(actions: list[SweepAction]) -> list[SweepAction]:
 
 
 def cluster_sweep_for(
-    remaining_seconds: Callable[[], float], heartbeats_sent: dict[str, datetime] | None = None
+    remaining_seconds: Callable[[], float],
+    heartbeats_sent: dict[str, datetime] | None = None,
+    tokens_woken: set[str] | None = None,
 ) -> ClusterSweep:
     """The sweep wired to this Lambda container's AWS clients."""
     from slurm_job_api import aws_clients, services
@@ -214,4 +224,5 @@ def cluster_sweep_for(
         states=aws_clients.client("stepfunctions"),
         remaining_seconds=remaining_seconds,
         heartbeats_sent=heartbeats_sent if heartbeats_sent is not None else {},
+        tokens_woken=tokens_woken if tokens_woken is not None else set(),
     )

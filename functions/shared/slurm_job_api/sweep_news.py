@@ -17,6 +17,7 @@ is swept again (`swept`) until its wake has gone through. The end's event is pub
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,12 +52,15 @@ class SweepAction:
     heartbeat: bool = False  # no wake, and the wait must be kept alive now
 
 
-def swept(record: JobRecord) -> bool:
+def swept(record: JobRecord, tokens_woken: Collection[str] = ()) -> bool:
     """Whether a sweep looks at this record of the active-jobs index: an active job, or one whose end a sweep has
-    written while its workflow still waits (its wake had not gone through: this sweep wakes it)."""
+    written while its workflow still waits — unless its token is among `tokens_woken` (the wakes this sweep function
+    delivered: that workflow is awake and its PollJob has not run yet). Such a wake had failed or was never sent:
+    this sweep wakes it."""
     if record.status in ACTIVE_STATUSES:
         return True
-    return record.finished_at is None and record.wait_token is not None and record.waiting_progress is not None
+    waits = record.finished_at is None and record.wait_token is not None and record.waiting_progress is not None
+    return waits and record.wait_token not in tokens_woken
 
 
 def swept_jobs(records: list[JobRecord]) -> list[SweepJob]:
