@@ -6,10 +6,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from slurm_job_api.sweep_trigger import PUSH_CLOCK_MARGIN, START_PUSH_SPACING, head_node_push, sweep_needed
+from slurm_job_api.sweep_trigger import (
+    PUSH_CLOCK_MARGIN,
+    START_PUSH_SPACING,
+    SweepTimes,
+    head_node_push,
+    sweep_needed,
+)
 
 PUSHED_AT = datetime(2026, 12, 3, 12, 0, 0, tzinfo=UTC)
 LATER = PUSHED_AT + timedelta(hours=2)  # when the push is handled: long after every sweep of these tests
+
+
+def last_began(moment: datetime | None, tick_period: timedelta | None = None) -> SweepTimes:
+    return SweepTimes(last_sweep_started=moment, tick_period=tick_period)
 
 
 def push_event(**detail: object) -> dict:
@@ -22,7 +32,7 @@ def push_event(**detail: object) -> dict:
 
 def test_a_schedules_event_always_sweeps() -> None:
     assert head_node_push({}) is None
-    assert sweep_needed(head_node_push({}), PUSHED_AT + timedelta(hours=1), LATER)
+    assert sweep_needed(head_node_push({}), last_began(PUSHED_AT + timedelta(hours=1)), LATER)
 
 
 def test_a_push_parses_its_detail() -> None:
@@ -42,12 +52,12 @@ def test_a_push_parses_its_detail() -> None:
 )
 def test_a_malformed_push_is_treated_as_a_plain_trigger_and_sweeps(event: object) -> None:
     assert head_node_push(event) is None
-    assert sweep_needed(head_node_push(event), PUSHED_AT + timedelta(hours=1), LATER)
+    assert sweep_needed(head_node_push(event), last_began(PUSHED_AT + timedelta(hours=1)), LATER)
 
 
 def test_the_first_push_of_an_environment_sweeps() -> None:
-    assert sweep_needed(head_node_push(push_event()), None, LATER)
-    assert sweep_needed(head_node_push(push_event(state="STARTING")), None, LATER)
+    assert sweep_needed(head_node_push(push_event()), SweepTimes(), LATER)
+    assert sweep_needed(head_node_push(push_event(state="STARTING")), SweepTimes(), LATER)
 
 
 @pytest.mark.parametrize(
@@ -61,7 +71,7 @@ def test_the_first_push_of_an_environment_sweeps() -> None:
     ],
 )
 def test_a_push_is_coalesced_only_into_a_sweep_begun_after_it(last_started: datetime, needed: bool) -> None:
-    assert sweep_needed(head_node_push(push_event()), last_started, LATER) is needed
+    assert sweep_needed(head_node_push(push_event()), last_began(last_started), LATER) is needed
 
 
 @pytest.mark.parametrize(
@@ -76,15 +86,40 @@ def test_a_push_is_coalesced_only_into_a_sweep_begun_after_it(last_started: date
 def test_a_start_sweeps_only_when_no_sweep_began_for_the_spacing(since_last_sweep: timedelta, needed: bool) -> None:
     last_started = PUSHED_AT - timedelta(milliseconds=500)  # before the push: it has not seen the start
     handled_at = last_started + since_last_sweep
-    assert sweep_needed(head_node_push(push_event(state="STARTING")), last_started, handled_at) is needed
+    assert sweep_needed(head_node_push(push_event(state="STARTING")), last_began(last_started), handled_at) is needed
 
 
 @pytest.mark.parametrize("since_last_sweep", [timedelta(seconds=1), START_PUSH_SPACING, timedelta(minutes=3)])
 def test_an_end_not_seen_yet_always_sweeps(since_last_sweep: timedelta) -> None:
     last_started = PUSHED_AT - timedelta(milliseconds=500)
-    assert sweep_needed(head_node_push(push_event(state="ENDED")), last_started, last_started + since_last_sweep)
+    assert sweep_needed(
+        head_node_push(push_event(state="ENDED")), last_began(last_started), last_started + since_last_sweep
+    )
 
 
 def test_a_start_a_sweep_has_seen_is_coalesced() -> None:
     last_started = PUSHED_AT + PUSH_CLOCK_MARGIN
-    assert not sweep_needed(head_node_push(push_event(state="STARTING")), last_started, LATER)
+    assert not sweep_needed(head_node_push(push_event(state="STARTING")), last_began(last_started), LATER)
+
+
+def test_the_schedules_period_is_the_shortest_time_seen_between_two_ticks() -> None:
+    times = SweepTimes()
+    times.ticked(PUSHED_AT)
+    assert times.tick_period is None
+    times.ticked(PUSHED_AT + timedelta(seconds=70))  # a tick held back by a long sweep
+    times.ticked(PUSHED_AT + timedelta(seconds=130))
+    times.ticked(PUSHED_AT + timedelta(seconds=130))  # the same moment again: not a period
+    assert times.tick_period == timedelta(seconds=60)
+
+
+@pytest.mark.parametrize(
+    ("since_last_sweep", "needed"),
+    [(timedelta(seconds=29), False), (timedelta(seconds=30), True), (timedelta(minutes=5), True)],
+)
+def test_a_tick_is_answered_by_a_sweep_begun_less_than_half_a_period_before(since_last_sweep, needed) -> None:
+    times = last_began(PUSHED_AT, tick_period=timedelta(seconds=60))
+    assert sweep_needed(None, times, PUSHED_AT + since_last_sweep) is needed
+
+
+def test_before_two_ticks_were_seen_every_tick_sweeps() -> None:
+    assert sweep_needed(None, last_began(PUSHED_AT), PUSHED_AT + timedelta(milliseconds=1))

@@ -12,10 +12,16 @@ started sweeps only when no sweep has started for START_PUSH_SPACING, so a burst
 submitted at once) costs at most one sweep per START_PUSH_SPACING besides the schedule's, and a start is seen within
 START_PUSH_SPACING or at the next scheduled sweep. A push that a job ended always sweeps unless coalesced: the end is
 what callers and the workflow wait for.
+
+A schedule's tick is answered by a sweep begun less than half the schedule's period before it (a push's sweep that
+came just before the tick has seen all of it). The period is the shortest time this environment has seen between
+two ticks (a manual invocation between ticks can only shorten it, so the error is a sweep too many, never one too
+few); sweeps then stay at most one and a half periods apart, within the heartbeat's margin (sweep_news).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -25,6 +31,7 @@ HEAD_NODE_SOURCE = "slurm-job-api.head-node"  # push_hook.EVENT_SOURCE; the temp
 JOB_STATE_CHANGE = "Slurm Job State Change"
 PUSH_CLOCK_MARGIN = timedelta(seconds=1)
 START_PUSH_SPACING = timedelta(seconds=10)
+TICK_SKIP_SHARE = 0.5  # of the schedule's period
 
 
 class PushDetail(BaseModel):
@@ -56,11 +63,31 @@ def head_node_push(event: Any) -> HeadNodePush | None:
         return None
 
 
-def sweep_needed(push: HeadNodePush | None, last_sweep_started: datetime | None, now: datetime) -> bool:
-    """False for a push that a finished sweep, started after it (with the margin), has already answered, and for a
-    push of a start less than START_PUSH_SPACING after the last sweep started; True for anything else."""
-    if push is None or last_sweep_started is None:
+@dataclass
+class SweepTimes:
+    """What one SweepJobs environment knows of when sweeps run (reserved concurrency 1: the cluster's sweeps)."""
+
+    last_sweep_started: datetime | None = None  # of the last sweep that finished
+    last_tick: datetime | None = None
+    tick_period: timedelta | None = None  # the shortest time seen between two ticks of the schedule
+
+    def ticked(self, now: datetime) -> None:
+        """A schedule's tick (or another event that is not a push) arrived at `now`."""
+        if self.last_tick is not None and now > self.last_tick:
+            seen = now - self.last_tick
+            self.tick_period = seen if self.tick_period is None else min(self.tick_period, seen)
+        self.last_tick = now
+
+
+def sweep_needed(push: HeadNodePush | None, times: SweepTimes, now: datetime) -> bool:
+    """False for a tick less than half a period after the last sweep began, for a push that a finished sweep, begun
+    after it (with the margin), has already answered, and for a push of a start less than START_PUSH_SPACING after
+    the last sweep began; True for anything else."""
+    last = times.last_sweep_started
+    if last is None:
         return True
-    if last_sweep_started >= push.detail.pushed_at + PUSH_CLOCK_MARGIN:
+    if push is None:
+        return times.tick_period is None or now - last >= times.tick_period * TICK_SKIP_SHARE
+    if last >= push.detail.pushed_at + PUSH_CLOCK_MARGIN:
         return False
-    return push.detail.state == "ENDED" or now - last_sweep_started >= START_PUSH_SPACING
+    return push.detail.state == "ENDED" or now - last >= START_PUSH_SPACING
