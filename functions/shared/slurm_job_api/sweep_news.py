@@ -28,8 +28,9 @@ from slurm_job_api.progress import JobProgress, observed_end, parse_time
 from slurm_job_api.statuses import ACTIVE_STATUSES, PENDING, TERMINAL_STATUSES, never_starts
 
 # A wait is kept alive when this share of its safety poll (its HeartbeatSeconds) has gone by since the last heartbeat
-# the sweep sent for it. With sweeps at most half a safety poll apart (SafetyPollMinSeconds is kept above two sweep
-# intervals), the next sweep still comes a quarter of the safety poll before the wait would time out.
+# the sweep sent for it. Sweeps come at most one and a half sweep intervals apart (a tick just after a push's sweep
+# is skipped: slurm_job_api.sweep_trigger), and SafetyPollMinSeconds is kept above two intervals, so that is less
+# than three quarters of a safety poll: the heartbeat is sent before the wait would time out.
 HEARTBEAT_AFTER_SHARE = 0.25
 
 # Why a sweep wakes a waiting workflow.
