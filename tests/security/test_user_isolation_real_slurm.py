@@ -128,9 +128,19 @@ def sacct_users(stack, slurm_job_ids: list[str]) -> dict[str, str]:
     return users
 
 
-def slurm_job_count(stack) -> int:
-    argv = [str(stack.cluster.bin_dir / "sacct"), "-X", "-n", "-P", "-a", "-S", "2020-01-01", "-o", "JobID"]
-    return len(subprocess.run(argv, capture_output=True, text=True, env=stack.cluster.env(), check=True).stdout.split())
+def newest_slurm_job(stack) -> int:
+    """The highest Slurm job id the cluster knows of: slurmctld's (squeue, every state, jobs still within MinJobAge)
+    and accounting's. Both: accounting learns of a job a moment after slurmctld, later still on a busy machine, so a
+    count of sacct's records alone can grow after the fact. Ids only grow, so a job submitted after this call has a
+    higher one."""
+    env, bin_dir = stack.cluster.env(), stack.cluster.bin_dir
+    queued = [str(bin_dir / "squeue"), "-h", "-t", "all", "-o", "%i"]
+    accounted = [str(bin_dir / "sacct"), "-X", "-n", "-P", "-a", "-S", "2020-01-01", "-o", "JobID"]
+    ids = [0]
+    for argv in (queued, accounted):
+        output = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout
+        ids.extend(int(job.split("_")[0]) for job in output.split() if job.split("_")[0].isdigit())
+    return max(ids)
 
 
 def caller_mappings(stack, *arguments: str) -> subprocess.CompletedProcess:
@@ -224,10 +234,10 @@ def test_another_callers_jobs_get_nothing_of_a_job_and_cannot_cancel_it(stack):
 def test_an_unmapped_caller_is_refused_on_every_route_and_nothing_reaches_slurm(stack):
     cloud = stack.running_cloud
     job_a = submit(cloud.api_client(LOCAL_DEVELOPER), {"name": "a", "script": "#!/bin/bash\necho a\n"})
-    finish(cloud, cloud.api_client(LOCAL_DEVELOPER), job_a, timeout=120)
+    *_, view_a = finish(cloud, cloud.api_client(LOCAL_DEVELOPER), job_a, timeout=120)
     dynamodb = cloud.client("dynamodb")
     records_before = dynamodb.scan(TableName=cloud.table_name, Select="COUNT")["Count"]
-    slurm_jobs_before = slurm_job_count(stack)
+    newest_before = max(newest_slurm_job(stack), int(view_a["slurmJobId"]))
     unmapped = cloud.api_client(LOCAL_UNMAPPED)
     answers = {
         "POST /jobs": unmapped.post("/jobs", json={"script": "#!/bin/bash\necho x\n"}),
@@ -245,7 +255,7 @@ def test_an_unmapped_caller_is_refused_on_every_route_and_nothing_reaches_slurm(
         assert answer.status_code == 403 and body["code"] == "CallerNotMapped", (route, answer.status_code, body)
         assert LOCAL_UNMAPPED.arn in body["message"] and "scripts/caller-mappings add" in body["message"], body
     assert dynamodb.scan(TableName=cloud.table_name, Select="COUNT")["Count"] == records_before
-    assert slurm_job_count(stack) == slurm_jobs_before
+    assert newest_slurm_job(stack) == newest_before  # no job submitted since
 
 
 def test_mappings_to_root_or_a_system_uid_are_refused_written_and_used(stack, system_user):
@@ -275,7 +285,7 @@ def test_mappings_to_root_or_a_system_uid_are_refused_written_and_used(stack, sy
     answer = unmapped.post("/jobs", json={"script": "#!/bin/bash\nid\n"})
     assert answer.status_code == 403 and "never run as root" in answer.json()["message"], answer.text
     store(SYSTEM_USER)
-    slurm_jobs_before = slurm_job_count(stack)
+    newest_before = newest_slurm_job(stack)
     job = submit(unmapped, {"script": "#!/bin/bash\nid\n"})
     _, _, result, view = finish(cloud, unmapped, job, timeout=120)
     assert view["status"] == result["status"] == "SUBMIT_FAILED", view
@@ -286,7 +296,7 @@ def test_mappings_to_root_or_a_system_uid_are_refused_written_and_used(stack, sy
     _, _, result, view = finish(cloud, unmapped, job, timeout=120)
     assert view["status"] == result["status"] == "SUBMIT_FAILED", view
     assert "does not exist on the head node" in view["cause"], view["cause"]
-    assert slurm_job_count(stack) == slurm_jobs_before
+    assert newest_slurm_job(stack) == newest_before  # neither reached Slurm
     table.delete_item(TableName=mappings_table, Key={"principal": {"S": LOCAL_UNMAPPED.arn}, "entry": {"S": "mapping"}})
 
     # The command's own mapping: checked on the head node, in force at once, removed at once, every change recorded.
