@@ -98,8 +98,8 @@ class ClusterSweep:
             # starts work (the woken workflow's steps) that competes with the sweep's own calls.
             ends = _ends(actions)
             list(pool.map(self._write_end, ends))
-            observations = 1
-            while ends and observations < MAX_OBSERVATIONS_BEFORE_WAKES:
+            rounds = 1  # observations so far
+            while ends and rounds < MAX_OBSERVATIONS_BEFORE_WAKES:
                 # Jobs end in bursts (an array, a parameter sweep): ask again about those that went on, so that the
                 # burst's later ends are written now rather than after this sweep's wakes and the next sweep.
                 going_on = {action.job_id for action in actions if action.wake is None}
@@ -108,7 +108,7 @@ class ClusterSweep:
                 if not rest_jobs or self.remaining_seconds() < REOBSERVE_MIN_REMAINING_SECONDS:
                     break
                 again = self._decide(rest, self._observe(SweepRequest(jobs=rest_jobs, report_url=""), summary))
-                observations += 1
+                rounds += 1
                 newer = {action.job_id: action for action in again}
                 actions = [newer.get(action.job_id, action) for action in actions]
                 ends = _ends(again)
