@@ -257,6 +257,20 @@ def slurm_ends(stack: LocalStack, name: str) -> tuple[dict[str, list[datetime]],
     return ends, most
 
 
+def cancel_leftover_jobs(stack: LocalStack, timeout_seconds: float = 60.0) -> int:
+    """Cancels the jobs a run that was interrupted left in the cluster (a running cluster is reused as it is): they
+    would hold its CPUs and poll for a go file that never comes. Returns how many there were."""
+    left = stack.cluster.run("squeue", "--noheader", "--format=%i").stdout.split()
+    if left:
+        stack.cluster.run("scancel", *left)
+        deadline = time.monotonic() + timeout_seconds
+        while stack.cluster.run("squeue", "--noheader", "--format=%i").stdout.split():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"jobs of an earlier run were still queued {timeout_seconds:.0f} s after scancel")
+            time.sleep(0.5)
+    return len(left)
+
+
 def run_design(design: str, jobs: int, index: int, say: Callable[[str], None]) -> RunFigures:
     push = design == "sweep+push"
     stack = LocalStack(
@@ -272,6 +286,8 @@ def run_design(design: str, jobs: int, index: int, say: Callable[[str], None]) -
     notes: list[str] = []
     available_before_kb = meminfo_kb("MemAvailable")
     with stack:
+        if left := cancel_leftover_jobs(stack):
+            say(f"  {design} N={jobs}: cancelled {left} jobs an interrupted run had left in the cluster")
         cloud = stack.running_cloud
         watch = TerminalWatch(stack)
         memory = MemoryPeak()
