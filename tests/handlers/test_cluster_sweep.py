@@ -5,6 +5,7 @@ No local cloud, no Slurm: the fakes only record what they are asked and answer a
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from slurm_job_api import errors
 from slurm_job_api.clock import iso
-from slurm_job_api.cluster_sweep import MAX_OBSERVATIONS_BEFORE_WAKES, ClusterSweep, SweepSummary
+from slurm_job_api.cluster_sweep import MAX_OBSERVATIONS, SWEEP_POLL_EVERY_SECONDS, ClusterSweep, SweepSummary
 from slurm_job_api.head_node import ssm_wait_seconds
 from slurm_job_api.head_node_protocol import StatusReply, SweepJob, SweepReply, SweepRequest
 from slurm_job_api.job_record import JobRecord
@@ -110,7 +111,8 @@ class FakeHeadNode:
         ]
         return self.batches
 
-    def run(self, request: SweepRequest, *, wait_seconds: float) -> SweepReply:
+    def run(self, request: SweepRequest, *, wait_seconds: float, poll_every_seconds: float) -> SweepReply:
+        assert poll_every_seconds == SWEEP_POLL_EVERY_SECONDS
         self.runs.append((request, wait_seconds))
         report = {"jobs": [reply.model_dump(mode="json", by_alias=True) for reply in self.report_for(request.jobs)]}
         if self.upload:
@@ -431,7 +433,7 @@ def test_sweeps_keep_a_wait_alive_only_once_a_quarter_of_its_safety_poll_went_by
 
 
 def test_a_sweep_that_saw_ends_asks_again_about_the_jobs_that_went_on_before_it_wakes_anyone():
-    rounds = MAX_OBSERVATIONS_BEFORE_WAKES
+    rounds = MAX_OBSERVATIONS
     running = status("40", status=RUNNING, slurm_state="RUNNING", reason="None")
     # Slurm as observations in a row see it: job 41 ends first, then 42, ... (one more than a sweep observes), and 40
     # goes on.
@@ -464,6 +466,53 @@ def test_a_sweep_that_saw_ends_asks_again_about_the_jobs_that_went_on_before_it_
     assert calls[:rounds] == [f"end job-{n}" for n in ends_seen]
     assert calls[rounds : 2 * rounds] == ["wake"] * rounds  # then the records of the jobs that go on
     assert (summary.commands, summary.woken) == (rounds, rounds)
+
+
+def test_the_ends_that_come_while_the_wakes_are_sent_are_written_and_woken_in_the_same_sweep():
+    running = status("40", status=RUNNING, slurm_state="RUNNING", reason="None")
+    ended = status("41", status=COMPLETED, slurm_state="COMPLETED", reason=None, exit_code=0)
+    # Job 41 ended at the first observation, and the second saw no other end: 41's wake goes out, and takes long
+    # (its workflow's steps start); job 42 ends meanwhile, at the third observation; job 40 goes on.
+    records = [record("job-40", "40"), record("job-41", "41"), record("job-42", "42")]
+    calls: list[str] = []
+    end_of_42_written = threading.Event()
+    states = FakeStates()
+    sweep, store, _, head_node = sweep_of(records, {}, states=states)
+
+    def report_for(jobs):
+        observation = len(head_node.runs)
+        return [
+            ended.model_copy(update={"slurm_job_id": job.slurm_job_id})
+            if job.slurm_job_id == "41" or (job.slurm_job_id == "42" and observation >= 3)
+            else running.model_copy(update={"slurm_job_id": job.slurm_job_id})
+            for job in jobs
+        ]
+
+    def send_task_success(*, taskToken: str, output: str) -> dict:
+        if taskToken == "token-job-41":
+            assert end_of_42_written.wait(10), "the sweep did not watch the jobs that went on during the wake"
+        calls.append(f"woke {taskToken.removeprefix('token-')}")
+        return FakeStates.send_task_success(states, taskToken=taskToken, output=output)
+
+    head_node.report_for = report_for
+    states.send_task_success = send_task_success
+    store_update = store.update
+
+    def update(job_id: str, fields: dict[str, Any], **kwargs: Any) -> None:
+        calls.append(f"{fields.get('status')} {job_id}")
+        store_update(job_id, fields, **kwargs)
+        if (job_id, fields.get("status")) == ("job-42", COMPLETED):
+            end_of_42_written.set()
+
+    store.update = update
+    summary = sweep.run()
+    asked = [[job.slurm_job_id for job in request.jobs] for request, _ in head_node.runs]
+    assert asked[:3] == [["40", "41", "42"], ["40", "42"], ["40", "42"]]
+    assert 3 <= len(asked) <= MAX_OBSERVATIONS
+    assert calls.index("COMPLETED job-42") < calls.index("woke job-41")  # written while 41's wake was under way
+    assert {"woke job-41", "woke job-42"} <= set(calls)
+    assert calls[-1] == "RUNNING job-40"  # the job that goes on last
+    assert (summary.woken, summary.commands) == (2, len(asked))
 
 
 def test_a_sweep_that_saw_no_end_asks_once():

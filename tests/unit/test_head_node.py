@@ -177,6 +177,31 @@ def test_never_finishing_command_is_unreachable_head_node(ec2):
     assert 18 <= clock.now <= 20
 
 
+class RecordingClock(FakeClock):
+    def __init__(self):
+        super().__init__()
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds):
+        self.sleeps.append(round(seconds, 4))
+        super().sleep(seconds)
+
+
+@pytest.mark.parametrize(
+    ("poll_every", "sleeps"),
+    [
+        ({}, [0.2, 0.3, 0.45, 0.675, 1.0125, 1.5188, 2.0, 2.0]),  # per-job commands: backing off to 2 s
+        ({"poll_every_seconds": 0.25}, [0.2, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25]),  # the sweep's
+    ],
+)
+def test_a_command_is_polled_sooner_then_less_often_up_to_its_poll_interval(ec2, poll_every, sleeps):
+    launch(ec2, "prod")
+    clock = RecordingClock()
+    ssm = ScriptedSsm([{"Status": "InProgress"}] * len(sleeps) + [reply(FOUND)])
+    head_node(ec2, ssm, clock=clock).run(STATUS, wait_seconds=30, **poll_every)
+    assert clock.sleeps == sleeps
+
+
 @pytest.mark.parametrize("status", ["TimedOut", "Cancelled", "Undeliverable", "Terminated"])
 def test_undelivered_commands_are_unreachable_head_node(ec2, status):
     launch(ec2, "prod")

@@ -31,10 +31,15 @@ from slurm_job_api.sweep_news import SweepAction, decide, swept, swept_jobs
 SWEEP_REPORT_PREFIX = "sweeps/"
 # A token whose task has moved on (woken, timed out, execution ended): the wake or heartbeat is simply not needed.
 _GONE_TASK_CODES = frozenset(["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"])
-# A sweep that saw jobs end asks again about the jobs that went on (one more command), at most this many observations
-# in all, before it wakes the workflows: while each observation finds more ends.
-MAX_OBSERVATIONS_BEFORE_WAKES = 6
+# A sweep that saw jobs end asks again about the jobs that went on (one more command each time), at most this many
+# observations in all: before it wakes the workflows while each observation finds more ends, then while the wakes
+# are being sent.
+MAX_OBSERVATIONS = 6
 REOBSERVE_MIN_REMAINING_SECONDS = 60  # the function's time left for another observation and the wakes after it
+# The sweep's command is polled at least this often: one sweep per cluster, so at most 4 GetCommandInvocation calls a
+# second during its command (SSM publishes no rate for them), and an observation's answer is read within 0.25 s of
+# its end, not up to POLL_EVERY_SECONDS later, for each of the observations of a burst of ends.
+SWEEP_POLL_EVERY_SECONDS = 0.25
 PARALLEL_CALLS = 16  # Step Functions and DynamoDB calls in flight at once (SendTask*: 500 per second refill)
 
 
@@ -93,28 +98,43 @@ class ClusterSweep:
         if not jobs:
             return summary
         actions = self._decide(records, self._observe(SweepRequest(jobs=jobs, report_url=""), summary))
-        with ThreadPoolExecutor(max_workers=PARALLEL_CALLS) as pool:
+        with (
+            ThreadPoolExecutor(max_workers=PARALLEL_CALLS) as writes,
+            ThreadPoolExecutor(max_workers=PARALLEL_CALLS) as calls,
+        ):
             # The ends first, then the wakes, then the rest: a job's end is what its caller waits for, and each wake
             # starts work (the woken workflow's steps) that competes with the sweep's own calls.
             ends = _ends(actions)
-            list(pool.map(self._write_end, ends))
+            list(writes.map(self._write_end, ends))
             rounds = 1  # observations so far
-            while ends and rounds < MAX_OBSERVATIONS_BEFORE_WAKES:
+            while ends and rounds < MAX_OBSERVATIONS:
                 # Jobs end in bursts (an array, a parameter sweep): ask again about those that went on, so that the
                 # burst's later ends are written now rather than after this sweep's wakes and the next sweep.
-                going_on = {action.job_id for action in actions if action.wake is None}
-                rest = [record for record in records if record.job_id in going_on]
-                rest_jobs = swept_jobs(rest)
-                if not rest_jobs or self.remaining_seconds() < REOBSERVE_MIN_REMAINING_SECONDS:
+                again = self._observe_going_on(records, actions, summary)
+                if again is None:
                     break
-                again = self._decide(rest, self._observe(SweepRequest(jobs=rest_jobs, report_url=""), summary))
                 rounds += 1
-                newer = {action.job_id: action for action in again}
-                actions = [newer.get(action.job_id, action) for action in actions]
+                actions = _newest(actions, again)
                 ends = _ends(again)
-                list(pool.map(self._write_end, ends))
-            by_urgency = sorted(actions, key=lambda action: action.wake is None)
-            for outcome in pool.map(self._apply, by_urgency):
+                list(writes.map(self._write_end, ends))
+            woken = {action.job_id for action in actions if action.wake is not None}
+            wakes = [calls.submit(self._apply, action) for action in actions if action.job_id in woken]
+            while rounds < MAX_OBSERVATIONS and not all(wake.done() for wake in wakes):
+                # Sending the wakes takes a while (each starts a workflow's steps): the jobs that go on are watched
+                # meanwhile, and the ends that come are written and woken at once, not at the next sweep.
+                again = self._observe_going_on(records, actions, summary)
+                if again is None:
+                    break
+                rounds += 1
+                actions = _newest(actions, again)
+                list(writes.map(self._write_end, _ends(again)))
+                for action in again:
+                    if action.wake is not None and action.job_id not in woken:
+                        woken.add(action.job_id)
+                        wakes.append(calls.submit(self._apply, action))
+            outcomes = [wake.result() for wake in wakes]
+            outcomes += calls.map(self._apply, [action for action in actions if action.job_id not in woken])
+            for outcome in outcomes:
                 summary.woken += outcome == "woken"
                 summary.heartbeats += outcome == "heartbeat"
                 summary.gone += outcome == "gone"
@@ -130,6 +150,18 @@ class ClusterSweep:
         metrics.add_metric(name="WorkflowsWoken", unit=MetricUnit.Count, value=summary.woken)
         logger.info("cluster swept", extra=summary.to_dict())
         return summary
+
+    def _observe_going_on(
+        self, records: list[JobRecord], actions: list[SweepAction], summary: SweepSummary
+    ) -> list[SweepAction] | None:
+        """What to do for the jobs that went on (no wake in `actions`), observed once more; None when no such job is
+        left to ask about or the function's time is too short for another observation and what follows it."""
+        going_on = {action.job_id for action in actions if action.wake is None}
+        rest = [record for record in records if record.job_id in going_on]
+        jobs = swept_jobs(rest)
+        if not jobs or self.remaining_seconds() < REOBSERVE_MIN_REMAINING_SECONDS:
+            return None
+        return self._decide(rest, self._observe(SweepRequest(jobs=jobs, report_url=""), summary))
 
     def _decide(self, records: list[JobRecord], observations: dict[str, StatusReply]) -> list[SweepAction]:
         """What to do for each record whose job was observed (sweep_news.decide)."""
@@ -153,7 +185,11 @@ class ClusterSweep:
         for batch in self.head_node.sweep_batches(request.jobs):
             key = sweep_report_key(self.now())
             asked = batch.model_copy(update={"report_url": self.bucket.presigned_put(key)})
-            reply = self.head_node.run(asked, wait_seconds=ssm_wait_seconds(self.remaining_seconds()))
+            reply = self.head_node.run(
+                asked,
+                wait_seconds=ssm_wait_seconds(self.remaining_seconds()),
+                poll_every_seconds=SWEEP_POLL_EVERY_SECONDS,
+            )
             summary.commands += 1
             stored = self.bucket.read_json(key)
             if stored is None:
@@ -200,6 +236,12 @@ class ClusterSweep:
             if error.response.get("Error", {}).get("Code") in _GONE_TASK_CODES:
                 return "gone"
             raise
+
+
+def _newest(actions: list[SweepAction], again: list[SweepAction]) -> list[SweepAction]:
+    """`actions` with each job observed again given its newer action."""
+    newer = {action.job_id: action for action in again}
+    return [newer.get(action.job_id, action) for action in actions]
 
 
 def _ends(actions: list[SweepAction]) -> list[SweepAction]:

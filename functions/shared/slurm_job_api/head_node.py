@@ -43,6 +43,10 @@ SWEEP_URL_ALLOWANCE_BYTES = 4 * 1024
 SSM_WAIT_CAP_SECONDS = 90
 SAFETY_MARGIN_SECONDS = 10
 SSM_WAIT_MIN_SECONDS = 5.0
+# GetCommandInvocation after SendCommand: first after FIRST_POLL_SECONDS, then 1.5 times as long each time, at most
+# POLL_EVERY_SECONDS apart (the per-job commands of many jobs at once); the cluster's one sweep polls more often.
+FIRST_POLL_SECONDS = 0.2
+POLL_EVERY_SECONDS = 2.0
 
 
 def ssm_wait_seconds(
@@ -202,15 +206,22 @@ class HeadNode:
         return command_size(shell_commands(self.document(SweepRequest(jobs=jobs, report_url=""))))
 
     def run[ReplyT: Reply](
-        self, request: Request[ReplyT], *, wait_seconds: float, execution_timeout: int = 600
+        self,
+        request: Request[ReplyT],
+        *,
+        wait_seconds: float,
+        execution_timeout: int = 600,
+        poll_every_seconds: float = POLL_EVERY_SECONDS,
     ) -> ReplyT:
-        """Runs one action and returns its reply; raises a named error for every kind of failure."""
+        """Runs one action and returns its reply; raises a named error for every kind of failure. The command is
+        polled after 0.2 s, then 1.5 times as long each time, up to `poll_every_seconds` between two polls."""
         action = request.ACTION
         outcome = self.run_command(
             shell_commands(self.document(request)),
             wait_seconds=wait_seconds,
             execution_timeout=execution_timeout,
             comment=f"slurm-job-api {action} {request.job_id or ''}".strip(),
+            poll_every_seconds=poll_every_seconds,
         )
         result = self.parse_reply(action, outcome)
         try:
@@ -221,7 +232,13 @@ class HeadNode:
             ) from None
 
     def run_command(
-        self, commands: list[str], *, wait_seconds: float, execution_timeout: int, comment: str
+        self,
+        commands: list[str],
+        *,
+        wait_seconds: float,
+        execution_timeout: int,
+        comment: str,
+        poll_every_seconds: float = POLL_EVERY_SECONDS,
     ) -> CommandOutcome:
         instance_id = self.instance_id()
         try:
@@ -241,11 +258,13 @@ class HeadNode:
                 raise errors.HeadNodeUnreachable(f"SSM cannot reach head node {instance_id}: {error}") from error
             raise
         command_id = sent["Command"]["CommandId"]
-        return self._wait(command_id, instance_id, wait_seconds)
+        return self._wait(command_id, instance_id, wait_seconds, poll_every_seconds)
 
-    def _wait(self, command_id: str, instance_id: str, wait_seconds: float) -> CommandOutcome:
+    def _wait(
+        self, command_id: str, instance_id: str, wait_seconds: float, poll_every_seconds: float = POLL_EVERY_SECONDS
+    ) -> CommandOutcome:
         deadline = self._clock() + wait_seconds
-        delay = 0.2
+        delay = min(FIRST_POLL_SECONDS, poll_every_seconds)
         status = "Pending"
         while True:
             try:
@@ -263,7 +282,7 @@ class HeadNode:
                     f"SSM command {command_id} on {instance_id} was still {status} after {wait_seconds:.0f} s"
                 )
             self._sleep(delay)
-            delay = min(delay * 1.5, 2.0)
+            delay = min(delay * 1.5, poll_every_seconds)
         if status in UNREACHABLE_STATUSES:
             raise errors.HeadNodeUnreachable(
                 f"SSM command {command_id} on {instance_id} ended {status} "
