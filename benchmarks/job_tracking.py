@@ -257,18 +257,13 @@ def slurm_ends(stack: LocalStack, name: str) -> tuple[dict[str, list[datetime]],
     return ends, most
 
 
-def cancel_leftover_jobs(stack: LocalStack, timeout_seconds: float = 60.0) -> int:
+def cancel_leftover_jobs(stack: LocalStack) -> int:
     """Cancels the jobs a run that was interrupted left in the cluster (a running cluster is reused as it is): they
     would hold its CPUs and poll for a go file that never comes. Returns how many there were."""
-    left = stack.cluster.run("squeue", "--noheader", "--format=%i").stdout.split()
+    left = len(stack.cluster.run("squeue", "--noheader", "--format=%i").stdout.split())
     if left:
-        stack.cluster.run("scancel", *left)
-        deadline = time.monotonic() + timeout_seconds
-        while stack.cluster.run("squeue", "--noheader", "--format=%i").stdout.split():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"jobs of an earlier run were still queued {timeout_seconds:.0f} s after scancel")
-            time.sleep(0.5)
-    return len(left)
+        stack.cluster.cancel_jobs()
+    return left
 
 
 def run_design(design: str, jobs: int, index: int, say: Callable[[str], None]) -> RunFigures:

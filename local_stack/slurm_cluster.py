@@ -321,7 +321,7 @@ class SlurmCluster:
         if not self.state_dir.is_dir():
             return
         with self._lock():
-            self._cancel_jobs()
+            self.cancel_jobs()
             self._stop_daemons()
 
     # --------------------------------------------------------------------------------------------- configuration
@@ -621,7 +621,7 @@ class SlurmCluster:
 
         _wait_until(usable, f"node {self.node_name} to become idle", self._slurmctld.log_file)
 
-    def _cancel_jobs(self) -> None:
+    def cancel_jobs(self) -> None:
         """Cancels all jobs and waits (at most STOP_TIMEOUT) until their slurmstepd processes have ended."""
         if self._slurmctld.pid() is None or self._slurmd.pid() is None:
             return

@@ -214,7 +214,7 @@ class HeadNode:
         poll_every_seconds: float = POLL_EVERY_SECONDS,
     ) -> ReplyT:
         """Runs one action and returns its reply; raises a named error for every kind of failure. The command is
-        polled after 0.2 s, then 1.5 times as long each time, up to `poll_every_seconds` between two polls."""
+        polled after FIRST_POLL_SECONDS, then 1.5 times as long each time, up to `poll_every_seconds` apart."""
         action = request.ACTION
         outcome = self.run_command(
             shell_commands(self.document(request)),
@@ -261,7 +261,7 @@ class HeadNode:
         return self._wait(command_id, instance_id, wait_seconds, poll_every_seconds)
 
     def _wait(
-        self, command_id: str, instance_id: str, wait_seconds: float, poll_every_seconds: float = POLL_EVERY_SECONDS
+        self, command_id: str, instance_id: str, wait_seconds: float, poll_every_seconds: float
     ) -> CommandOutcome:
         deadline = self._clock() + wait_seconds
         delay = min(FIRST_POLL_SECONDS, poll_every_seconds)
