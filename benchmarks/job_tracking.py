@@ -56,7 +56,7 @@ GO_CHECK_SECONDS = 2
 STATUS_ACTIONS = ("status", "sweep")
 DAEMONS = ("slurmctld", "slurmdbd", "mariadbd")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-HOOK_PROBE_RUNS = 6  # runs of the push hook whose CPU time is measured
+HOOK_PROBE_RUNS = 20  # runs of the push hook at once whose CPU time (its sender included) is measured
 INTRODUCTION = f"""\
 What following running jobs costs in each `JobTracking` design, measured on the local stack (README, "The local
 stack": a real Slurm 22.05 cluster with accounting, moto running the real state machine, the real handlers in
@@ -76,8 +76,9 @@ with the push hook installed in slurmctld).
 - **head-node CPU**: user + system seconds of the SSM commands' processes and their children (the scripts and the
   Slurm commands they run; `getrusage(RUSAGE_CHILDREN)` of the local head node's process), then of slurmctld,
   slurmdbd and mariadbd with their waited-for children (`/proc/<pid>/stat`), then, with the push, of the hook's
-  runs: its senders detach from slurmctld (double fork), so one run's CPU is measured after the window (the
-  installed hook run {HOOK_PROBE_RUNS} times under a child subreaper) and multiplied by the events delivered.
+  runs: its sender detaches from slurmctld (setsid), so one job change's CPU is measured after the window (the
+  installed hook run {HOOK_PROBE_RUNS} times at once under a child subreaper, its sender included) and multiplied
+  by the job changes delivered.
 - **slurmctld RPCs**: `sdiag`'s RPCs by message type, reset when the window starts, sdiag's own excluded.
 - **transitions**: states entered in each job's execution history; **history events**: all of its events.
 - **detection**: from Slurm's End (sacct, whole seconds) to the first scan of the jobs table (every
@@ -311,10 +312,14 @@ def run_design(design: str, jobs: int, index: int, say: Callable[[str], None]) -
         watcher.join()
         memory.stop()
         sampler.join()
-        hook_runs = sum(d.rule_name.startswith("SweepJobsFunction") for d in cloud.event_delivery.deliveries)
+        pushes = [d for d in cloud.event_delivery.deliveries if d.rule_name.startswith("SweepJobsFunction")]
+        hook_runs = sum(len(d.event.get("detail", {}).get("jobs", [])) for d in pushes)
         hook_seconds = push_hook_cpu_seconds_per_run(stack) * hook_runs if push else 0.0
         if push:
-            notes.append(f"push hook: {hook_runs} events delivered, {hook_seconds / max(hook_runs, 1):.3f} CPU s each")
+            notes.append(
+                f"push hook: {hook_runs} job changes in {len(pushes)} events delivered, "
+                f"{hook_seconds / max(hook_runs, 1):.3f} CPU s each (hook and sender; {HOOK_PROBE_RUNS} at once)"
+            )
         by_action = commands_by_action(cloud)
         invocations = Counter(entry.function_logical_id for entry in cloud.runtime.invocations)
         transitions, events_per_job, lost = [], [], 0
@@ -334,6 +339,8 @@ def run_design(design: str, jobs: int, index: int, say: Callable[[str], None]) -
             if job_id in watch.seen and len(ends.get(job_id, [])) == 1
         ]
         notes.extend(detection_breakdown(cloud, histories, watch.seen, ends))
+        if push:
+            notes.extend(push_breakdown(cloud, slurm_job_ids(cloud), watch.seen, ends))
         if len(detection) < len(job_ids):
             notes.append(f"{len(job_ids) - len(detection)} jobs without a single Slurm End and a terminal record")
         not_succeeded = Counter(status for status in statuses.values() if status != "SUCCEEDED")
@@ -426,6 +433,54 @@ def detection_breakdown(
     for action, (queued, ran) in head_node_seconds(cloud).items():
         lines.append(f"{action} commands on the head node: queued {p50_p95(queued)}, ran {p50_p95(ran)} (p50 / p95)")
     return lines
+
+
+def slurm_job_ids(cloud) -> dict[str, str]:
+    """The API job of each Slurm job id, from the jobs table."""
+    dynamodb = cloud.client("dynamodb")
+    pages = dynamodb.get_paginator("scan").paginate(
+        TableName=cloud.table_name, ProjectionExpression="jobId, slurmJobId"
+    )
+    return {
+        item["slurmJobId"]["S"]: item["jobId"]["S"] for page in pages for item in page["Items"] if "slurmJobId" in item
+    }
+
+
+def push_breakdown(
+    cloud, api_jobs: dict[str, str], seen: dict[str, float], ends: dict[str, list[datetime]]
+) -> list[str]:
+    """Where a pushed end's detection time goes: Slurm's End to the hook's record of it (its pushedAt), to the
+    SweepJobs invocation of the event that carried it, to the start of the first sweep that began after the record,
+    and from that start to the record seen terminal."""
+    invocations = cloud.runtime.invocations_of("SweepJobsFunction")
+    sweep_starts = sorted(
+        entry.started_at.timestamp()
+        for entry in invocations
+        if isinstance(entry.result, dict) and not entry.result.get("coalesced")
+    )
+    to_push, to_invoke, to_sweep, to_seen = [], [], [], []
+    for entry in invocations:
+        detail = entry.event.get("detail", {}) if isinstance(entry.event, dict) else {}
+        for change in detail.get("jobs", []):
+            job_id = api_jobs.get(str(change.get("slurmJobId")))
+            if change.get("state") != "ENDED" or job_id not in seen or len(ends.get(job_id, [])) != 1:
+                continue
+            pushed = datetime.fromisoformat(change["pushedAt"].replace("Z", "+00:00")).timestamp()
+            to_push.append(pushed - ends[job_id][0].timestamp())
+            to_invoke.append((entry.requested_at or entry.started_at).timestamp() - pushed)
+            after = next((start for start in sweep_starts if start >= pushed), None)
+            if after is not None:
+                to_sweep.append(after - pushed)
+                to_seen.append(seen[job_id] - after)
+
+    def p50_p95(values: list[float]) -> str:
+        return " / ".join(f"{percentile(values, q):.1f} s" if values else "—" for q in (0.5, 0.95))
+
+    return [
+        f"pushed ends ({len(to_push)}), p50 / p95: End to the hook's record {p50_p95(to_push)}, to its event's "
+        f"SweepJobs invocation {p50_p95(to_invoke)}, to the next sweep's start {p50_p95(to_sweep)}, that start to "
+        f"the record seen terminal {p50_p95(to_seen)}"
+    ]
 
 
 # How a Task state's attempt ends, by history event type; an AwaitNews that ends otherwise is a safety poll's cause.

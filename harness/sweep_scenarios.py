@@ -219,11 +219,12 @@ class HeldSweep:
                 for i in invocations
                 if i.started_at <= released and i.started_at.timestamp() + i.duration_seconds >= released.timestamp()
             ]
-            pushed_ends = (
-                [d for d in cloud.event_delivery.deliveries if d.event.get("detail", {}).get("state") == "ENDED"]
-                if cloud.event_delivery is not None
-                else []
-            )
+            pushed_ends = [  # the job ends the hook's events carried
+                change
+                for delivery in (cloud.event_delivery.deliveries if cloud.event_delivery is not None else ())
+                for change in delivery.event.get("detail", {}).get("jobs", [])
+                if change.get("state") == "ENDED"
+            ]
             result = ScenarioResult(
                 key=self.key,
                 title=self.title,
@@ -320,7 +321,7 @@ TWICE = "delivered twice"
 
 @dataclass(frozen=True)
 class PushFault:
-    """What becomes of every push event (STARTING and ENDED) of some jobs."""
+    """What becomes of every push event of some jobs (the events that carry their starts and ends)."""
 
     kind: str  # LOST, DELAYED (until the job's workflow has ended) or TWICE (a second delivery at once)
     jobs: Jobs
@@ -343,30 +344,40 @@ class PushDelivery:
         self._lock = threading.Lock()
         self._jobs_by_slurm_id: dict[str, str] = {}
         self._redelivered: set[str] = set()
-        self.counts = {LOST: 0, DELAYED: 0, TWICE: 0}
+        self.counts = {LOST: 0, DELAYED: 0, TWICE: 0}  # job changes (a start, an end) in the events so treated
+        self.events = {LOST: 0, DELAYED: 0, TWICE: 0}
         self.delayed_after_the_end: list[bool] = []
         self.threads: list[threading.Thread] = []
 
     def __call__(self, event: Any, context: LambdaContext, call_next: Handler) -> Any:
         push = head_node_push(event)
-        if push is None or push.detail.slurm_job_id is None:
+        if push is None or not push.detail.jobs:
             return call_next(event, context)
-        job_id = self._job_of(push.detail.slurm_job_id)
-        kind = self._kind_of.get(job_id or "")
+        # The hook's sender sends the changes it has at hand in one event: the jobs of one fault's row, which run
+        # one row after the other. An event whose jobs do not share a fault is delivered as it is.
+        job_ids = [self._job_of(slurm_job_id) for slurm_job_id in push.detail.slurm_job_ids]
+        kinds = {self._kind_of.get(job_id or "") for job_id in job_ids}
+        kind = kinds.pop() if len(kinds) == 1 else ""
+        known = [job_id for job_id in job_ids if job_id is not None]
+        changes = len(push.detail.jobs)
         if kind == LOST:
-            self._count(LOST)
+            self._count(LOST, changes)
             return {"dropped": True}  # the sweep never sees it
-        if kind == DELAYED and job_id is not None:
-            self._count(DELAYED)
-            _wait_for(lambda: _execution_ended(self._cloud, job_id), 90, "end of the delayed push's job")
+        if kind == DELAYED and known:
+            self._count(DELAYED, changes)
+
+            def ended() -> bool:
+                return all(_execution_ended(self._cloud, job_id) for job_id in known)
+
+            _wait_for(ended, 90, "end of the delayed push's jobs")
             with self._lock:
-                self.delayed_after_the_end.append(_execution_ended(self._cloud, job_id))
+                self.delayed_after_the_end.append(ended())
         if kind == TWICE:
             with self._lock:
                 first = event["id"] not in self._redelivered
                 self._redelivered.add(event["id"])
             if first:
-                self._count(TWICE)
+                self._count(TWICE, changes)
                 again = threading.Thread(target=self._cloud.runtime.invoke, args=(SWEEP, event), daemon=True)
                 with self._lock:
                     self.threads.append(again)
@@ -376,12 +387,13 @@ class PushDelivery:
     def settled(self) -> bool:
         """True once every delayed push has been delivered and every second delivery has ended."""
         with self._lock:
-            delayed_done = len(self.delayed_after_the_end) >= self.counts[DELAYED]
+            delayed_done = len(self.delayed_after_the_end) >= self.events[DELAYED]
             return delayed_done and not any(thread.is_alive() for thread in self.threads)
 
-    def _count(self, kind: str) -> None:
+    def _count(self, kind: str, changes: int) -> None:
         with self._lock:
-            self.counts[kind] += 1
+            self.counts[kind] += changes
+            self.events[kind] += 1
 
     def _job_of(self, slurm_job_id: str) -> str | None:
         """The API job of this Slurm job (its directory, as Slurm reports it; the record may not have it yet)."""
@@ -427,10 +439,11 @@ def push_faults(
                 "others delivered twice at once; the sweep's schedule does not fire"
             ),
             jobs=run.outcomes(timeout=WAIT_SECONDS),
-            faults_injected={f"pushes {kind}": count for kind, count in delivery.counts.items()},
+            faults_injected={f"job changes pushed, {kind}": count for kind, count in delivery.counts.items()},
             evidence={
                 "jobs_by_fault": {kind: sorted(j for j, k in kind_of.items() if k == kind) for kind in delivery.counts},
                 "delayed_after_the_end": delivery.delayed_after_the_end,
+                "push_events_by_fault": dict(delivery.events),
                 "sweeps": _sweep_totals(sweeps),
             },
         )

@@ -341,12 +341,12 @@ class SlurmCluster:
             self.conf_path: (self._slurm_conf(detect_node()), 0o644),
             self.dbd_conf_path: (self._slurmdbd_conf() if self.accounting else None, 0o600),
             self.cgroup_conf_path: (cgroup_conf if self.constrain_memory else None, 0o644),
-            self.push_hook_path: (
-                push_hook_program.installed_text(PUSH_HOOK_SOURCE.read_text(), PUSH_HOOK_PYTHON)
-                if self.push_hook
-                else None,
-                0o755,
-            ),
+            **{
+                self.push_hook_dir / name: (text if self.push_hook else None, mode)
+                for name, (text, mode) in push_hook_program.installed_files(
+                    PUSH_HOOK_SOURCE.read_text(), PUSH_HOOK_PYTHON
+                ).items()
+            },
         }
 
     def _slurm_conf(self, node: NodeTopology) -> str:

@@ -158,6 +158,8 @@ class LocalStack:
                 self.parameters["ClusterName"],
                 "--install-dir",
                 str(self.cluster.push_hook_dir),
+                "--slurm-user",
+                "root",  # the local cluster's SlurmUser
                 "--endpoint-url",
                 cloud.endpoint_url,
                 "--imds-url",

@@ -36,8 +36,9 @@ def test_a_schedules_event_always_sweeps() -> None:
 
 
 def test_a_push_parses_its_detail() -> None:
-    push = head_node_push(push_event(slurmJobId="42"))
-    assert push is not None and push.detail.pushed_at == PUSHED_AT and push.detail.slurm_job_id == "42"
+    jobs = [{"slurmJobId": "42", "state": "ENDED", "exitCode": "0:0"}, {"slurmJobId": "43", "state": "STARTING"}]
+    push = head_node_push(push_event(jobs=jobs))
+    assert push is not None and push.detail.pushed_at == PUSHED_AT and push.detail.slurm_job_ids == ["42", "43"]
 
 
 @pytest.mark.parametrize(

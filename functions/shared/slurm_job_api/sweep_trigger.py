@@ -1,9 +1,10 @@
 """What starts a sweep, and whether a push from the head node still needs one (pure: no AWS import).
 
 The SweepJobs function runs on its schedule and on every "Slurm Job State Change" the head node's push hook
-publishes (functions/shared/slurm_job_api/push_hook.py). A push says only that something happened to a job at
-``pushedAt``; a sweep that started after that moment has seen it already, so the push is answered without another
-head-node command. A burst of job ends (an array finishing) then costs a few sweeps, not one per job. The head node's
+publishes (functions/shared/slurm_job_api/push_hook.py: one event for the changes of one or more jobs). A push says
+only that something happened to those jobs by ``pushedAt``; a sweep that started after that moment has seen it
+already, so the push is answered without another head-node command. A burst of job ends (an array finishing) then
+costs a few pushes and sweeps, not one per job. The head node's
 clock and Lambda's may differ a little: a sweep counts only when it started PUSH_CLOCK_MARGIN after the push (a skew
 larger than that costs one more sweep, never a missed end; and the scheduled sweep comes anyway).
 
@@ -34,13 +35,29 @@ START_PUSH_SPACING = timedelta(seconds=10)
 TICK_SKIP_SHARE = 0.5  # of the schedule's period
 
 
+class PushedJob(BaseModel):
+    """One job's change among those of a push."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    slurm_job_id: str = Field(alias="slurmJobId")
+    state: Literal["STARTING", "ENDED"]
+
+
 class PushDetail(BaseModel):
+    """A push: the changes the head node's sender had at hand, its state the most urgent of theirs (ENDED before
+    STARTING) and its time the latest."""
+
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     cluster_name: str = Field(alias="clusterName")
     state: Literal["STARTING", "ENDED"]
     pushed_at: datetime = Field(alias="pushedAt")
-    slurm_job_id: str | None = Field(default=None, alias="slurmJobId")
+    jobs: list[PushedJob] = Field(default_factory=list, max_length=1000)
+
+    @property
+    def slurm_job_ids(self) -> list[str]:
+        return [job.slurm_job_id for job in self.jobs]
 
 
 class HeadNodePush(BaseModel):
