@@ -21,6 +21,9 @@
   an UpdateItem in another of the server's threads that removes a key in between (a job leaving ActiveJobsIndex as
   it ends) makes the Query fail with a KeyError (HTTP 500), where DynamoDB answers with the index as it was. The
   fix reads each item's keys once and leaves out an item that no longer has them.
+- A Query or Scan iterates over the table's items and each item's attributes while an UpdateItem in another thread
+  adds or removes some: "dictionary changed size during iteration" (HTTP 500), where DynamoDB answers. The fix
+  iterates over a snapshot of each (``list()`` of a dict is one step for the other threads).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 import botocore.session
 from botocore.exceptions import ClientError
+from moto.dynamodb.models.dynamo_type import Item, bytesize
 from moto.dynamodb.models.table import Table
 from moto.stepfunctions.parser.api import HistoryEventType, LambdaFunctionFailedEventDetails, TaskTimedOut
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
@@ -132,6 +136,20 @@ def _sorted_items(self, hash_key_attrs, range_key_attrs, items):
     return items
 
 
+def _item_size(self) -> int:
+    return sum(bytesize(key) + value.size() for key, value in list(self.attrs.items()))
+
+
+def _all_items(self) -> list:
+    items = []
+    for hash_set in list(self.items.values()):
+        if self.range_key_attr:
+            items.extend(list(hash_set.values()))
+        else:
+            items.append(hash_set)
+    return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+
+
 def install() -> None:
     """Applies the fixes to this process's moto (idempotent)."""
     global _installed
@@ -142,4 +160,6 @@ def install() -> None:
         _Pool.heartbeat = _heartbeat
         _CallbackTask._wait_for_task_token_heartbeat = _wait_for_task_token_heartbeat
         Table.sorted_items = _sorted_items
+        Table.all_items = _all_items
+        Item.size = _item_size
         _installed = True

@@ -1,5 +1,5 @@
 """local_stack/moto_fixes.py: moto's Step Functions callbacks refuse a task token whose task was already closed; a
-DynamoDB index query outlives an item that leaves the index while it runs."""
+DynamoDB index query outlives an item that leaves the index while it runs, and an item's size one that grows."""
 
 from __future__ import annotations
 
@@ -71,3 +71,25 @@ def test_an_index_query_leaves_out_an_item_whose_key_was_removed_while_it_ran():
     del items[1].attrs["active"]  # an UpdateItem's REMOVE, between the query's pick and its sort
     kept = table.sorted_items(["active", "jobId"], [None, None], items)
     assert [item.attrs["jobId"].value for item in kept] == ["b", "c"]
+
+
+def test_an_items_size_is_read_while_another_thread_adds_an_attribute():
+    moto_fixes.install()
+    table = Table(
+        "jobs",
+        account_id="123456789012",
+        region="us-east-1",
+        schema=[{"AttributeName": "jobId", "KeyType": "HASH"}],
+        attr=[{"AttributeName": "jobId", "AttributeType": "S"}],
+    )
+    table.put_item({"jobId": {"S": "a"}, "status": {"S": "RUNNING"}})
+    item = table.get_item(DynamoType({"S": "a"}))
+
+    class Growing(DynamoType):
+        def size(self) -> int:  # an UpdateItem's SET of a new attribute, while the size is summed
+            item.attrs.setdefault("endedAt", DynamoType({"S": "2026-12-08T00:00:00Z"}))
+            return super().size()
+
+    item.attrs["status"] = Growing({"S": "COMPLETED"})
+    assert item.size() > 0 and "endedAt" in item.attrs
+    assert [found.attrs["jobId"].value for found in table.all_items()] == ["a"]

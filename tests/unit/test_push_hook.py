@@ -383,3 +383,48 @@ def test_install_refuses_a_slurm_user_that_does_not_exist(tmp_path: Path, user: 
 def test_a_configuration_that_is_not_valid_is_refused(values: dict) -> None:
     with pytest.raises(ValueError):
         push_hook.HookConfig(values)
+
+
+# ----- the oldest python3 of a ParallelCluster head node ------------------------------------------------------------
+
+PYTHON37 = sorted(Path.home().glob(".pyenv/versions/3.7*/bin/python3.7"))
+# Sends two recorded changes through the sender's loop with a publisher that prints what it was given, and signs it.
+SENDER_DRIVER = r"""
+import fcntl, json, os, sys
+namespace = {"__name__": "push_hook"}
+exec(compile(open(sys.argv[1]).read(), sys.argv[1], "exec"), namespace)
+var = sys.argv[2]
+os.makedirs(os.path.join(var, "events"))
+for name in ("2026-12-03T12:00:00.123Z_STARTING_5___", "2026-12-03T12:00:01.000Z_ENDED_6_6_0_3:0"):
+    open(os.path.join(var, "events", name), "w").close()
+config = namespace["HookConfig"]({"eventBusName": "b", "region": "us-east-1", "clusterName": "demo"})
+sent = []
+class Publisher:
+    def publish(self, entries):
+        sent.extend(entries)
+lock = os.open(os.path.join(var, "sender.lock"), os.O_WRONLY | os.O_CREAT)
+fcntl.flock(lock, fcntl.LOCK_EX)
+clock = iter(range(0, 100))
+namespace["send_recorded"](config, var, lock, Publisher(), clock=lambda: next(clock), sleep=lambda s: None)
+now = namespace["datetime"].datetime(2026, 12, 3, 12, 0, 2, tzinfo=namespace["datetime"].timezone.utc)
+request = namespace["signed_put_events"](config, sent, ("AK", "secret", "token"), now)
+left = os.listdir(os.path.join(var, "events"))
+print(json.dumps({"sent": sent, "authorization": request.get_header("Authorization"), "left": left}))
+"""
+
+
+@pytest.mark.skipif(not PYTHON37, reason="no Python 3.7 under pyenv")
+def test_the_sender_runs_on_python_3_7_as_it_does_here(tmp_path: Path) -> None:
+    program = push_hook.__file__
+    answers = [
+        json.loads(
+            subprocess.run(
+                [python, "-IS", "-c", SENDER_DRIVER, program, str(tmp_path / name)],
+                capture_output=True, text=True, check=True, timeout=30,
+            ).stdout
+        )
+        for python, name in ((str(PYTHON37[-1]), "py37"), ("/usr/bin/python3", "here"))
+    ]  # fmt: skip
+    assert answers[0] == answers[1]
+    (entry,) = answers[0]["sent"]
+    assert json.loads(entry["Detail"])["state"] == "ENDED" and answers[0]["left"] == []
