@@ -49,14 +49,21 @@ def test_a_token_whose_heartbeat_timed_out_is_refused(pool):
     )
 
 
-def test_an_index_query_leaves_out_an_item_whose_key_was_removed_while_it_ran():
+def jobs_table(**indexes: object) -> Table:
+    """A moto table keyed by jobId, with the fixes installed."""
     moto_fixes.install()
-    table = Table(
+    return Table(
         "jobs",
         account_id="123456789012",
         region="us-east-1",
         schema=[{"AttributeName": "jobId", "KeyType": "HASH"}],
         attr=[{"AttributeName": "jobId", "AttributeType": "S"}, {"AttributeName": "active", "AttributeType": "S"}],
+        **indexes,
+    )
+
+
+def test_an_index_query_leaves_out_an_item_whose_key_was_removed_while_it_ran():
+    table = jobs_table(
         global_indexes=[
             {
                 "IndexName": "active",
@@ -74,14 +81,7 @@ def test_an_index_query_leaves_out_an_item_whose_key_was_removed_while_it_ran():
 
 
 def test_an_items_size_is_read_while_another_thread_adds_an_attribute():
-    moto_fixes.install()
-    table = Table(
-        "jobs",
-        account_id="123456789012",
-        region="us-east-1",
-        schema=[{"AttributeName": "jobId", "KeyType": "HASH"}],
-        attr=[{"AttributeName": "jobId", "AttributeType": "S"}],
-    )
+    table = jobs_table()
     table.put_item({"jobId": {"S": "a"}, "status": {"S": "RUNNING"}})
     item = table.get_item(DynamoType({"S": "a"}))
 
