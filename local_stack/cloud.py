@@ -51,6 +51,7 @@ from local_stack.lambda_runtime import (
     DEFAULT_ENVIRONMENTS_PER_FUNCTION,
     LOCAL_ACCESS_KEY_ID,
     LOCAL_SECRET_ACCESS_KEY,
+    InvocationResult,
     LambdaRuntime,
 )
 from local_stack.scheduler import LocalScheduler
@@ -219,8 +220,11 @@ class LocalCloud:
             raise
 
     def _invoke_scheduled(self, function_logical_id: str, event: Any) -> None:
-        """A schedule's invocation; a function error raises (the scheduler counts it as failed)."""
-        result = self._runtime.invoke(function_logical_id, event)
+        """A schedule's invocation (asynchronous, as EventBridge Scheduler's: retried while throttled); a function
+        error or a drop raises (the scheduler counts it as failed)."""
+        result = self._runtime.invoke_async(function_logical_id, event)
+        if result is None:
+            raise ScheduledInvocationFailed(f"{function_logical_id}: throttled until dropped")
         if result.function_error is not None:
             raise ScheduledInvocationFailed(f"{function_logical_id}: {result.payload[:2000].decode(errors='replace')}")
 
@@ -229,8 +233,10 @@ class LocalCloud:
         function = next((f for f in self.model.functions.values() if f.arn == function_arn), None)
         if function is None:
             return "ResourceNotFoundException"
-        error, _ = self._invoke_function(function.logical_id, event)
-        return error
+        result = self._runtime.invoke_async(function.logical_id, event)  # EventBridge invokes Lambda asynchronously
+        if result is None:
+            return "TooManyRequestsException"
+        return _function_error(result)
 
     def _stream_delivery(self) -> LocalStreamDelivery:
         """The template's DynamoDB stream event sources, each with its table's stream."""
@@ -257,14 +263,12 @@ class LocalCloud:
         """A function invoked synchronously (a rule's target, a stream's function): (its error type or None, its
         answer)."""
         result = self._runtime.invoke(function_logical_id, event)
-        answer = json.loads(result.payload) if result.payload else None
-        if result.function_error is None:
-            return None, answer
-        error = answer.get("errorType") if isinstance(answer, dict) else None
-        return str(error or result.function_error), answer
+        return _function_error(result), json.loads(result.payload) if result.payload else None
 
     def stop(self) -> None:
         """Stop everything started, reset moto and restore the environment; safe to call more than once."""
+        if self._runtime is not None:
+            self._runtime.stop_retrying()  # the deliveries that wait to be tried again end now
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
@@ -575,3 +579,12 @@ class LocalCloud:
             ],
         )
         return reservation["Instances"][0]["InstanceId"]
+
+
+def _function_error(result: InvocationResult) -> str | None:
+    """The invocation's error type (the handler's errorType, else Lambda's FunctionError), or None."""
+    if result.function_error is None:
+        return None
+    answer = json.loads(result.payload) if result.payload else None
+    error = answer.get("errorType") if isinstance(answer, dict) else None
+    return str(error or result.function_error)

@@ -46,7 +46,11 @@ served, for one to be free; one that has waited THROTTLE_AFTER_SECONDS with none
 ending meanwhile is throttled: :class:`TooManyRequests` from :meth:`LambdaRuntime.invoke`, and Invoke answers 429
 ``TooManyRequestsException`` with Lambda's ``Reason`` (ReservedFunctionConcurrentInvocationLimitExceeded for a
 function with reserved concurrency), which Step Functions names ``Lambda.TooManyRequestsException`` (the state
-machine retries it).
+machine retries it). An asynchronous invocation (the Event invocation type, an EventBridge rule's target, a
+schedule's) is not lost when throttled: as Lambda's event queue does, :meth:`LambdaRuntime.invoke_async` tries it
+again, 1 s later and then twice as long each time up to 5 minutes, until the event is the function's
+``EventInvokeConfig`` ``MaximumEventAgeInSeconds`` old (6 h by default), and only then drops it
+(https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html).
 
 Tests inject faults with :meth:`LambdaRuntime.intercepted` (interceptors run in this process, around the call into
 the environment) and :meth:`LambdaRuntime.failing_inits` (the next cold starts of a function fail in the environment,
@@ -111,6 +115,8 @@ _INIT_POLL_SECONDS = 0.05
 DEFAULT_ENVIRONMENTS_PER_FUNCTION = 4
 # How long an invocation waits for an environment of its function, with none freed meanwhile, before it is throttled.
 THROTTLE_AFTER_SECONDS = 20.0
+ASYNC_RETRY_FIRST_SECONDS = 1.0  # a throttled asynchronous event is tried again after this, then twice as long ...
+ASYNC_RETRY_MOST_SECONDS = 300.0  # ... up to this between two tries
 # The Retry-After of a throttled Invoke's answer.
 THROTTLED_RETRY_AFTER_SECONDS = 1
 _FORKSERVER = multiprocessing.get_context("forkserver")
@@ -490,6 +496,8 @@ class LambdaRuntime:
         self._init_faults_injected: dict[str, int] = {}
         self._inits_retried: dict[str, int] = {}
         self._throttles: dict[str, int] = {}
+        self._async_dropped: dict[str, int] = {}
+        self._retrying = threading.Event()  # set: throttled asynchronous events are dropped, not retried
         self._peak_environments: dict[str, int] = {}
         self._starting: dict[str, int] = {}  # environments in their init, not yet in _environments
         self._accepting = True  # until uninstalled
@@ -509,8 +517,14 @@ class LambdaRuntime:
             LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
             LambdaRuntime._installed = self
 
+    def stop_retrying(self) -> None:
+        """Throttled asynchronous events are dropped from now on (the cloud is stopping), those waiting to be tried
+        again at once."""
+        self._retrying.set()
+
     def uninstall(self) -> None:
         """Undo :meth:`install` and end every execution environment; the runtime runs nothing afterwards."""
+        self.stop_retrying()
         with LambdaRuntime._install_lock:
             if LambdaRuntime._installed is self:
                 LambdaSimpleBackend.invoke = _MOTO_INVOKE  # type: ignore[method-assign]
@@ -611,6 +625,11 @@ class LambdaRuntime:
         with self._lock:
             return self._throttles.get(function_logical_id, 0)
 
+    def async_dropped(self, function_logical_id: str) -> int:
+        """How many asynchronous events of the function were dropped, throttled until too old (or at the stop)."""
+        with self._lock:
+            return self._async_dropped.get(function_logical_id, 0)
+
     # ----- invoking ---------------------------------------------------------------------------------------------
 
     def invoke(
@@ -637,6 +656,27 @@ class LambdaRuntime:
             return self._invoke(function, event, invoked_function_arn, requested_at)
         finally:
             gate.leave()
+
+    def invoke_async(
+        self, function_logical_id: str, event: Any, *, invoked_function_arn: str | None = None
+    ) -> InvocationResult | None:
+        """Run the function's handler as Lambda runs an asynchronous event: a throttled try is repeated, 1 s later
+        and then twice as long each time (at most ASYNC_RETRY_MOST_SECONDS), while the event is younger than the
+        function's MaximumEventAgeInSeconds; None when it was dropped."""
+        function = self._function(function_logical_id)
+        received = time.monotonic()
+        pause = ASYNC_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                return self.invoke(function_logical_id, event, invoked_function_arn=invoked_function_arn)
+            except TooManyRequests:
+                too_old = time.monotonic() + pause - received > function.maximum_event_age_seconds
+                if too_old or self._retrying.wait(pause):
+                    with self._lock:
+                        self._async_dropped[function_logical_id] = self._async_dropped.get(function_logical_id, 0) + 1
+                    logger.warning("an asynchronous event of %s was throttled until dropped", function_logical_id)
+                    return None
+                pause = min(2 * pause, ASYNC_RETRY_MOST_SECONDS)
 
     def _invoke(
         self, function: FunctionSpec, event: Any, invoked_function_arn: str | None, requested_at: datetime
@@ -809,11 +849,8 @@ class LambdaRuntime:
         return result.payload
 
     def _invoke_event(self, function_logical_id: str, event: Any, *, invoked_function_arn: str) -> None:
-        """An asynchronous invocation; a throttled one is dropped here (Lambda would retry it for a while)."""
-        try:
-            self.invoke(function_logical_id, event, invoked_function_arn=invoked_function_arn)
-        except TooManyRequests:
-            logger.warning("an asynchronous invocation of %s was throttled and dropped", function_logical_id)
+        """An asynchronous invocation (Event): retried while throttled (:meth:`invoke_async`)."""
+        self.invoke_async(function_logical_id, event, invoked_function_arn=invoked_function_arn)
 
     def _resolve(self, function_name: str, qualifier: str | None) -> tuple[FunctionSpec | None, str]:
         """Our function for a FunctionName (name, ARN or partial ARN, maybe ``:qualifier``) and the invoked ARN."""

@@ -29,6 +29,8 @@ URL_SUFFIX = "amazonaws.com"
 
 # SAM defaults for AWS::Serverless::Function (https://docs.aws.amazon.com/serverless-application-model/).
 DEFAULT_FUNCTION_TIMEOUT_SECONDS = 3
+# Lambda keeps an asynchronous event this long by default (EventInvokeConfig MaximumEventAgeInSeconds: 60 to 21600).
+DEFAULT_MAXIMUM_EVENT_AGE_SECONDS = 6 * 3600
 DEFAULT_FUNCTION_MEMORY_MB = 128
 # SAM's implicit API (function Api events without RestApiId) and its stage.
 IMPLICIT_API_LOGICAL_ID = "ServerlessRestApi"
@@ -627,6 +629,8 @@ class FunctionSpec:
     stream_sources: tuple[StreamSourceSpec, ...] = ()
     # ReservedConcurrentExecutions: at most this many execution environments at once (None: not reserved).
     reserved_concurrent_executions: int | None = None
+    # EventInvokeConfig's MaximumEventAgeInSeconds: how long an asynchronous event is retried while throttled.
+    maximum_event_age_seconds: int = DEFAULT_MAXIMUM_EVENT_AGE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -863,7 +867,16 @@ class TemplateModel:
             event_rules=tuple(self._event_rules(logical_id)),
             stream_sources=tuple(self._stream_sources(logical_id)),
             reserved_concurrent_executions=self._reserved_concurrency(logical_id),
+            maximum_event_age_seconds=self._maximum_event_age(logical_id),
         )
+
+    def _maximum_event_age(self, logical_id: str) -> int:
+        config = self._property(logical_id, "EventInvokeConfig") or {}
+        age = config.get("MaximumEventAgeInSeconds", DEFAULT_MAXIMUM_EVENT_AGE_SECONDS)
+        if not str(age).isdigit() or not 60 <= int(age) <= DEFAULT_MAXIMUM_EVENT_AGE_SECONDS:
+            where = f"Resources.{logical_id}.Properties.EventInvokeConfig.MaximumEventAgeInSeconds"
+            raise TemplateError(f"{where}: 60 to 21600 seconds, not {age!r}")
+        return int(age)
 
     def _reserved_concurrency(self, logical_id: str) -> int | None:
         reserved = self._property(logical_id, "ReservedConcurrentExecutions")

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from local_stack import lambda_runtime
 from local_stack.cloud import LocalCloud
 from local_stack.lambda_runtime import LambdaContext, LambdaRuntime, TooManyRequests
 from local_stack.ssm_head_node import LocalHeadNode
@@ -473,12 +474,19 @@ def handler(event, context):
 
 
 def held_runtime(
-    tmp_path: Path, *, reserved: int | None = None, bound: int | None = 2, throttle_after: float = 600
+    tmp_path: Path,
+    *,
+    reserved: int | None = None,
+    bound: int | None = 2,
+    throttle_after: float = 600,
+    event_age: int | None = None,
 ) -> LambdaRuntime:
     """A runtime with one function, Held, whose invocations each wait for the file ``release`` in their directory."""
     (tmp_path / "held").mkdir()
     (tmp_path / "held" / "app.py").write_text(HELD_HANDLER)
     reservation = "" if reserved is None else f", ReservedConcurrentExecutions: {reserved}"
+    if event_age is not None:
+        reservation += f", EventInvokeConfig: {{MaximumEventAgeInSeconds: {event_age}}}"
     (tmp_path / "template.yaml").write_text(
         "Resources:\n"
         "  Held: {Type: AWS::Serverless::Function, Properties: {CodeUri: held/, Runtime: python3.12,"
@@ -586,6 +594,57 @@ def test_an_invocation_that_waits_too_long_with_no_environment_freed_is_throttle
         runtime.uninstall()
     assert not (tmp_path / "started-late").exists()  # a throttled invocation never ran
     assert runtime.environments_created("Held") == 1
+
+
+def test_a_throttled_asynchronous_event_is_tried_again_until_it_runs(tmp_path: Path) -> None:
+    runtime = held_runtime(tmp_path, bound=1, throttle_after=0.1)
+    holder = Caller(runtime, tmp_path, "holder")
+    answers: list[Any] = []
+    try:
+        holder.start()
+        wait_until(lambda: (tmp_path / "started-holder").exists(), "the holder running")
+        late = threading.Thread(
+            target=lambda: answers.append(runtime.invoke_async("Held", {"directory": str(tmp_path), "name": "late"}))
+        )
+        late.start()
+        wait_until(lambda: runtime.throttles("Held") >= 2, "the event throttled, and throttled again a second later")
+        assert not (tmp_path / "started-late").exists() and answers == []
+        (tmp_path / "release").touch()
+        holder.join(120)
+        late.join(120)
+    finally:
+        runtime.uninstall()
+    assert (tmp_path / "started-late").exists() and answers[0].function_error is None
+    assert runtime.async_dropped("Held") == 0
+
+
+def test_a_throttled_asynchronous_event_is_dropped_once_too_old_or_when_the_runtime_stops(
+    tmp_path: Path, monkeypatch
+) -> None:
+    runtime = held_runtime(tmp_path, bound=1, throttle_after=0.1, event_age=60)
+    holder = Caller(runtime, tmp_path, "holder")
+    try:
+        holder.start()
+        wait_until(lambda: (tmp_path / "started-holder").exists(), "the holder running")
+        with monkeypatch.context() as patched:
+            patched.setattr(lambda_runtime, "ASYNC_RETRY_FIRST_SECONDS", 61.0)  # the next try would be too late
+            started = time.monotonic()
+            assert runtime.invoke_async("Held", {"directory": str(tmp_path), "name": "old"}) is None
+            assert time.monotonic() - started < 30 and runtime.async_dropped("Held") == 1
+        answers: list[Any] = []
+        waiting = threading.Thread(
+            target=lambda: answers.append(runtime.invoke_async("Held", {"directory": str(tmp_path), "name": "stop"}))
+        )
+        waiting.start()
+        wait_until(lambda: runtime.throttles("Held") >= 2, "the second event throttled")
+        runtime.stop_retrying()
+        waiting.join(30)
+        assert answers == [None] and runtime.async_dropped("Held") == 2
+    finally:
+        (tmp_path / "release").touch()
+        holder.join(120)
+        runtime.uninstall()
+    assert not (tmp_path / "started-old").exists() and not (tmp_path / "started-stop").exists()
 
 
 def test_a_throttled_invoke_is_lambdas_429_too_many_requests(cloud: LocalCloud) -> None:

@@ -291,3 +291,29 @@ def test_reserved_concurrency_is_read_from_the_function(tmp_path: Path) -> None:
     functions = TemplateModel(path, stack_name=STACK).functions
     assert functions["Reserved"].reserved_concurrent_executions == 1
     assert functions["Free"].reserved_concurrent_executions is None
+
+
+def test_the_maximum_event_age_is_read_from_the_functions_event_invoke_config(tmp_path: Path) -> None:
+    path = write_template(
+        tmp_path,
+        """
+        Resources:
+          Short:
+            Type: AWS::Serverless::Function
+            Properties:
+              {CodeUri: src/, Handler: app.handler, Runtime: python3.12, EventInvokeConfig: {MaximumEventAgeInSeconds: 60}}
+          Default:
+            Type: AWS::Serverless::Function
+            Properties: {CodeUri: src/, Handler: app.handler, Runtime: python3.12}
+          Wrong:
+            Type: AWS::Serverless::Function
+            Properties:
+              {CodeUri: src/, Handler: app.handler, Runtime: python3.12, EventInvokeConfig: {MaximumEventAgeInSeconds: 5}}
+        """,
+    )
+    model = TemplateModel(path, stack_name=STACK)
+    with pytest.raises(TemplateError, match=r"Wrong\.Properties\.EventInvokeConfig\.MaximumEventAgeInSeconds: 60 to"):
+        model.functions  # noqa: B018
+    (tmp_path / "template.yaml").write_text((tmp_path / "template.yaml").read_text().split("  Wrong:")[0])
+    functions = TemplateModel(path, stack_name=STACK).functions
+    assert (functions["Short"].maximum_event_age_seconds, functions["Default"].maximum_event_age_seconds) == (60, 21600)
