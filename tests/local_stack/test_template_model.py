@@ -301,14 +301,16 @@ def test_the_maximum_event_age_is_read_from_the_functions_event_invoke_config(tm
           Short:
             Type: AWS::Serverless::Function
             Properties:
-              {CodeUri: src/, Handler: app.handler, Runtime: python3.12, EventInvokeConfig: {MaximumEventAgeInSeconds: 60}}
+              {CodeUri: src/, Handler: app.handler, Runtime: python3.12,
+               EventInvokeConfig: {MaximumEventAgeInSeconds: 60}}
           Default:
             Type: AWS::Serverless::Function
             Properties: {CodeUri: src/, Handler: app.handler, Runtime: python3.12}
           Wrong:
             Type: AWS::Serverless::Function
             Properties:
-              {CodeUri: src/, Handler: app.handler, Runtime: python3.12, EventInvokeConfig: {MaximumEventAgeInSeconds: 5}}
+              {CodeUri: src/, Handler: app.handler, Runtime: python3.12,
+               EventInvokeConfig: {MaximumEventAgeInSeconds: 5}}
         """,
     )
     model = TemplateModel(path, stack_name=STACK)
