@@ -129,8 +129,9 @@ print(usage.ru_utime + usage.ru_stime)
 
 
 def push_hook_cpu_seconds_per_run(stack: LocalStack) -> float:
-    """CPU seconds one run of the installed push hook costs the head node, its detached sender included (the
-    probe's events reach the stack's bus like any other: they cost a sweep of no job)."""
+    """CPU seconds one run of the installed push hook costs the head node, its detached sender's share included
+    (HOOK_PROBE_RUNS runs at once, one sender for all; the probe's events reach the stack's bus like any other: they
+    cost a sweep of no job)."""
     done = subprocess.run(
         [sys.executable, "-c", HOOK_PROBE, str(stack.cluster.push_hook_path), str(HOOK_PROBE_RUNS)],
         capture_output=True, text=True, check=True, timeout=120,
@@ -372,6 +373,11 @@ def run_design(design: str, jobs: int, index: int, say: Callable[[str], None]) -
     return figures
 
 
+def p50_p95(values: list[float]) -> str:
+    """The median and 95th percentile of durations, as the notes print them."""
+    return " / ".join(f"{percentile(values, q):.1f} s" if values else "—" for q in (0.5, 0.95))
+
+
 def detection_breakdown(
     cloud, histories: dict[str, list[dict]], seen: dict[str, float], ends: dict[str, list[datetime]]
 ) -> list[str]:
@@ -407,9 +413,6 @@ def detection_breakdown(
         for entry in cloud.runtime.invocations_of("SweepJobsFunction")
         if isinstance(entry.result, dict) and entry.result.get("asked")
     ]
-
-    def p50_p95(values: list[float]) -> str:
-        return " / ".join(f"{percentile(values, q):.1f} s" if values else "—" for q in (0.5, 0.95))
 
     lines = [
         f"detection split (p50 / p95): End to the final PollJob's Invoke {p50_p95(to_invoke)} (negative: it was "
@@ -472,9 +475,6 @@ def push_breakdown(
             if after is not None:
                 to_sweep.append(after - pushed)
                 to_seen.append(seen[job_id] - after)
-
-    def p50_p95(values: list[float]) -> str:
-        return " / ".join(f"{percentile(values, q):.1f} s" if values else "—" for q in (0.5, 0.95))
 
     return [
         f"pushed ends ({len(to_push)}), p50 / p95: End to the hook's record {p50_p95(to_push)}, to its event's "

@@ -90,18 +90,19 @@ _USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 
 # What slurmctld runs. Every value it takes from the environment is checked against a pattern (digits; digits and
 # ":") before it becomes part of a file name; nothing is evaluated. PATH is set: slurmctld's scripts get a minimal
-# environment. `${0%/*}` is the install directory (slurm.conf names the hook by its absolute path).
-HOOK_SCRIPT = r"""#!/bin/sh
+# environment. `${0%/*}` is the install directory (slurm.conf names the hook by its absolute path). The @NAMES@ are
+# the constants above, filled in below: the hook and the sender name each file once.
+_HOOK_SCRIPT_TEMPLATE = r"""#!/bin/sh
 # slurm-job-api push hook (PrologSlurmctld / EpilogSlurmctld): records the job's change, starts the sender if none
 # runs, exits 0 at once. Written by push_hook.py install; see that program for the whole story.
 # All of it runs in a subshell: a failed redirection of a special builtin ends the subshell, never the hook with an
 # error (a failed PrologSlurmctld would requeue the job).
 (
     exec </dev/null >/dev/null 2>&1
-    PATH=/usr/sbin:/usr/bin:/sbin:/bin
+    PATH=@PATH@
     export PATH
     dir=${0%/*}
-    [ -r "$dir/push-hook.json" ] || exit 0
+    [ -r "$dir/@CONFIG@" ] || exit 0
     case ${SLURM_SCRIPT_CONTEXT:-} in
         prolog_slurmctld) state=STARTING ;;
         epilog_slurmctld) state=ENDED ;;
@@ -120,15 +121,22 @@ HOOK_SCRIPT = r"""#!/bin/sh
     case $exit_code in *[!0-9:]*) exit_code= ;; esac
     [ ${#exit_code} -le 32 ] || exit_code=
     now=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ) || exit 0
-    : >"$dir/var/events/${now}_${state}_${SLURM_JOB_ID}_${array_job}_${array_task}_${exit_code}" || exit 0
-    exec 9>>"$dir/var/sender.lock" || exit 0
+    : >"$dir/@EVENTS@/${now}_${state}_${SLURM_JOB_ID}_${array_job}_${array_task}_${exit_code}" || exit 0
+    exec 9>>"$dir/@LOCK@" || exit 0
     flock -n 9 || exit 0
     # setsid -f: the sender is forked straight into a session of its own, out of the hook's process group, which
     # slurmctld's script runner may kill once the hook has exited.
-    setsid -f "$dir/push-sender" send
+    setsid -f "$dir/@SENDER@" send
 )
 exit 0
 """
+HOOK_SCRIPT = (
+    _HOOK_SCRIPT_TEMPLATE.replace("@PATH@", HOOK_PATH)
+    .replace("@CONFIG@", CONFIG_NAME)
+    .replace("@EVENTS@", VAR_NAME + "/" + EVENTS_NAME)
+    .replace("@LOCK@", VAR_NAME + "/" + LOCK_NAME)
+    .replace("@SENDER@", SENDER_NAME)
+)
 
 
 class HookConfig:
@@ -312,8 +320,8 @@ def _iso(moment):
 
 
 def recorded_names(events_dir):
-    """The names in ``var/events``, oldest first (the hook's temporary or stray files: those not starting with a
-    digit, left alone)."""
+    """The names in ``var/events``, oldest first (a name not starting with a digit is none of the hook's: left
+    alone)."""
     try:
         return sorted(name for name in os.listdir(events_dir) if name[:1].isdigit())
     except FileNotFoundError:
